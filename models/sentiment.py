@@ -1,0 +1,25 @@
+"""Embedding → stacked LSTM → Dense softmax classifier over fixed-length, left-padded ids."""
+from __future__ import annotations
+
+import tf_keras
+
+
+def build_sentiment_model(config, vocabulary_size: int, sequence_length: int,
+                          num_labels: int) -> tf_keras.Model:
+    """Builds the classifier from a ModelConfig-like object.
+
+    The sequence length is part of the input shape so that the TFLite converter can emit
+    the fused UNIDIRECTIONAL_SEQUENCE_LSTM kernel.
+    """
+    ids = tf_keras.Input(shape=(sequence_length,), dtype="int32", name="token_ids")
+    hidden = tf_keras.layers.Embedding(vocabulary_size, config.embedding_dim,
+                                       name="embedding")(ids)
+    for index in range(config.lstm_layers):
+        last = index == config.lstm_layers - 1
+        hidden = tf_keras.layers.LSTM(config.lstm_units, return_sequences=not last,
+                                      name=f"lstm_{index}")(hidden)
+        if config.dropout:
+            hidden = tf_keras.layers.Dropout(config.dropout, name=f"dropout_{index}")(hidden)
+    probabilities = tf_keras.layers.Dense(num_labels, activation="softmax",
+                                          name="classifier")(hidden)
+    return tf_keras.Model(ids, probabilities, name="sentiment_lstm")

@@ -1,0 +1,271 @@
+"""Dataset resolution (local mirror first, then TFDS), row validation and splits.
+
+A registered name resolves from `<data_dir>/<name>/` before TFDS is asked; a file URI
+(`tsv:`, `csv:`, `jsonl:`) names one file that is split here with a fixed seed. Rows
+with no label, an unknown label or empty text are counted; too many of them is an error
+that names the file and the first offending lines.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.config import DataConfig
+
+FILE_SCHEMES = ("tsv", "csv", "jsonl")
+
+
+class DataError(RuntimeError):
+    """The data cannot be found or read; the message names the input and the fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RegisteredDataset:
+    mirror_files: dict[str, str]
+    text_columns: tuple[str, ...]
+    label_column: str
+    label_values: tuple[str, ...]
+    label_names: tuple[str, ...]
+    tfds_name: str
+    tfds_splits: dict[str, str]
+
+
+REGISTRY = {
+    # SST-2's shared copy spells the text column `sentence` in train and `content` in dev
+    # and test; GLUE's test split on TFDS has no labels, so TFDS's validation is our test.
+    "sst2": RegisteredDataset(
+        mirror_files={"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"},
+        text_columns=("sentence", "content"), label_column="label",
+        label_values=("0", "1"), label_names=("negative", "positive"),
+        tfds_name="glue/sst2", tfds_splits={"train": "train", "test": "validation"}),
+    "imdb_reviews": RegisteredDataset(
+        mirror_files={"train": "train.tsv", "test": "test.tsv"},
+        text_columns=("text",), label_column="label",
+        label_values=("0", "1"), label_names=("negative", "positive"),
+        tfds_name="imdb_reviews", tfds_splits={"train": "train", "test": "test"}),
+}
+
+
+@dataclasses.dataclass
+class Examples:
+    texts: list[str]
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, indices) -> "Examples":
+        return Examples([self.texts[i] for i in indices], self.labels[np.asarray(indices)])
+
+
+@dataclasses.dataclass
+class Splits:
+    train: Examples
+    validation: Examples
+    test: Examples
+    label_names: tuple[str, ...]
+    sources: dict[str, str]
+    malformed: dict[str, int]
+    validation_source: str
+
+
+def parse_file_uri(dataset: str) -> tuple[str, Path] | None:
+    scheme, sep, rest = dataset.partition(":")
+    if sep and scheme in FILE_SCHEMES:
+        return scheme, Path(rest).expanduser()
+    return None
+
+
+def check_dataset_name(dataset: str) -> None:
+    """Fails fast on a --dataset that is neither registered nor a file URI."""
+    if dataset in REGISTRY:
+        return
+    uri = parse_file_uri(dataset)
+    if uri is None:
+        raise DataError(f"--dataset={dataset} is not a registered name "
+                        f"({', '.join(sorted(REGISTRY))}) nor a file URI "
+                        f"({', '.join(s + ':PATH' for s in FILE_SCHEMES)})")
+    if not uri[1].is_file():
+        raise DataError(f"--dataset={dataset}: file {uri[1]} does not exist")
+
+
+def source_files(config: DataConfig) -> list[Path]:
+    """The local files a run reads (empty when the data comes from TFDS)."""
+    uri = parse_file_uri(config.dataset)
+    if uri:
+        return [uri[1]]
+    mirror = _mirror_dir(config)
+    if mirror is None:
+        return []
+    spec = REGISTRY[config.dataset]
+    return [mirror / name for name in spec.mirror_files.values()]
+
+
+def _mirror_dir(config: DataConfig) -> Path | None:
+    if not config.data_dir:
+        return None
+    folder = Path(config.data_dir).expanduser() / config.dataset
+    spec = REGISTRY[config.dataset]
+    if all((folder / name).is_file() for name in spec.mirror_files.values()):
+        return folder
+    return None
+
+
+def _read_rows(path: Path, scheme: str) -> tuple[list[str], list[tuple[int, dict]]]:
+    """Returns the column names and (line number, row) pairs of a delimited or JSONL file."""
+    if not path.is_file():
+        raise DataError(f"data file {path} does not exist")
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            if scheme == "jsonl":
+                rows = []
+                for number, line in enumerate(handle, start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError as error:
+                        raise DataError(f"{path}:{number}: not a JSON object ({error.msg}); "
+                                        "a jsonl file holds one JSON object per line") from None
+                    rows.append((number, row if isinstance(row, dict) else {}))
+                columns = sorted({key for _, row in rows for key in row})
+                return columns, rows
+            delimiter = "\t" if scheme == "tsv" else ","
+            quoting = csv.QUOTE_NONE if scheme == "tsv" else csv.QUOTE_MINIMAL
+            reader = csv.reader(handle, delimiter=delimiter, quoting=quoting)
+            header = next(reader, None)
+            if not header:
+                raise DataError(f"{path} is empty: expected a header line naming the columns")
+            rows = [(reader.line_num, dict(zip(header, values))) for values in reader]
+            return header, rows
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path} is not UTF-8 text ({error}); re-encode it as UTF-8") from None
+
+
+def _validated_examples(path: Path, scheme: str, text_columns: tuple[str, ...],
+                        label_column: str, label_values: tuple[str, ...] | None,
+                        max_malformed_fraction: float) -> tuple[Examples, int, tuple[str, ...]]:
+    columns, rows = _read_rows(path, scheme)
+    text_column = next((c for c in text_columns if c in columns), None)
+    if text_column is None or label_column not in columns:
+        raise DataError(f"{path}: expected a text column ({' or '.join(text_columns)}) and a "
+                        f"label column ({label_column}), found columns {columns}; set "
+                        "--text_column/--label_column")
+    if label_values is None:
+        label_values = tuple(sorted({str(r.get(label_column, "")).strip() for _, r in rows}
+                                    - {""}))
+    index = {value: i for i, value in enumerate(label_values)}
+    texts, labels, problems = [], [], []
+    for number, row in rows:
+        text = row.get(text_column)
+        label = row.get(label_column)
+        label = "" if label is None else str(label).strip()
+        if not label:
+            problems.append(f"line {number}: missing label")
+        elif label not in index:
+            problems.append(f"line {number}: label {label!r} is not one of {list(label_values)}")
+        elif text is None or not str(text).strip():
+            problems.append(f"line {number}: empty text")
+        else:
+            texts.append(str(text))
+            labels.append(index[label])
+    if rows and len(problems) > max_malformed_fraction * len(rows):
+        shown = "; ".join(problems[:5])
+        raise DataError(f"{path}: {len(problems)} of {len(rows)} rows are malformed, more than "
+                        f"--max_malformed_fraction={max_malformed_fraction} allows ({shown}). "
+                        "Fix the file or raise the threshold")
+    if not texts:
+        raise DataError(f"{path} holds no usable rows")
+    return Examples(texts, np.asarray(labels, dtype=np.int32)), len(problems), label_values
+
+
+def _split_off(examples: Examples, fraction: float, seed: int) -> tuple[Examples, Examples]:
+    order = np.random.default_rng(seed).permutation(len(examples))
+    cut = max(1, int(round(fraction * len(examples))))
+    return examples.subset(np.sort(order[cut:])), examples.subset(np.sort(order[:cut]))
+
+
+def _limit(examples: Examples, limit: int, seed: int) -> Examples:
+    if not limit or limit >= len(examples):
+        return examples
+    order = np.random.default_rng(seed).permutation(len(examples))
+    return examples.subset(np.sort(order[:limit]))
+
+
+def _load_tfds(config: DataConfig, spec: RegisteredDataset) -> dict[str, Examples]:
+    try:
+        import tensorflow_datasets as tfds
+        loaded = tfds.load(spec.tfds_name, split=list(spec.tfds_splits.values()),
+                           data_dir=config.tfds_data_dir or None,
+                           download=config.tfds_download)
+    except Exception as error:  # TFDS raises many types when offline or missing.
+        tried = (f"{Path(config.data_dir).expanduser() / config.dataset}"
+                 if config.data_dir else "(no --data_dir and no PIPELINE_DATA_DIR set)")
+        raise DataError(
+            f"dataset {config.dataset!r} was not found. Tried the local mirror {tried} "
+            f"(needs {', '.join(spec.mirror_files.values())}) and TFDS {spec.tfds_name!r} "
+            f"in {config.tfds_data_dir or 'the default TFDS data dir'} "
+            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}). "
+            "Put the files in <data_dir>/" + config.dataset + "/ and pass --data_dir (or set "
+            "PIPELINE_DATA_DIR), or run once with network access so TFDS can download it"
+        ) from None
+    text_key = "sentence" if "sst2" in spec.tfds_name else "text"
+    result = {}
+    for name, dataset in zip(spec.tfds_splits, loaded):
+        texts, labels = [], []
+        for row in dataset.as_numpy_iterator():
+            texts.append(row[text_key].decode("utf-8"))
+            labels.append(int(row["label"]))
+        result[name] = Examples(texts, np.asarray(labels, dtype=np.int32))
+    return result
+
+
+def load_splits(config: DataConfig) -> Splits:
+    """Reads, validates and splits the configured dataset into train/validation/test."""
+    check_dataset_name(config.dataset)
+    malformed: dict[str, int] = {}
+    sources: dict[str, str] = {}
+    uri = parse_file_uri(config.dataset)
+    if uri:
+        scheme, path = uri
+        labels = config.labels or None
+        examples, malformed[str(path)], label_values = _validated_examples(
+            path, scheme, (config.text_column,), config.label_column, labels,
+            config.max_malformed_fraction)
+        sources[str(path)] = "train/validation/test"
+        rest, test = _split_off(examples, config.test_fraction, config.seed)
+        train, validation = _split_off(rest, config.validation_fraction, config.seed + 1)
+        label_names, validation_source = label_values, "held out of the file"
+        parts = {"train": train, "validation": validation, "test": test}
+    else:
+        spec = REGISTRY[config.dataset]
+        label_names = spec.label_names
+        mirror = _mirror_dir(config)
+        if mirror is not None:
+            parts = {}
+            for split, name in spec.mirror_files.items():
+                path = mirror / name
+                parts[split], malformed[str(path)], _ = _validated_examples(
+                    path, "tsv", spec.text_columns, spec.label_column, spec.label_values,
+                    config.max_malformed_fraction)
+                sources[str(path)] = split
+        else:
+            parts = _load_tfds(config, spec)
+            sources[f"tfds:{spec.tfds_name}"] = ",".join(spec.tfds_splits)
+        if "validation" in parts:
+            validation_source = spec.mirror_files["validation"]
+        else:
+            parts["train"], parts["validation"] = _split_off(
+                parts["train"], config.validation_fraction, config.seed)
+            validation_source = (f"{config.validation_fraction:.0%} of train, held out with "
+                                 f"seed {config.seed}")
+    return Splits(
+        train=_limit(parts["train"], config.train_limit, config.seed),
+        validation=_limit(parts["validation"], config.eval_limit, config.seed),
+        test=_limit(parts["test"], config.eval_limit, config.seed),
+        label_names=tuple(label_names), sources=sources, malformed=malformed,
+        validation_source=validation_source)

@@ -1,0 +1,108 @@
+"""LiteRT (TFLite) helpers: run a .tflite file, time it, and read its weights back.
+
+The fused LSTM keeps its state between invocations, so every new sequence starts with
+`reset_all_variables()`.
+"""
+from __future__ import annotations
+
+import gzip
+import time
+from pathlib import Path
+
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+FUSED_LSTM = "UNIDIRECTIONAL_SEQUENCE_LSTM"
+# Inputs 1-4 of the fused LSTM are the input-to-gate weights (the Keras kernel split into
+# its four gates), inputs 5-8 the recurrent-to-gate weights (the recurrent kernel).
+LSTM_WEIGHT_INPUTS = {"kernel": range(1, 5), "recurrent_kernel": range(5, 9)}
+
+
+class Runner:
+    """Runs single examples through a .tflite classifier on a fixed number of threads."""
+
+    def __init__(self, path: Path, threads: int = 1):
+        self.path = Path(path)
+        try:
+            self.interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as error:
+            raise ValueError(f"{self.path} is not a loadable .tflite model ({error})") from None
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+
+    def __call__(self, ids: np.ndarray) -> np.ndarray:
+        self.interpreter.reset_all_variables()
+        self.interpreter.set_tensor(self.input["index"],
+                                    ids.reshape(self.input["shape"]).astype(self.input["dtype"]))
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.output["index"])[0].copy()
+
+    def predict(self, ids: np.ndarray) -> np.ndarray:
+        return np.stack([self(row) for row in ids])
+
+    def latency_ms(self, example: np.ndarray, runs: int, warmup: int = 20) -> dict:
+        for _ in range(warmup):
+            self(example)
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            self(example)
+            times.append((time.perf_counter() - start) * 1000.0)
+        return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)),
+                "runs": runs, "threads": 1}
+
+
+
+def _inspector(path: Path) -> Interpreter:
+    """An interpreter without delegates, so the op list is the model's own."""
+    interpreter = Interpreter(
+        model_path=str(path), num_threads=1,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def op_names(path: Path) -> list[str]:
+    return [op["op_name"] for op in _inspector(path)._get_ops_details()]
+
+
+def file_sizes(path: Path) -> dict:
+    raw = Path(path).read_bytes()
+    return {"bytes": len(raw), "gzip_bytes": len(gzip.compress(raw, compresslevel=9))}
+
+
+def weight_sparsity(path: Path, keras_layers: dict[str, list[str]]) -> dict[str, dict]:
+    """Zero fraction of each pruned Keras weight as stored in the .tflite file.
+
+    `keras_layers` maps a layer kind to the Keras layer names in model order; the i-th
+    GATHER / fused LSTM / FULLY_CONNECTED op belongs to the i-th embedding / LSTM / dense
+    layer. The LSTM's gate tensors are summed, so the fraction is element-weighted.
+    """
+    interpreter = _inspector(path)
+    seen = {"GATHER": 0, FUSED_LSTM: 0, "FULLY_CONNECTED": 0}
+    result = {}
+
+    def add(name: str, kind: str, tensor_indices) -> None:
+        values = [interpreter.get_tensor(i) for i in tensor_indices if i >= 0]
+        size = sum(v.size for v in values)
+        zeros = sum(int(np.count_nonzero(v == 0)) for v in values)
+        result[name] = {"kind": kind, "size": size, "zeros": zeros, "sparsity": zeros / size,
+                        "tensors": len(values)}
+
+    for op in interpreter._get_ops_details():
+        name = op["op_name"]
+        if name not in seen:
+            continue
+        position = seen[name]
+        seen[name] += 1
+        if name == "GATHER" and position < len(keras_layers.get("embedding", [])):
+            add(f"{keras_layers['embedding'][position]}/embeddings", "embedding",
+                [op["inputs"][0]])
+        elif name == FUSED_LSTM and position < len(keras_layers.get("lstm", [])):
+            for weight, positions in LSTM_WEIGHT_INPUTS.items():
+                add(f"{keras_layers['lstm'][position]}/{weight}", "lstm",
+                    [op["inputs"][i] for i in positions])
+        elif name == "FULLY_CONNECTED" and position < len(keras_layers.get("dense", [])):
+            add(f"{keras_layers['dense'][position]}/kernel", "dense", [op["inputs"][1]])
+    return result

@@ -1,0 +1,104 @@
+"""Pruning methods behind one small interface; no data, no files.
+
+`apply_pruning` wraps the layers a PruningConfig selects with tfmot's
+`prune_low_magnitude`, each with its own schedule; `strip` removes the wrappers and
+`weight_sparsity` measures what is left, per Keras weight.
+"""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow_model_optimization as tfmot
+import tf_keras
+
+from pipeline.config import PruningConfig
+
+sparsity = tfmot.sparsity.keras
+
+LAYER_KINDS = {
+    "embedding": tf_keras.layers.Embedding,
+    "lstm": tf_keras.layers.LSTM,
+    "dense": tf_keras.layers.Dense,
+}
+# The weights each layer kind prunes (tfmot's registry), by the suffix of their name.
+PRUNED_WEIGHTS = ("embeddings", "kernel", "recurrent_kernel")
+
+
+def layer_kind(layer) -> str | None:
+    layer = getattr(layer, "layer", layer)  # see through a pruning wrapper
+    for kind, cls in LAYER_KINDS.items():
+        if isinstance(layer, cls):
+            return kind
+    return None
+
+
+def resolve_end_step(config: PruningConfig, steps_per_epoch: int) -> int:
+    """The last step of the schedule: explicit, or the start of the final fine-tune epoch.
+
+    Leaving the last epoch at full sparsity lets the model recover before it is measured.
+    """
+    if config.end_step != -1:
+        return config.end_step
+    total = steps_per_epoch * config.epochs
+    end = steps_per_epoch * (config.epochs - 1) if config.epochs > 1 else int(0.7 * total)
+    return max(end, config.begin_step + 1)
+
+
+def _schedule(config: PruningConfig, target: float, end_step: int):
+    if config.schedule == "polynomial_decay":
+        return sparsity.PolynomialDecay(initial_sparsity=config.initial_sparsity,
+                                        final_sparsity=target, begin_step=config.begin_step,
+                                        end_step=end_step, frequency=config.frequency)
+    # constant and m_by_n: the mask is recomputed every `frequency` steps from begin_step.
+    return sparsity.ConstantSparsity(target, begin_step=config.begin_step,
+                                     end_step=end_step, frequency=config.frequency)
+
+
+def apply_pruning(model: tf_keras.Model, config: PruningConfig,
+                  steps_per_epoch: int) -> tf_keras.Model:
+    """Returns a clone of `model` whose selected layers are wrapped for magnitude pruning."""
+    targets = config.targets()
+    end_step = resolve_end_step(config, steps_per_epoch)
+
+    def wrap(layer):  # reuses the trained layer objects, so their weights carry over
+        kind = layer_kind(layer)
+        if kind not in targets:
+            return layer
+        options = {"pruning_schedule": _schedule(config, targets[kind], end_step)}
+        if config.schedule == "m_by_n":
+            options["sparsity_m_by_n"] = (config.m, config.n)
+        return sparsity.prune_low_magnitude(layer, **options)
+
+    return tf_keras.models.clone_model(model, clone_function=wrap)
+
+
+def callbacks(log_dir: str) -> list:
+    return [sparsity.UpdatePruningStep(), sparsity.PruningSummaries(log_dir=log_dir)]
+
+
+def strip(model: tf_keras.Model) -> tf_keras.Model:
+    return sparsity.strip_pruning(model)
+
+
+def load_scope():
+    """Custom-object scope under which a model with pruning wrappers can be loaded."""
+    return sparsity.prune_scope()
+
+
+def weight_sparsity(model: tf_keras.Model) -> dict[str, dict]:
+    """Zero fraction of every prunable weight of every embedding, LSTM and dense layer."""
+    result = {}
+    for layer in model.layers:
+        kind = layer_kind(layer)
+        if kind is None:
+            continue
+        inner = getattr(layer, "layer", layer)
+        for weight in inner.weights:
+            short = weight.name.split("/")[-1].split(":")[0]
+            if short not in PRUNED_WEIGHTS:
+                continue
+            values = weight.numpy()
+            zeros = int(np.count_nonzero(values == 0))
+            result[f"{inner.name}/{short}"] = {
+                "kind": kind, "size": int(values.size), "zeros": zeros,
+                "sparsity": zeros / values.size}
+    return result

@@ -1,0 +1,118 @@
+"""keras-nlp WordPiece tokenization inside tf.data, and the spec an app needs to match it.
+
+The vocabulary is learned from the training split only. Sequences are left-padded to a
+fixed length: the LSTM then reads the real tokens last, and TFLite gets a static shape
+for its fused LSTM kernel. `tokenizer_spec` writes down every step so that a client
+without TensorFlow (see `pipeline.reference_tokenizer`) reproduces the exact ids.
+"""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from pipeline.config import TokenizerConfig
+
+PAD_TOKEN = "[PAD]"
+OOV_TOKEN = "[UNK]"
+RESERVED_TOKENS = (PAD_TOKEN, OOV_TOKEN)
+SUFFIX_INDICATOR = "##"
+MAX_BYTES_PER_WORD = 100  # FastWordpieceTokenizer maps longer words to the OOV token.
+ENCODE_BATCH = 1024
+
+# Unicode Default_Ignorable_Code_Point (DerivedCoreProperties.txt), dropped by NFKC_Casefold.
+DEFAULT_IGNORABLE_RANGES = (
+    (0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160),
+    (0x17B4, 0x17B5), (0x180B, 0x180F), (0x200B, 0x200F), (0x202A, 0x202E),
+    (0x2060, 0x206F), (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF),
+    (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A),
+    (0xE0000, 0xE0FFF),
+)
+
+
+def _keras_nlp():
+    import keras_nlp  # Keras 3: imported lazily, only where text becomes ids.
+    return keras_nlp
+
+
+def build_vocabulary(texts: list[str], config: TokenizerConfig) -> list[str]:
+    """Learns a WordPiece vocabulary; [PAD] is id 0 and [UNK] id 1."""
+    dataset = tf.data.Dataset.from_tensor_slices(texts).batch(ENCODE_BATCH)
+    vocabulary = _keras_nlp().tokenizers.compute_word_piece_vocabulary(
+        dataset, vocabulary_size=config.vocabulary_size, lowercase=config.lowercase,
+        strip_accents=config.strip_accents, split_on_cjk=False,
+        suffix_indicator=SUFFIX_INDICATOR, reserved_tokens=list(RESERVED_TOKENS))
+    return list(vocabulary)
+
+
+def make_tokenizer(vocabulary: list[str], config: TokenizerConfig):
+    return _keras_nlp().tokenizers.WordPieceTokenizer(
+        vocabulary=vocabulary, lowercase=config.lowercase,
+        strip_accents=config.strip_accents, split_on_cjk=False,
+        suffix_indicator=SUFFIX_INDICATOR, oov_token=OOV_TOKEN, dtype="int32")
+
+
+def left_pad(tokens: tf.RaggedTensor, length: int) -> tf.Tensor:
+    """Keeps the first `length` ids of each row and pads on the left with id 0."""
+    dense = tokens.to_tensor(default_value=0, shape=[None, length])
+    kept = tf.minimum(tokens.row_lengths(), length)
+    shift = tf.cast(length - kept, tf.int32)[:, None]
+    source = tf.range(length, dtype=tf.int32)[None, :] - shift
+    gathered = tf.gather(dense, tf.maximum(source, 0), batch_dims=1)
+    return tf.where(source >= 0, gathered, tf.zeros_like(gathered))
+
+
+def encode(texts: list[str], vocabulary: list[str], config: TokenizerConfig) -> np.ndarray:
+    """Token ids [len(texts), max_length], tokenized by keras-nlp inside tf.data."""
+    tokenizer = make_tokenizer(vocabulary, config)
+    dataset = (tf.data.Dataset.from_tensor_slices(tf.constant(texts, dtype=tf.string))
+               .batch(ENCODE_BATCH)
+               .map(lambda batch: left_pad(tokenizer(batch), config.max_length)))
+    parts = list(dataset.as_numpy_iterator())
+    if not parts:
+        return np.zeros((0, config.max_length), dtype=np.int32)
+    return np.concatenate(parts).astype(np.int32)
+
+
+def tokenizer_spec(vocabulary: list[str], config: TokenizerConfig) -> dict:
+    """Everything a client needs to turn raw text into the model's input ids."""
+    return {
+        "algorithm": "wordpiece",
+        "vocabulary_file": "vocab.txt",
+        "vocabulary_size": len(vocabulary),
+        "steps": [
+            "1. strip_accents (if true): Unicode NFD, then delete every character of "
+            "general category Mn",
+            "2. split: walk the characters; whitespace ([\\t\\n\\f\\r ] only) and categories "
+            "Cc/Cf end a word and are dropped; punctuation (ASCII !-/ :-@ [-` {-~ and every "
+            "category P*) ends a word and is kept as a one-character word",
+            "3. lowercase (if true): each word is mapped with Unicode NFKC_Casefold "
+            "(NFKC, full case folding, NFKC again, then delete Default_Ignorable_Code_Point "
+            "characters, ranges below)",
+            "4. wordpiece: a word longer than max_bytes_per_word UTF-8 bytes is oov; "
+            "otherwise take the longest vocabulary entry that prefixes it, then repeatedly "
+            "the longest entry equal to suffix_indicator + a prefix of the rest; if some "
+            "rest matches nothing the whole word is one oov id",
+            "5. truncate: keep the first max_length ids",
+            "6. pad: add pad_id on the left up to max_length",
+        ],
+        "strip_accents": config.strip_accents,
+        "lowercase": config.lowercase,
+        "lowercase_mapping": "NFKC_Casefold",
+        "default_ignorable_ranges": [list(r) for r in DEFAULT_IGNORABLE_RANGES],
+        "whitespace": ["\t", "\n", "\f", "\r", " "],
+        "whitespace_categories": ["Cc", "Cf"],
+        "punctuation_ascii_ranges": [["!", "/"], [":", "@"], ["[", "`"], ["{", "~"]],
+        "punctuation_categories": ["Pc", "Pd", "Pe", "Pf", "Pi", "Po", "Ps"],
+        "split_on_cjk": False,
+        "suffix_indicator": SUFFIX_INDICATOR,
+        "max_bytes_per_word": MAX_BYTES_PER_WORD,
+        "pad_token": PAD_TOKEN,
+        "pad_id": vocabulary.index(PAD_TOKEN),
+        "oov_token": OOV_TOKEN,
+        "oov_id": vocabulary.index(OOV_TOKEN),
+        "special_tokens": list(RESERVED_TOKENS),
+        "max_length": config.max_length,
+        "truncation": "keep_first",
+        "padding": "left",
+        "input_dtype": "int32",
+    }

@@ -1,0 +1,89 @@
+import json
+
+import numpy as np
+import pytest
+
+from pipeline import data
+from pipeline.config import DataConfig
+
+
+def test_mirror_is_used_first_and_reads_both_header_spellings(shared_data):
+    splits = data.load_splits(DataConfig(dataset="sst2", data_dir=str(shared_data)))
+    assert (len(splits.train), len(splits.validation), len(splits.test)) == (67349, 872, 1821)
+    assert splits.validation_source == "dev.tsv"
+    assert all(path.startswith(str(shared_data)) for path in splits.sources)
+    assert splits.label_names == ("negative", "positive")
+    assert splits.test.texts[0] == "no movement , no yuks , not much of anything ."
+    assert np.bincount(splits.test.labels).tolist() == [912, 909]
+
+
+def test_missing_mirror_and_offline_tfds_names_every_place_tried(tmp_path):
+    config = DataConfig(dataset="sst2", data_dir=str(tmp_path / "mirror"),
+                        tfds_data_dir=str(tmp_path / "tfds"), tfds_download=False)
+    with pytest.raises(data.DataError) as error:
+        data.load_splits(config)
+    message = str(error.value)
+    assert str(tmp_path / "mirror" / "sst2") in message
+    assert "glue/sst2" in message and str(tmp_path / "tfds") in message
+    assert "PIPELINE_DATA_DIR" in message
+
+
+def test_unknown_dataset_name():
+    with pytest.raises(data.DataError, match="--dataset=nope is not a registered name"):
+        data.check_dataset_name("nope")
+
+
+def write_tsv(path, rows, header="label\ttext"):
+    path.write_text(header + "\n" + "".join(f"{label}\t{text}\n" for label, text in rows))
+    return path
+
+
+def rows_with_problems(good: int):
+    rows = [("1" if i % 2 else "0", f"sentence number {i}") for i in range(good)]
+    rows += [("", "no label here"), ("7", "label outside the set"), ("1", "   ")]
+    return rows
+
+
+def test_malformed_rows_are_counted_under_the_threshold(tmp_path):
+    path = write_tsv(tmp_path / "d.tsv", rows_with_problems(297))
+    config = DataConfig(dataset=f"tsv:{path}", text_column="text", labels=("0", "1"),
+                        max_malformed_fraction=0.02)
+    splits = data.load_splits(config)
+    assert splits.malformed == {str(path): 3}
+    assert len(splits.train) + len(splits.validation) + len(splits.test) == 297
+
+
+def test_too_many_malformed_rows_name_file_and_lines(tmp_path):
+    path = write_tsv(tmp_path / "d.tsv", rows_with_problems(97))
+    config = DataConfig(dataset=f"tsv:{path}", text_column="text", labels=("0", "1"),
+                        max_malformed_fraction=0.01)
+    with pytest.raises(data.DataError) as error:
+        data.load_splits(config)
+    message = str(error.value)
+    assert str(path) in message and "3 of 100 rows are malformed" in message
+    assert "line 99: missing label" in message
+    assert "line 100: label '7' is not one of ['0', '1']" in message
+    assert "line 101: empty text" in message
+
+
+def test_jsonl_and_csv_files_split_with_a_fixed_seed(tmp_path):
+    rows = [{"review": f"text {i}", "stars": "pos" if i % 3 else "neg"} for i in range(100)]
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = DataConfig(dataset=f"jsonl:{jsonl}", text_column="review", label_column="stars")
+    first, second = data.load_splits(config), data.load_splits(config)
+    assert first.label_names == ("neg", "pos")
+    assert (len(first.train), len(first.validation), len(first.test)) == (81, 9, 10)
+    assert first.test.texts == second.test.texts
+    assert not set(first.test.texts) & set(first.train.texts)
+    csv_path = tmp_path / "d.csv"
+    csv_path.write_text('stars,review\npos,"good, really"\nneg,bad\n' * 20)
+    splits = data.load_splits(DataConfig(dataset=f"csv:{csv_path}", text_column="review",
+                                         label_column="stars"))
+    assert "good, really" in splits.train.texts
+
+
+def test_missing_column_is_named(tmp_path):
+    path = write_tsv(tmp_path / "d.tsv", [("1", "x")], header="label\tbody")
+    with pytest.raises(data.DataError, match="expected a text column \\(text\\)"):
+        data.load_splits(DataConfig(dataset=f"tsv:{path}", text_column="text"))

@@ -1,0 +1,80 @@
+"""Runner semantics with stand-in stages: skip, rerun on change, --force, failure safety."""
+import types
+
+import pytest
+
+from pipeline import artifacts, run
+from pipeline.config import PipelineConfig, PruningConfig
+from pipeline.stages import StageError
+
+
+def fake_stage(name, calls, fail=False):
+    def run_stage(config, run_dir, out_dir):
+        calls.append(name)
+        artifacts.atomic_write_text(out_dir / "out.txt", f"{name} run {len(calls)}")
+        if fail:
+            raise StageError(f"{name} broke")
+        return {"ok": name}
+    return types.SimpleNamespace(run=run_stage)
+
+
+@pytest.fixture
+def stages(monkeypatch):
+    calls = []
+    fakes = (run.Stage("data", fake_stage("data", calls), ("data",), ()),
+             run.Stage("train", fake_stage("train", calls), ("train",), ("data",)),
+             run.Stage("prune", fake_stage("prune", calls), ("pruning",), ("train",)))
+    monkeypatch.setattr(run, "STAGES", fakes)
+    return calls
+
+
+def config(tmp_path, **kwargs):
+    return PipelineConfig(output_dir=str(tmp_path / "run"),
+                          stages=kwargs.pop("stages", ("data", "train", "prune")), **kwargs)
+
+
+def test_rerun_skips_unchanged_stages_and_redoes_changed_ones(stages, tmp_path):
+    run.run_pipeline(config(tmp_path))
+    assert stages == ["data", "train", "prune"]
+    run.run_pipeline(config(tmp_path))
+    assert stages == ["data", "train", "prune"]
+    run.run_pipeline(config(tmp_path, pruning=PruningConfig(final_sparsity=0.5)))
+    assert stages[3:] == ["prune"]
+    run.run_pipeline(config(tmp_path, pruning=PruningConfig(final_sparsity=0.5), force=True))
+    assert stages[4:] == ["data", "train", "prune"]
+
+
+def test_upstream_change_reruns_downstream(stages, tmp_path):
+    run.run_pipeline(config(tmp_path))
+    run.run_pipeline(config(tmp_path, stages=("train",), force=True))
+    run.run_pipeline(config(tmp_path))
+    assert stages == ["data", "train", "prune", "train", "prune"]
+
+
+def test_subset_needs_its_inputs(stages, tmp_path):
+    with pytest.raises(StageError, match="stage prune needs the output of stage train"):
+        run.run_pipeline(config(tmp_path, stages=("prune",)))
+    assert stages == []
+
+
+def test_failed_stage_keeps_the_previous_good_output(stages, tmp_path, monkeypatch):
+    run.run_pipeline(config(tmp_path))
+    good = (tmp_path / "run" / "prune" / "out.txt").read_text()
+    record = artifacts.stage_record(tmp_path / "run" / "prune")
+    broken = list(run.STAGES)
+    broken[2] = run.Stage("prune", fake_stage("prune", stages, fail=True), ("pruning",),
+                          ("train",))
+    monkeypatch.setattr(run, "STAGES", tuple(broken))
+    with pytest.raises(StageError, match="prune broke"):
+        run.run_pipeline(config(tmp_path, pruning=PruningConfig(final_sparsity=0.5)))
+    assert (tmp_path / "run" / "prune" / "out.txt").read_text() == good
+    assert artifacts.stage_record(tmp_path / "run" / "prune") == record
+
+
+def test_atomic_write_leaves_no_temporary_files(tmp_path):
+    artifacts.atomic_write_json(tmp_path / "a.json", {"x": 1})
+    with pytest.raises(RuntimeError):
+        with artifacts.atomic_path(tmp_path / "b.bin") as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("writer crashed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]

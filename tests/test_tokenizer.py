@@ -1,0 +1,78 @@
+"""The bundle's tokenizer spec, followed in plain Python, reproduces keras-nlp's ids."""
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from pipeline import data, tokenizer
+from pipeline.config import DataConfig, TokenizerConfig
+from pipeline.reference_tokenizer import ReferenceTokenizer
+
+TRICKY = [
+    "Crème BRÛLÉE!! isn't it…  great?",
+    "ﬁne\u00a0day\u200bhere",
+    "Straße ΣΊΣΥΦΟΣ",
+    "a" * 150,
+    "日本語のテキスト。",
+    "tab\there\x0bvt\r\nline",
+    "",
+    "   ",
+    "«quoted» — dash – and ‘curly’ “quotes”",
+    "EMOJI 😀 and ＦＵＬＬＷＩＤＴＨ letters",
+]
+
+
+@pytest.fixture(scope="module")
+def sst2_bundle(shared_data, tmp_path_factory):
+    splits = data.load_splits(DataConfig(dataset="sst2", data_dir=str(shared_data),
+                                         train_limit=8000))
+    config = TokenizerConfig(vocabulary_size=3000, max_length=48)
+    vocabulary = tokenizer.build_vocabulary(splits.train.texts, config)
+    folder = tmp_path_factory.mktemp("bundle")
+    (folder / "vocab.txt").write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
+    (folder / "tokenizer.json").write_text(
+        json.dumps(tokenizer.tokenizer_spec(vocabulary, config)), encoding="utf-8")
+    return folder, vocabulary, config, splits
+
+
+def test_reference_matches_pipeline_on_every_sst2_test_sentence(sst2_bundle):
+    folder, vocabulary, config, splits = sst2_bundle
+    pipeline_ids = tokenizer.encode(splits.test.texts, vocabulary, config)
+    reference = ReferenceTokenizer.from_bundle(folder)
+    mismatches = [text for text, ids in zip(splits.test.texts, pipeline_ids)
+                  if reference.encode(text) != ids.tolist()]
+    assert len(splits.test) == 1821 and not mismatches, mismatches[:3]
+    assert (pipeline_ids == 1).any() and (pipeline_ids[:, 0] == 0).any()
+
+
+def test_reference_matches_pipeline_on_raw_user_text(sst2_bundle):
+    folder, vocabulary, config, _ = sst2_bundle
+    pipeline_ids = tokenizer.encode(TRICKY, vocabulary, config)
+    reference = ReferenceTokenizer.from_bundle(folder)
+    for text, ids in zip(TRICKY, pipeline_ids):
+        assert reference.encode(text) == ids.tolist(), repr(text)
+
+
+def test_padding_is_left_and_truncation_keeps_the_first_tokens(sst2_bundle):
+    folder, vocabulary, config, _ = sst2_bundle
+    reference = ReferenceTokenizer.from_bundle(folder)
+    short = reference.encode("good")
+    assert short[:-1] == [0] * (config.max_length - 1) and short[-1] == vocabulary.index("good")
+    long = reference.encode("good " * 100 + "bad")
+    assert long == [vocabulary.index("good")] * config.max_length
+
+
+def test_reference_tokenizer_needs_no_tensorflow():
+    import subprocess
+    code = ("import sys, pipeline.reference_tokenizer; "
+            "assert 'tensorflow' not in sys.modules and 'keras_nlp' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_left_pad_shifts_rows_to_the_right():
+    import tensorflow as tf
+    ragged = tf.ragged.constant([[5, 6], [1, 2, 3, 4, 5], []], dtype=tf.int32)
+    assert tokenizer.left_pad(ragged, 4).numpy().tolist() == \
+        [[0, 0, 5, 6], [1, 2, 3, 4], [0, 0, 0, 0]]
+    assert np.asarray(tokenizer.left_pad(ragged, 4)).dtype == np.int32
