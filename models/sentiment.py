@@ -14,6 +14,9 @@ def build_sentiment_model(config, vocabulary_size: int, sequence_length: int,
     ids = tf_keras.Input(shape=(sequence_length,), dtype="int32", name="token_ids")
     hidden = tf_keras.layers.Embedding(vocabulary_size, config.embedding_dim,
                                        name="embedding")(ids)
+    if config.embedding_dropout:
+        hidden = tf_keras.layers.Dropout(config.embedding_dropout,
+                                         name="embedding_dropout")(hidden)
     for index in range(config.lstm_layers):
         last = index == config.lstm_layers - 1
         hidden = tf_keras.layers.LSTM(config.lstm_units, return_sequences=not last,

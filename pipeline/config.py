@@ -82,12 +82,15 @@ class ModelConfig:
     embedding_dim: int = 128
     lstm_units: int = 128
     lstm_layers: int = 1
+    embedding_dropout: float = 0.0
     dropout: float = 0.0
 
     def __post_init__(self):
         for name in ("embedding_dim", "lstm_units", "lstm_layers"):
             _require(getattr(self, name) >= 1, f"--{name}={getattr(self, name)} must be >= 1")
-        _require(0.0 <= self.dropout < 1.0, f"--dropout={self.dropout} must be in [0, 1)")
+        for name in ("embedding_dropout", "dropout"):
+            value = getattr(self, name)
+            _require(0.0 <= value < 1.0, f"--{name}={value} must be in [0, 1)")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -58,7 +58,9 @@ flags.DEFINE_bool("strip_accents", True, "Remove accents (NFD, drop Mn) before W
 flags.DEFINE_integer("embedding_dim", 128, "Embedding width.")
 flags.DEFINE_integer("lstm_units", 128, "Units per LSTM layer.")
 flags.DEFINE_integer("lstm_layers", 1, "Stacked LSTM layers.")
-flags.DEFINE_float("dropout", 0.0, "Dropout after each LSTM layer.")
+flags.DEFINE_float("embedding_dropout", 0.0, "Dropout on the embedded tokens (training "
+                   "only; the exported model does not contain it).")
+flags.DEFINE_float("dropout", 0.0, "Dropout after each LSTM layer (training only).")
 # Training.
 flags.DEFINE_integer("epochs", 3, "Maximum dense training epochs (early stopping may end "
                      "sooner; the best validation epoch is kept).")
@@ -133,7 +135,8 @@ def config_from_flags(values=FLAGS) -> cfg.PipelineConfig:
             lowercase=values.lowercase, strip_accents=values.strip_accents),
         model=cfg.ModelConfig(
             embedding_dim=values.embedding_dim, lstm_units=values.lstm_units,
-            lstm_layers=values.lstm_layers, dropout=values.dropout),
+            lstm_layers=values.lstm_layers, embedding_dropout=values.embedding_dropout,
+            dropout=values.dropout),
         train=cfg.TrainConfig(
             epochs=values.epochs, batch_size=values.batch_size,
             learning_rate=values.learning_rate,

@@ -35,12 +35,38 @@ def resolve_end_step(config: PruningConfig, steps_per_epoch: int) -> int:
     """The last step of the schedule: explicit, or the start of the final fine-tune epoch.
 
     Leaving the last epoch at full sparsity lets the model recover before it is measured.
+    The automatic end lands on a mask-update step, so the final target is met exactly.
     """
     if config.end_step != -1:
         return config.end_step
     total = steps_per_epoch * config.epochs
     end = steps_per_epoch * (config.epochs - 1) if config.epochs > 1 else int(0.7 * total)
-    return max(end, config.begin_step + 1)
+    updates = max(1, (end - config.begin_step) // config.frequency)
+    return config.begin_step + updates * config.frequency
+
+
+class KeepBestAtTarget(tf_keras.callbacks.Callback):
+    """Keeps the weights of the best validation epoch among those at full sparsity.
+
+    Epochs that end before the schedule does are never chosen, so the kept model always
+    has the target sparsity; the choice uses the validation split, never the test split.
+    """
+
+    def __init__(self, end_step: int, steps_per_epoch: int, monitor: str = "val_accuracy"):
+        super().__init__()
+        self.end_step, self.steps_per_epoch, self.monitor = end_step, steps_per_epoch, monitor
+        self.best, self.best_epoch, self.best_weights = -float("inf"), None, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        at_target = (epoch + 1) * self.steps_per_epoch >= self.end_step
+        value = (logs or {}).get(self.monitor)
+        if at_target and value is not None and value > self.best:
+            self.best, self.best_epoch = value, epoch
+            self.best_weights = self.model.get_weights()
+
+    def on_train_end(self, logs=None):
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
 
 
 def _schedule(config: PruningConfig, target: float, end_step: int):

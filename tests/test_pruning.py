@@ -67,6 +67,25 @@ def test_m_by_n_leaves_m_zeros_in_every_block(tmp_path):
 
 
 def test_end_step_defaults_to_the_start_of_the_last_epoch():
-    assert pruning.resolve_end_step(PruningConfig(epochs=3), steps_per_epoch=100) == 200
-    assert pruning.resolve_end_step(PruningConfig(epochs=1), steps_per_epoch=100) == 70
+    assert pruning.resolve_end_step(PruningConfig(epochs=3, frequency=50),
+                                    steps_per_epoch=100) == 200
+    # Rounded down to a mask-update step so that the last update applies the full target.
+    assert pruning.resolve_end_step(PruningConfig(epochs=3, frequency=30),
+                                    steps_per_epoch=100) == 180
+    assert pruning.resolve_end_step(PruningConfig(epochs=1, frequency=10),
+                                    steps_per_epoch=100) == 70
     assert pruning.resolve_end_step(PruningConfig(end_step=40), steps_per_epoch=100) == 40
+
+
+def test_keep_best_ignores_epochs_before_the_target_is_reached():
+    model = tiny_model()
+    keep = pruning.KeepBestAtTarget(end_step=20, steps_per_epoch=10)
+    keep.set_model(model)
+    layer = model.get_layer("classifier")
+    for epoch, (bias, accuracy) in enumerate([(1.0, 0.99), (2.0, 0.70), (3.0, 0.80),
+                                              (4.0, 0.75)]):
+        layer.bias.assign([bias, bias])
+        keep.on_epoch_end(epoch, {"val_accuracy": accuracy})
+    keep.on_train_end()
+    assert keep.best_epoch == 2  # epoch 0 scored higher but was not yet at full sparsity
+    assert layer.bias.numpy().tolist() == [3.0, 3.0]

@@ -26,18 +26,20 @@ def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
     x_val, y_val = data_stage.load_split(run_dir, "validation")
     steps_per_epoch = math.ceil(len(x_train) / config.train.batch_size)
     pruned = pruning.apply_pruning(model, cfg, steps_per_epoch)
+    keep_best = pruning.KeepBestAtTarget(pruning.resolve_end_step(cfg, steps_per_epoch),
+                                         steps_per_epoch)
     train_stage.compile_classifier(pruned, cfg.learning_rate)
     history = pruned.fit(
         x_train, y_train, batch_size=config.train.batch_size, epochs=cfg.epochs,
         validation_data=(x_val, y_val), shuffle=True,
         verbose=train_stage.keras_verbosity(),
-        callbacks=[*pruning.callbacks(str(out_dir / "tensorboard")),
+        callbacks=[*pruning.callbacks(str(out_dir / "tensorboard")), keep_best,
                    tf_keras.callbacks.BackupAndRestore(str(out_dir / "backup"))])
     artifacts.save_keras_model(pruned, out_dir / MODEL_FILE)
     summary = {"method": cfg.method, "schedule": cfg.schedule, "targets": cfg.targets(),
                "end_step": pruning.resolve_end_step(cfg, steps_per_epoch),
-               "steps": steps_per_epoch * cfg.epochs,
+               "steps": steps_per_epoch * cfg.epochs, "kept_epoch": keep_best.best_epoch,
                "history": {k: [float(v) for v in vs] for k, vs in history.history.items()}}
     artifacts.atomic_write_json(out_dir / "history.json", summary)
-    return {"targets": cfg.targets(),
-            "final_val_accuracy": round(summary["history"]["val_accuracy"][-1], 4)}
+    return {"targets": cfg.targets(), "kept_epoch": keep_best.best_epoch,
+            "kept_val_accuracy": round(keep_best.best, 4)}
