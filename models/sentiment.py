@@ -8,6 +8,9 @@ def build_sentiment_model(config, vocabulary_size: int, sequence_length: int,
                           num_labels: int) -> tf_keras.Model:
     """Builds the classifier from a ModelConfig-like object.
 
+    The text is summarised by the last LSTM state (`pooling="last"`) or by the maximum of
+    every state over time (`"max"`).
+
     The sequence length is part of the input shape so that the TFLite converter can emit
     the fused UNIDIRECTIONAL_SEQUENCE_LSTM kernel.
     """
@@ -19,10 +22,13 @@ def build_sentiment_model(config, vocabulary_size: int, sequence_length: int,
                                          name="embedding_dropout")(hidden)
     for index in range(config.lstm_layers):
         last = index == config.lstm_layers - 1
-        hidden = tf_keras.layers.LSTM(config.lstm_units, return_sequences=not last,
+        every_step = not last or config.pooling == "max"
+        hidden = tf_keras.layers.LSTM(config.lstm_units, return_sequences=every_step,
                                       name=f"lstm_{index}")(hidden)
         if config.dropout:
             hidden = tf_keras.layers.Dropout(config.dropout, name=f"dropout_{index}")(hidden)
+    if config.pooling == "max":
+        hidden = tf_keras.layers.GlobalMaxPooling1D(name="max_over_time")(hidden)
     probabilities = tf_keras.layers.Dense(num_labels, activation="softmax",
                                           name="classifier")(hidden)
     return tf_keras.Model(ids, probabilities, name="sentiment_lstm")

@@ -15,6 +15,8 @@ PRUNABLE_LAYERS = ("embedding", "lstm", "dense")
 PRUNING_METHODS = ("none", "magnitude")
 PRUNING_SCHEDULES = ("constant", "polynomial_decay", "m_by_n")
 EXPORTS = ("float", "int8")
+VOCABULARIES = ("wordpiece", "words")
+POOLINGS = ("last", "max")
 
 
 class ConfigError(ValueError):
@@ -65,12 +67,15 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TokenizerConfig:
+    vocabulary: str = "wordpiece"
     vocabulary_size: int = 8000
     max_length: int = 64
     lowercase: bool = True
     strip_accents: bool = True
 
     def __post_init__(self):
+        _require(self.vocabulary in VOCABULARIES, f"--vocabulary={self.vocabulary} is not one "
+                 f"of {', '.join(VOCABULARIES)}")
         _require(self.vocabulary_size >= 16,
                  f"--vocabulary_size={self.vocabulary_size} must be at least 16")
         _require(1 <= self.max_length <= 4096,
@@ -84,10 +89,13 @@ class ModelConfig:
     lstm_layers: int = 1
     embedding_dropout: float = 0.0
     dropout: float = 0.0
+    pooling: str = "last"
 
     def __post_init__(self):
         for name in ("embedding_dim", "lstm_units", "lstm_layers"):
             _require(getattr(self, name) >= 1, f"--{name}={getattr(self, name)} must be >= 1")
+        _require(self.pooling in POOLINGS,
+                 f"--pooling={self.pooling} is not one of {', '.join(POOLINGS)}")
         for name in ("embedding_dropout", "dropout"):
             value = getattr(self, name)
             _require(0.0 <= value < 1.0, f"--{name}={value} must be in [0, 1)")

@@ -48,6 +48,8 @@ flags.DEFINE_string("tfds_data_dir", "", "TFDS data directory for the TFDS fallb
 flags.DEFINE_bool("tfds_download", True, "Let the TFDS fallback download missing data.")
 flags.DEFINE_integer("data_seed", 1, "Seed for held-out splits and subsets.")
 # Tokenizer.
+flags.DEFINE_enum("vocabulary", "wordpiece", cfg.VOCABULARIES, "wordpiece: subword pieces "
+                  "learned by keras-nlp; words: the most frequent whole words, others [UNK].")
 flags.DEFINE_integer("vocabulary_size", 8000, "WordPiece vocabulary size, learned from the "
                      "training split (includes [PAD] and [UNK]).")
 flags.DEFINE_integer("max_length", 64, "Tokens per example: longer texts keep their first "
@@ -61,6 +63,8 @@ flags.DEFINE_integer("lstm_layers", 1, "Stacked LSTM layers.")
 flags.DEFINE_float("embedding_dropout", 0.0, "Dropout on the embedded tokens (training "
                    "only; the exported model does not contain it).")
 flags.DEFINE_float("dropout", 0.0, "Dropout after each LSTM layer (training only).")
+flags.DEFINE_enum("pooling", "last", cfg.POOLINGS, "How the classifier sees the text: the "
+                  "last LSTM state, or the maximum over all time steps.")
 # Training.
 flags.DEFINE_integer("epochs", 3, "Maximum dense training epochs (early stopping may end "
                      "sooner; the best validation epoch is kept).")
@@ -131,12 +135,12 @@ def config_from_flags(values=FLAGS) -> cfg.PipelineConfig:
             tfds_data_dir=values.tfds_data_dir, tfds_download=values.tfds_download,
             seed=values.data_seed),
         tokenizer=cfg.TokenizerConfig(
-            vocabulary_size=values.vocabulary_size, max_length=values.max_length,
+            vocabulary=values.vocabulary, vocabulary_size=values.vocabulary_size, max_length=values.max_length,
             lowercase=values.lowercase, strip_accents=values.strip_accents),
         model=cfg.ModelConfig(
             embedding_dim=values.embedding_dim, lstm_units=values.lstm_units,
             lstm_layers=values.lstm_layers, embedding_dropout=values.embedding_dropout,
-            dropout=values.dropout),
+            dropout=values.dropout, pooling=values.pooling),
         train=cfg.TrainConfig(
             epochs=values.epochs, batch_size=values.batch_size,
             learning_rate=values.learning_rate,

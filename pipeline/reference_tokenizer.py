@@ -75,14 +75,17 @@ class ReferenceTokenizer:
                 return oov
         return ids
 
-    def encode(self, text: str) -> list[int]:
+    def words(self, text: str) -> list[str]:
+        """Steps 1-3 of the spec: accents, splitting, case folding."""
         if self.spec["strip_accents"]:
             text = "".join(c for c in unicodedata.normalize("NFD", text)
                            if unicodedata.category(c) != "Mn")
+        words = self.split(text)
+        return [self.casefold(w) for w in words] if self.spec["lowercase"] else words
+
+    def encode(self, text: str) -> list[int]:
         ids = []
-        for word in self.split(text):
-            if self.spec["lowercase"]:
-                word = self.casefold(word)
+        for word in self.words(text):
             ids.extend(self.wordpiece(word))
         length = self.spec["max_length"]
         ids = ids[:length]

@@ -40,7 +40,7 @@ STAGES = (
     Stage("train", train, ("model", "train"), ("data",)),
     Stage("prune", prune, ("pruning", "train"), ("data", "train")),
     Stage("strip", strip, (), ("prune",)),
-    Stage("convert", convert, ("convert", "tokenizer"), ("strip",)),
+    Stage("convert", convert, ("convert", "tokenizer", "pruning"), ("train", "strip")),
     Stage("evaluate", evaluate, ("eval", "pruning"), ("data", "train", "strip", "convert")),
     Stage("bundle", bundle, ("bundle",), ("data", "convert", "evaluate")),
 )

@@ -35,13 +35,32 @@ def _keras_nlp():
 
 
 def build_vocabulary(texts: list[str], config: TokenizerConfig) -> list[str]:
-    """Learns a WordPiece vocabulary; [PAD] is id 0 and [UNK] id 1."""
+    """Learns the vocabulary from training texts; [PAD] is id 0 and [UNK] id 1.
+
+    `wordpiece` learns subword pieces with keras-nlp; `words` keeps the most frequent
+    whole words, so the same WordPiece matcher maps every other word to [UNK].
+    """
+    if config.vocabulary == "words":
+        return _word_vocabulary(texts, config)
     dataset = tf.data.Dataset.from_tensor_slices(texts).batch(ENCODE_BATCH)
     vocabulary = _keras_nlp().tokenizers.compute_word_piece_vocabulary(
         dataset, vocabulary_size=config.vocabulary_size, lowercase=config.lowercase,
         strip_accents=config.strip_accents, split_on_cjk=False,
         suffix_indicator=SUFFIX_INDICATOR, reserved_tokens=list(RESERVED_TOKENS))
     return list(vocabulary)
+
+
+def _word_vocabulary(texts: list[str], config: TokenizerConfig) -> list[str]:
+    from collections import Counter
+
+    from pipeline.reference_tokenizer import ReferenceTokenizer
+
+    splitter = ReferenceTokenizer(tokenizer_spec(list(RESERVED_TOKENS), config),
+                                  list(RESERVED_TOKENS))
+    counts = Counter(word for text in texts for word in splitter.words(text))
+    size = config.vocabulary_size - len(RESERVED_TOKENS)
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:size]
+    return list(RESERVED_TOKENS) + [word for word, _ in ranked]
 
 
 def make_tokenizer(vocabulary: list[str], config: TokenizerConfig):
@@ -77,6 +96,7 @@ def tokenizer_spec(vocabulary: list[str], config: TokenizerConfig) -> dict:
     """Everything a client needs to turn raw text into the model's input ids."""
     return {
         "algorithm": "wordpiece",
+        "vocabulary_kind": config.vocabulary,
         "vocabulary_file": "vocab.txt",
         "vocabulary_size": len(vocabulary),
         "steps": [

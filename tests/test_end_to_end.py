@@ -79,6 +79,10 @@ def test_tflite_matches_keras_and_keeps_the_zeros(smoke_run):
         metrics["tflite"]["float"]["sparsity"]["lstm_0/kernel"]["zeros"]
     sizes = artifacts.read_json(run_dir / "convert" / "convert.json")
     assert sizes["int8"]["gzip_bytes"] < sizes["float"]["gzip_bytes"]
+    assert sizes["float"]["gzip_compression_vs_dense_float"] == pytest.approx(
+        sizes["float"]["dense_reference"]["gzip_bytes"] / sizes["float"]["gzip_bytes"])
+    assert sizes["int8"]["gzip_compression_vs_dense_float"] > \
+        sizes["float"]["gzip_compression_vs_dense_float"] > 1.5
 
 
 def test_reference_tokenizer_reproduces_the_run_ids(smoke_run, shared_data):

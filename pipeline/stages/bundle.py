@@ -48,6 +48,8 @@ def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
                  "(reset_all_variables) before every new text",
         "metrics": {"test": shipped["test"], "validation": shipped["validation"],
                     "latency": shipped["latency"], "gzip_bytes": shipped["gzip_bytes"],
+                    "gzip_compression_vs_dense_float":
+                        shipped["gzip_compression_vs_dense_float"],
                     "keras_dense_test": metrics["keras"]["dense"]["test"],
                     "keras_stripped_test": metrics["keras"]["stripped"]["test"]},
         "sparsity": {"per_weight": shipped["sparsity"],

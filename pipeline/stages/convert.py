@@ -9,6 +9,7 @@ from pipeline import artifacts, litert, pruning
 from pipeline.config import PipelineConfig
 from pipeline.stages import StageError
 from pipeline.stages import strip as strip_stage
+from pipeline.stages import train as train_stage
 
 
 def tflite_name(export: str) -> str:
@@ -40,6 +41,18 @@ def keras_layer_names(model) -> dict[str, list[str]]:
     return names
 
 
+def dense_reference_sizes(run_dir: Path, config: PipelineConfig, out_dir: Path) -> dict:
+    """Sizes of the unpruned parent converted the same way, for the compression ratios."""
+    dense = artifacts.load_keras_model(run_dir / "train" / train_stage.MODEL_FILE)
+    sizes = {}
+    for export in config.convert.exports:
+        path = out_dir / f"dense_reference_{export}.tflite"
+        artifacts.atomic_write_bytes(path, to_tflite(dense, config.tokenizer.max_length, export))
+        sizes[export] = litert.file_sizes(path)
+        path.unlink()
+    return sizes
+
+
 def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
     model = artifacts.load_keras_model(run_dir / "strip" / strip_stage.MODEL_FILE)
     layer_names = keras_layer_names(model)
@@ -53,6 +66,14 @@ def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
                              "the phone would run a slow unrolled loop")
         report[export] = {"file": path.name, **litert.file_sizes(path), "ops": ops,
                           "sparsity": litert.weight_sparsity(path, layer_names)}
+    dense = (dense_reference_sizes(run_dir, config, out_dir)
+             if config.pruning.method != "none" else
+             {e: {"bytes": r["bytes"], "gzip_bytes": r["gzip_bytes"]} for e, r in report.items()})
+    for export, entry in report.items():
+        entry["dense_reference"] = dense[export]
+        entry["gzip_compression_vs_dense_float"] = dense["float"]["gzip_bytes"] / \
+            entry["gzip_bytes"] if "float" in dense else None
     artifacts.atomic_write_json(out_dir / "convert.json", report)
-    return {export: {"bytes": r["bytes"], "gzip_bytes": r["gzip_bytes"]}
+    return {export: {"bytes": r["bytes"], "gzip_bytes": r["gzip_bytes"],
+                     "gzip_compression_vs_dense_float": r["gzip_compression_vs_dense_float"]}
             for export, r in report.items()}

@@ -49,6 +49,8 @@ def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
         entry["latency"] = runner.latency_ms(splits["test"][0][0], config.eval.latency_runs)
         entry["parity_gap_points"] = 100.0 * (entry["test"]["accuracy"] - source_accuracy)
         entry.update(bytes=info["bytes"], gzip_bytes=info["gzip_bytes"],
+                     dense_reference=info["dense_reference"],
+                     gzip_compression_vs_dense_float=info["gzip_compression_vs_dense_float"],
                      sparsity=info["sparsity"],
                      pruned_sparsity=pruned_fraction(info["sparsity"], config))
         metrics["tflite"][export] = entry
