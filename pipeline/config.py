@@ -12,8 +12,10 @@ import json
 
 STAGE_NAMES = ("data", "train", "prune", "strip", "convert", "evaluate", "bundle")
 PRUNABLE_LAYERS = ("embedding", "lstm", "dense")
-PRUNING_METHODS = ("none", "magnitude")
-PRUNING_SCHEDULES = ("constant", "polynomial_decay", "m_by_n")
+REGULARIZED_METHODS = ("l1", "l2", "l1_l2")
+PRUNING_METHODS = ("none", "magnitude") + REGULARIZED_METHODS
+PRUNING_SCHEDULES = ("one_shot", "constant", "polynomial_decay", "m_by_n")
+REGULARIZABLE_WEIGHTS = ("embeddings", "kernel", "recurrent_kernel")
 EXPORTS = ("float", "int8")
 VOCABULARIES = ("wordpiece", "words")
 POOLINGS = ("last", "max")
@@ -118,6 +120,21 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class RegularizationConfig:
+    """Penalties the train stage adds for the l1/l2/l1_l2 pruning methods."""
+    l1: float = 0.0
+    l2: float = 0.0
+    weights: tuple[str, ...] = REGULARIZABLE_WEIGHTS
+
+    def __post_init__(self):
+        _require(self.l1 >= 0 and self.l2 >= 0,
+                 f"--l1={self.l1} and --l2={self.l2} must both be >= 0")
+        unknown = sorted(set(self.weights) - set(REGULARIZABLE_WEIGHTS))
+        _require(self.weights and not unknown, f"--regularized_weights="
+                 f"{','.join(self.weights)}: choose from {', '.join(REGULARIZABLE_WEIGHTS)}")
+
+
+@dataclasses.dataclass(frozen=True)
 class PruningConfig:
     method: str = "magnitude"
     schedule: str = "polynomial_decay"
@@ -213,6 +230,7 @@ class PipelineConfig:
     tokenizer: TokenizerConfig = TokenizerConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+    regularization: RegularizationConfig = RegularizationConfig()
     pruning: PruningConfig = PruningConfig()
     convert: ConvertConfig = ConvertConfig()
     eval: EvalConfig = EvalConfig()
@@ -223,6 +241,16 @@ class PipelineConfig:
         unknown = sorted(set(self.stages) - set(STAGE_NAMES))
         _require(self.stages and not unknown, f"--stages={','.join(self.stages)}: choose "
                  f"from {', '.join(STAGE_NAMES)}")
+        method, penalty = self.pruning.method, self.regularization
+        if method == "l1":
+            _require(penalty.l1 > 0 and penalty.l2 == 0, "--pruning_method=l1 needs --l1 > 0 "
+                     f"and --l2=0 (got --l1={penalty.l1}, --l2={penalty.l2}); use l1_l2 for both")
+        elif method == "l2":
+            _require(penalty.l2 > 0 and penalty.l1 == 0, "--pruning_method=l2 needs --l2 > 0 "
+                     f"and --l1=0 (got --l1={penalty.l1}, --l2={penalty.l2}); use l1_l2 for both")
+        elif method not in REGULARIZED_METHODS:
+            _require(penalty == RegularizationConfig(), f"--l1/--l2/--regularized_weights "
+                     f"apply only to --pruning_method=l1|l2|l1_l2, not {method}")
         _require(self.bundle.export in self.convert.exports,
                  f"--bundle_export={self.bundle.export} is not produced by "
                  f"--exports={','.join(self.convert.exports)}")

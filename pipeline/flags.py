@@ -75,9 +75,17 @@ flags.DEFINE_integer("early_stopping_patience", 1, "Epochs without validation ac
 flags.DEFINE_integer("seed", 1, "Seed for weight initialisation and shuffling.")
 # Pruning.
 flags.DEFINE_enum("pruning_method", "magnitude", cfg.PRUNING_METHODS, "magnitude: tfmot "
-                  "prune_low_magnitude with fine-tuning; none: ship the dense model through "
-                  "the same stages.")
+                  "prune_low_magnitude on the dense model, then fine-tuning; l1, l2, l1_l2: "
+                  "train with that weight penalty (--l1/--l2), then prune by magnitude to the "
+                  "same targets and fine-tune with the mask held; none: ship the dense model "
+                  "through the same stages.")
+flags.DEFINE_float("l1", 0.0, "L1 penalty per weight for --pruning_method=l1|l1_l2.")
+flags.DEFINE_float("l2", 0.0, "L2 penalty per weight for --pruning_method=l2|l1_l2.")
+flags.DEFINE_list("regularized_weights", list(cfg.REGULARIZABLE_WEIGHTS), "Weights that get "
+                  "the penalty: embeddings, kernel (LSTM input and dense kernels), "
+                  "recurrent_kernel.")
 flags.DEFINE_enum("pruning_schedule", "polynomial_decay", cfg.PRUNING_SCHEDULES,
+                  "one_shot: the target at begin_step, then the mask is held fixed; "
                   "constant: ConstantSparsity at the target from begin_step; "
                   "polynomial_decay: from initial_sparsity to the target between begin and "
                   "end step; m_by_n: m zeros in every n consecutive weights (e.g. 2:4).")
@@ -145,6 +153,8 @@ def config_from_flags(values=FLAGS) -> cfg.PipelineConfig:
             epochs=values.epochs, batch_size=values.batch_size,
             learning_rate=values.learning_rate,
             early_stopping_patience=values.early_stopping_patience, seed=values.seed),
+        regularization=cfg.RegularizationConfig(
+            l1=values.l1, l2=values.l2, weights=tuple(values.regularized_weights)),
         pruning=cfg.PruningConfig(
             method=values.pruning_method, schedule=values.pruning_schedule,
             layers=tuple(values.pruning_layers),

@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow_model_optimization as tfmot
 import tf_keras
 
-from pipeline.config import PruningConfig
+from pipeline.config import REGULARIZED_METHODS, PruningConfig, RegularizationConfig
 
 sparsity = tfmot.sparsity.keras
 
@@ -37,6 +37,8 @@ def resolve_end_step(config: PruningConfig, steps_per_epoch: int) -> int:
     Leaving the last epoch at full sparsity lets the model recover before it is measured.
     The automatic end lands on a mask-update step, so the final target is met exactly.
     """
+    if config.schedule == "one_shot":
+        return one_shot_step(config)
     if config.end_step != -1:
         return config.end_step
     total = steps_per_epoch * config.epochs
@@ -69,7 +71,15 @@ class KeepBestAtTarget(tf_keras.callbacks.Callback):
             self.model.set_weights(self.best_weights)
 
 
+def one_shot_step(config: PruningConfig) -> int:
+    """tfmot counts the first training step as step 1, so a mask at "step 0" is step 1."""
+    return max(config.begin_step, 1)
+
+
 def _schedule(config: PruningConfig, target: float, end_step: int):
+    if config.schedule == "one_shot":  # one mask update, then the mask is held fixed
+        step = one_shot_step(config)
+        return sparsity.ConstantSparsity(target, begin_step=step, end_step=step, frequency=1)
     if config.schedule == "polynomial_decay":
         return sparsity.PolynomialDecay(initial_sparsity=config.initial_sparsity,
                                         final_sparsity=target, begin_step=config.begin_step,
@@ -95,6 +105,36 @@ def apply_pruning(model: tf_keras.Model, config: PruningConfig,
         return sparsity.prune_low_magnitude(layer, **options)
 
     return tf_keras.models.clone_model(model, clone_function=wrap)
+
+
+def regularizers(method: str, config: RegularizationConfig) -> dict:
+    """Weight name → tf_keras regularizer for the train stage of the l1/l2 methods."""
+    if method not in REGULARIZED_METHODS or (config.l1 == 0 and config.l2 == 0):
+        return {}
+    return {weight: tf_keras.regularizers.L1L2(l1=config.l1, l2=config.l2)
+            for weight in config.weights}
+
+
+def magnitude_histograms(model: tf_keras.Model) -> dict[str, dict]:
+    """Per prunable weight: exact zeros and a log10 histogram of the other magnitudes."""
+    edges = np.arange(-8.0, 1.5, 0.5)
+    result = {}
+    for layer in model.layers:
+        if layer_kind(layer) is None:
+            continue
+        inner = getattr(layer, "layer", layer)
+        for weight in inner.weights:
+            short = weight.name.split("/")[-1].split(":")[0]
+            if short not in PRUNED_WEIGHTS:
+                continue
+            magnitudes = np.abs(weight.numpy()).ravel()
+            nonzero = magnitudes[magnitudes > 0]
+            counts, _ = np.histogram(np.log10(nonzero), bins=edges)
+            result[f"{inner.name}/{short}"] = {
+                "zeros": int(magnitudes.size - nonzero.size),
+                "log10_edges": edges.tolist(), "counts": counts.tolist(),
+                "below_first_edge": int(np.sum(nonzero < 10.0 ** edges[0]))}
+    return result
 
 
 def callbacks(log_dir: str) -> list:

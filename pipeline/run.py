@@ -37,7 +37,7 @@ class Stage:
 
 STAGES = (
     Stage("data", data_stage, ("data", "tokenizer"), ()),
-    Stage("train", train, ("model", "train"), ("data",)),
+    Stage("train", train, ("model", "train", "regularization"), ("data",)),
     Stage("prune", prune, ("pruning", "train"), ("data", "train")),
     Stage("strip", strip, (), ("prune",)),
     Stage("convert", convert, ("convert", "tokenizer", "pruning"), ("train", "strip")),

@@ -25,6 +25,7 @@ def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
     x_train, y_train = data_stage.load_split(run_dir, "train")
     x_val, y_val = data_stage.load_split(run_dir, "validation")
     steps_per_epoch = math.ceil(len(x_train) / config.train.batch_size)
+    before = pruning.magnitude_histograms(model)
     pruned = pruning.apply_pruning(model, cfg, steps_per_epoch)
     keep_best = pruning.KeepBestAtTarget(pruning.resolve_end_step(cfg, steps_per_epoch),
                                          steps_per_epoch)
@@ -36,6 +37,8 @@ def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
         callbacks=[*pruning.callbacks(str(out_dir / "tensorboard")), keep_best,
                    tf_keras.callbacks.BackupAndRestore(str(out_dir / "backup"))])
     artifacts.save_keras_model(pruned, out_dir / MODEL_FILE)
+    artifacts.atomic_write_json(out_dir / "histograms.json", {
+        "before": before, "after": pruning.magnitude_histograms(pruning.strip(pruned))})
     summary = {"method": cfg.method, "schedule": cfg.schedule, "targets": cfg.targets(),
                "end_step": pruning.resolve_end_step(cfg, steps_per_epoch),
                "steps": steps_per_epoch * cfg.epochs, "kept_epoch": keep_best.best_epoch,

@@ -7,7 +7,7 @@ from pathlib import Path
 import tf_keras
 
 from models.sentiment import build_sentiment_model
-from pipeline import artifacts
+from pipeline import artifacts, pruning
 from pipeline.config import PipelineConfig
 from pipeline.stages import data as data_stage
 
@@ -29,9 +29,10 @@ def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
     tf_keras.utils.set_random_seed(config.train.seed)
     x_train, y_train = data_stage.load_split(run_dir, "train")
     x_val, y_val = data_stage.load_split(run_dir, "validation")
-    model = build_sentiment_model(config.model, data_stage.vocabulary_size(run_dir),
-                                  config.tokenizer.max_length,
-                                  len(data_stage.label_names(run_dir)))
+    model = build_sentiment_model(
+        config.model, data_stage.vocabulary_size(run_dir), config.tokenizer.max_length,
+        len(data_stage.label_names(run_dir)),
+        regularizers=pruning.regularizers(config.pruning.method, config.regularization))
     compile_classifier(model, config.train.learning_rate)
     history = model.fit(
         x_train, y_train, batch_size=config.train.batch_size, epochs=config.train.epochs,

@@ -1,0 +1,94 @@
+"""L1/L2 regularization pruning: penalties on the right weights, threshold, fixed masks."""
+import numpy as np
+import pytest
+import tf_keras
+
+from models.sentiment import build_sentiment_model
+from pipeline import pruning, run
+from pipeline.config import (ConfigError, ModelConfig, PipelineConfig, PruningConfig,
+                             RegularizationConfig)
+
+
+def tiny_model(regularizers=None):
+    tf_keras.utils.set_random_seed(0)
+    return build_sentiment_model(ModelConfig(embedding_dim=8, lstm_units=8), 50, 6, 2,
+                                 regularizers=regularizers)
+
+
+def toy_data(n=64):
+    rng = np.random.default_rng(0)
+    return (rng.integers(0, 50, size=(n, 6)).astype("int32"),
+            rng.integers(0, 2, size=(n,)).astype("int32"))
+
+
+def fine_tune(model, config, epochs=None, steps_per_epoch=16):
+    pruned = pruning.apply_pruning(model, config, steps_per_epoch=steps_per_epoch)
+    pruned.compile(optimizer=tf_keras.optimizers.Adam(0.01),
+                   loss="sparse_categorical_crossentropy")
+    x, y = toy_data()
+    pruned.fit(x, y, batch_size=4, epochs=epochs or config.epochs, verbose=0, shuffle=False,
+               callbacks=[pruning.sparsity.UpdatePruningStep()])
+    return pruned
+
+
+def test_regularizers_attach_to_the_chosen_weights_only():
+    config = RegularizationConfig(l1=1e-4, weights=("embeddings", "recurrent_kernel"))
+    model = tiny_model(pruning.regularizers("l1", config))
+    lstm = model.get_layer("lstm_0")
+    assert model.get_layer("embedding").embeddings_regularizer.l1 == pytest.approx(1e-4)
+    assert lstm.cell.recurrent_regularizer.l1 == pytest.approx(1e-4)
+    assert lstm.cell.kernel_regularizer is None
+    assert model.get_layer("classifier").kernel_regularizer is None
+    assert len(model.losses) == 2
+    every = tiny_model(pruning.regularizers("l2", RegularizationConfig(l2=1e-3)))
+    assert every.get_layer("classifier").kernel_regularizer.l2 == pytest.approx(1e-3)
+    assert len(every.losses) == 4
+    assert pruning.regularizers("magnitude", RegularizationConfig()) == {}
+    assert pruning.regularizers("l1_l2", RegularizationConfig(l1=0.0, l2=0.0)) == {}
+
+
+def test_method_and_strengths_must_agree():
+    with pytest.raises(ConfigError, match="--pruning_method=l1 needs --l1 > 0"):
+        PipelineConfig(output_dir="x", pruning=PruningConfig(method="l1"))
+    with pytest.raises(ConfigError, match="apply only to --pruning_method=l1|l2|l1_l2"):
+        PipelineConfig(output_dir="x", regularization=RegularizationConfig(l2=1e-4))
+    PipelineConfig(output_dir="x", pruning=PruningConfig(method="l1_l2"))
+
+
+@pytest.mark.parametrize("target", [0.5, 0.8, 0.9])
+def test_one_shot_threshold_reaches_the_target(target):
+    config = PruningConfig(method="l1", schedule="one_shot", final_sparsity=target, epochs=1)
+    stripped = pruning.strip(fine_tune(tiny_model(), config, steps_per_epoch=16))
+    for name, entry in pruning.weight_sparsity(stripped).items():
+        assert abs(entry["sparsity"] - target) <= 0.005 + 1 / entry["size"], name
+
+
+def test_zeros_stay_zero_through_fine_tuning():
+    config = PruningConfig(method="l2", schedule="one_shot", final_sparsity=0.8, epochs=1)
+    model = fine_tune(tiny_model(), config, epochs=1)
+    first = {w.name: w.numpy() == 0 for w in pruning.strip(model).weights}
+    model.fit(*toy_data(), batch_size=4, epochs=3, verbose=0,
+              callbacks=[pruning.sparsity.UpdatePruningStep()])
+    later = {w.name: w.numpy() == 0 for w in pruning.strip(model).weights}
+    pruned_weights = [n for n in first if "kernel" in n or "embeddings" in n]
+    assert len(pruned_weights) == 4
+    for name in pruned_weights:
+        assert first[name].mean() == pytest.approx(0.8, abs=0.005 + 1 / first[name].size)
+        np.testing.assert_array_equal(later[name], first[name])
+
+
+def test_l1_l2_at_zero_is_magnitude_one_shot():
+    magnitude = PipelineConfig(output_dir="x", pruning=PruningConfig(
+        method="magnitude", schedule="one_shot"))
+    regularized = PipelineConfig(output_dir="x", pruning=PruningConfig(
+        method="l1_l2", schedule="one_shot"), regularization=RegularizationConfig(0.0, 0.0))
+    train_stage = next(s for s in run.STAGES if s.name == "train")
+    assert magnitude.section_hash(train_stage.sections) == \
+        regularized.section_hash(train_stage.sections)  # the dense model is shared
+    results = []
+    for config in (magnitude, regularized):
+        model = tiny_model(pruning.regularizers(config.pruning.method, config.regularization))
+        tf_keras.utils.set_random_seed(1)
+        results.append(pruning.strip(fine_tune(model, config.pruning)).get_weights())
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
