@@ -98,6 +98,19 @@ def replace_dir(new: Path, target: Path) -> None:
         shutil.rmtree(old)
 
 
+def copy_tree(source: Path, target: Path) -> None:
+    """Copies a finished folder to `target` through a temporary sibling and a swap."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        shutil.copytree(source, tmp, dirs_exist_ok=True)
+        replace_dir(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
 def stage_record(stage_dir: Path) -> dict | None:
     path = Path(stage_dir) / STAGE_RECORD
     return read_json(path) if path.is_file() else None

@@ -226,6 +226,7 @@ class PipelineConfig:
     output_dir: str
     stages: tuple[str, ...] = STAGE_NAMES
     force: bool = False
+    cache_dir: str = ""
     data: DataConfig = DataConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
     model: ModelConfig = ModelConfig()

@@ -7,7 +7,6 @@ line.
 from __future__ import annotations
 
 import os
-import sys
 
 from absl import flags
 
@@ -22,6 +21,9 @@ flags.DEFINE_list("stages", list(cfg.STAGE_NAMES), "Stages to run, in pipeline o
                   "others must have run before. Choices: " + ",".join(cfg.STAGE_NAMES))
 flags.DEFINE_bool("force", False, "Rerun the selected stages even if their config and "
                   "inputs are unchanged.")
+flags.DEFINE_string("cache_dir", "", "Optional stage cache shared between run directories: "
+                    "a stage whose settings and inputs match a cached output is copied from "
+                    "it instead of rerun (how a sweep trains each dense model once).")
 # Data.
 flags.DEFINE_string("dataset", "sst2", "Registered name (sst2, imdb_reviews) or a local file "
                     "URI: tsv:PATH, csv:PATH or jsonl:PATH (a single file, split here).")
@@ -133,6 +135,7 @@ def config_from_flags(values=FLAGS) -> cfg.PipelineConfig:
         output_dir=values.output_dir,
         stages=tuple(values.stages),
         force=values.force,
+        cache_dir=values.cache_dir,
         data=cfg.DataConfig(
             dataset=values.dataset, data_dir=values.data_dir,
             text_column=values.text_column, label_column=values.label_column,
@@ -168,12 +171,3 @@ def config_from_flags(values=FLAGS) -> cfg.PipelineConfig:
                             latency_runs=values.latency_runs),
         bundle=cfg.BundleConfig(export=values.bundle_export),
     )
-
-
-def parse_or_exit(argv: list[str]) -> list[str]:
-    """absl flag parsing that exits with status 2 and one line on any flag error."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as error:
-        sys.stderr.write(f"error: {error}\nRun with --helpfull to see every flag.\n")
-        sys.exit(2)

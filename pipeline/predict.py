@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags
 
-from pipeline import artifacts, litert
+from pipeline import artifacts, cli, litert
 from pipeline.reference_tokenizer import ReferenceTokenizer
 
 flags.DEFINE_string("bundle", None, "Bundle directory written by pipeline.run "
@@ -71,4 +71,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_or_exit)

@@ -8,6 +8,8 @@ only when it succeeds, leaving the previous good output untouched on failure.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import shutil
 import sys
 import time
@@ -16,7 +18,7 @@ from types import ModuleType
 
 from absl import app, logging
 
-from pipeline import artifacts
+from pipeline import artifacts, cli
 from pipeline import flags as pipeline_flags
 from pipeline.config import ConfigError, PipelineConfig
 from pipeline.data import DataError, check_dataset_name
@@ -60,6 +62,21 @@ def stage_key(stage: Stage, config: PipelineConfig, run_dir: Path) -> dict:
             "external": external}
 
 
+def cache_entry(config: PipelineConfig, stage: Stage, key: dict) -> Path | None:
+    """Where a stage output with this key lives in the shared --cache_dir, if one is set."""
+    if not config.cache_dir:
+        return None
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+    return Path(config.cache_dir) / stage.name / digest
+
+
+def restore_from_cache(entry: Path | None, stage: Stage, run_dir: Path) -> dict | None:
+    if entry is None or artifacts.stage_record(entry) is None:
+        return None
+    artifacts.copy_tree(entry, run_dir / stage.name)
+    return artifacts.stage_record(run_dir / stage.name)
+
+
 def run_stage(stage: Stage, config: PipelineConfig, run_dir: Path, key: dict) -> dict:
     partial = run_dir / f"{stage.name}.partial"
     if partial.exists():
@@ -70,12 +87,17 @@ def run_stage(stage: Stage, config: PipelineConfig, run_dir: Path, key: dict) ->
             shutil.rmtree(partial)
     partial.mkdir(parents=True, exist_ok=True)
     artifacts.atomic_write_json(partial / KEY_FILE, key)
+    start = time.monotonic()
     summary = stage.module.run(config, run_dir, partial)
     (partial / KEY_FILE).unlink()
     record = {**key, "stage": stage.name, "summary": summary,
+              "elapsed_s": round(time.monotonic() - start, 2),
               "output_hash": artifacts.sha256_tree(partial)}
     artifacts.atomic_write_json(partial / artifacts.STAGE_RECORD, record)
     artifacts.replace_dir(partial, run_dir / stage.name)
+    entry = cache_entry(config, stage, key)
+    if entry is not None:
+        artifacts.copy_tree(run_dir / stage.name, entry)
     return summary
 
 
@@ -94,6 +116,12 @@ def run_pipeline(config: PipelineConfig) -> dict:
             logging.info("%s: unchanged, skipped (use --force to redo)", prefix)
             summaries[stage.name] = record["summary"]
             continue
+        if not config.force:
+            cached = restore_from_cache(cache_entry(config, stage, key), stage, run_dir)
+            if cached is not None:
+                logging.info("%s: restored from the cache %s", prefix, config.cache_dir)
+                summaries[stage.name] = cached["summary"]
+                continue
         if record:
             logging.info("%s: settings or inputs changed since the last run; the old output "
                          "is replaced once this stage succeeds", prefix)
@@ -126,4 +154,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=pipeline_flags.parse_or_exit)
+    app.run(main, flags_parser=cli.parse_or_exit)

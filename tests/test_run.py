@@ -78,3 +78,17 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path):
             tmp.write_bytes(b"half")
             raise RuntimeError("writer crashed")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
+
+
+def test_cache_shares_unchanged_stages_between_run_directories(stages, tmp_path):
+    cache = str(tmp_path / "cache")
+    first = PipelineConfig(output_dir=str(tmp_path / "a"), stages=("data", "train", "prune"),
+                           cache_dir=cache)
+    run.run_pipeline(first)
+    second = PipelineConfig(output_dir=str(tmp_path / "b"), stages=("data", "train", "prune"),
+                            cache_dir=cache, pruning=PruningConfig(final_sparsity=0.5))
+    run.run_pipeline(second)
+    assert stages == ["data", "train", "prune", "prune"]
+    assert (tmp_path / "b" / "train" / "out.txt").read_text() == \
+        (tmp_path / "a" / "train" / "out.txt").read_text()
+    assert artifacts.stage_record(tmp_path / "b" / "train")["elapsed_s"] >= 0

@@ -33,7 +33,8 @@ def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
     splits = {name: data_stage.load_split(run_dir, name) for name in SPLITS}
     keras_models = {"dense": run_dir / "train" / train_stage.MODEL_FILE,
                     "stripped": run_dir / "strip" / strip_stage.MODEL_FILE}
-    metrics: dict = {"keras": {}, "tflite": {}}
+    metrics: dict = {"primary": {"name": "accuracy", "higher_is_better": True},
+                     "keras": {}, "tflite": {}}
     for label, path in keras_models.items():
         model = artifacts.load_keras_model(path)
         metrics["keras"][label] = {

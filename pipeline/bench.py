@@ -1,0 +1,341 @@
+"""Nightly sweep: `python -m pipeline.bench --flagfile=configs/nightly.flags`.
+
+Runs task × method × target sparsity through `pipeline.run` (one subprocess per cell,
+sharing a stage cache so each dense model is trained once), then writes
+results.jsonl/.csv, report.md, report.html and PNG plots. With --baseline it compares
+against an earlier results.jsonl and exits non-zero on a regression. All numbers come from
+the .tflite files; latency is compared as a ratio to the dense row of the same run.
+"""
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from absl import app, flags
+
+from pipeline import artifacts, cli
+
+REPO = Path(__file__).resolve().parents[1]
+DENSE_FLAG = "--pruning_method=none"
+SMOKE_FLAGS = ("--train_limit=2000", "--eval_limit=200", "--vocabulary_size=1000",
+               "--max_length=32", "--embedding_dim=16", "--lstm_units=16", "--epochs=1",
+               "--pruning_epochs=1", "--pruning_frequency=5", "--parity_tolerance=5")
+KEY_FIELDS = ("task", "method", "target_sparsity", "export")
+CSV_FIELDS = KEY_FIELDS + (
+    "metric", "metric_value", "higher_is_better", "test_loss", "bytes", "gzip_bytes",
+    "measured_sparsity", "latency_median_ms", "latency_p90_ms", "latency_ratio_vs_dense",
+    "train_wall_s", "git_commit", "cpu_model", "cores")
+
+flags.DEFINE_string("output_dir", "runs/nightly", "Bench directory: runs/, cache/, results "
+                    "and the report.")
+flags.DEFINE_multi_string("task", [], "NAME:FLAGFILE, one per task, e.g. "
+                          "sentiment:configs/sentiment.flags.")
+flags.DEFINE_multi_string("method", [], "NAME:FLAGS, one per method; FLAGS are pipeline.run "
+                          f"flags, e.g. 'l1:--pruning_method=l1 --l1=1e-6'. A method with "
+                          f"{DENSE_FLAG} is the dense row (sparsity 0).")
+flags.DEFINE_list("sparsities", ["0", "0.5", "0.8", "0.9", "0.95"], "Target sparsities for "
+                  "every pruning method; 0 selects the dense method's row.")
+flags.DEFINE_multi_string("run_flag", [], "Extra pipeline.run flag for every cell "
+                          "(e.g. --data_dir=...).")
+flags.DEFINE_bool("smoke", False, "Small slices, one epoch, two sparsities: exercises the "
+                  "whole path in minutes; numbers are meaningless.")
+flags.DEFINE_string("baseline", "", "An earlier results.jsonl to compare against.")
+flags.DEFINE_float("metric_tolerance", 0.01, "Largest allowed drop of the primary metric "
+                   "(absolute; accuracy 0.01 = 1 point) before a row counts as regressed.")
+flags.DEFINE_float("size_tolerance", 0.02, "Largest allowed relative growth of gzip'd bytes.")
+flags.DEFINE_float("latency_tolerance", 0.25, "Largest allowed relative growth of the "
+                   "latency ratio to the dense row measured in the same run.")
+FLAGS = flags.FLAGS
+
+
+class BenchError(RuntimeError):
+    """A bench flag or input is wrong; the message names it."""
+
+
+def parse_pairs(entries: list[str], flag: str) -> dict[str, str]:
+    pairs = {}
+    for entry in entries:
+        name, sep, value = entry.partition(":")
+        if not sep or not name or name in pairs:
+            raise BenchError(f"--{flag}={entry!r} must be NAME:VALUE with a unique NAME")
+        pairs[name] = value
+    return pairs
+
+
+def cells(tasks: dict, methods: dict, sparsities: list[float], smoke: bool) -> list[tuple]:
+    nonzero = sorted(s for s in sparsities if s > 0)
+    if smoke and nonzero:
+        nonzero = [min(nonzero, key=lambda s: abs(s - 0.8))]
+    result = []
+    for task in tasks:
+        for method, method_flags in methods.items():
+            if DENSE_FLAG in shlex.split(method_flags):
+                if 0 in sparsities:
+                    result.append((task, method, 0.0))
+            else:
+                result.extend((task, method, s) for s in nonzero)
+    return result
+
+
+def run_cell(task_flagfile: str, method_flags: str, sparsity: float, run_dir: Path,
+             cache_dir: Path, extra: list[str]) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "pipeline.run", f"--flagfile={task_flagfile}",
+               *shlex.split(method_flags), f"--output_dir={run_dir}",
+               f"--cache_dir={cache_dir}", *extra]
+    if sparsity > 0:
+        command.append(f"--final_sparsity={sparsity}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / "bench.log", "w", encoding="utf-8") as log:
+        return subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+
+
+def machine() -> dict:
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {"cpu_model": model, "cores": os.cpu_count()}
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def rows_for(run_dir: Path, task: str, method: str, sparsity: float, context: dict) -> list:
+    metrics = artifacts.read_json(run_dir / "evaluate" / "metrics.json")
+    versions = artifacts.read_json(run_dir / "bundle" / "manifest.json")["versions"]
+    wall = sum(artifacts.stage_record(run_dir / s).get("elapsed_s", 0.0)
+               for s in ("train", "prune"))
+    rows = []
+    for export, entry in metrics["tflite"].items():
+        per_weight = entry["sparsity"].values()
+        measured = entry["pruned_sparsity"]
+        if measured is None:
+            measured = sum(w["zeros"] for w in per_weight) / sum(w["size"] for w in per_weight)
+        rows.append({
+            "task": task, "method": method, "target_sparsity": sparsity, "export": export,
+            "metric": metrics["primary"]["name"],
+            "metric_value": entry["test"][metrics["primary"]["name"]],
+            "higher_is_better": metrics["primary"]["higher_is_better"],
+            "test_loss": entry["test"]["loss"], "bytes": entry["bytes"],
+            "gzip_bytes": entry["gzip_bytes"], "measured_sparsity": round(measured, 5),
+            "latency_median_ms": entry["latency"]["median_ms"],
+            "latency_p90_ms": entry["latency"]["p90_ms"], "latency_ratio_vs_dense": None,
+            "train_wall_s": round(wall, 1), "versions": versions, **context})
+    return rows
+
+
+def add_latency_ratios(rows: list[dict]) -> None:
+    dense = {(r["task"], r["export"]): r["latency_median_ms"]
+             for r in rows if r["target_sparsity"] == 0}
+    for row in rows:
+        reference = dense.get((row["task"], row["export"]))
+        if reference:
+            row["latency_ratio_vs_dense"] = round(row["latency_median_ms"] / reference, 4)
+
+
+def row_key(row: dict) -> tuple:
+    return tuple(row[k] for k in KEY_FIELDS)
+
+
+def regressions(rows: list[dict], baseline: list[dict], metric_tolerance: float,
+                size_tolerance: float, latency_tolerance: float) -> list[str]:
+    """Rows that got worse than the baseline, each as one readable line."""
+    current = {row_key(r): r for r in rows}
+    found = []
+    for old in baseline:
+        key = row_key(old)
+        label = "/".join(str(k) for k in key)
+        new = current.get(key)
+        if new is None:
+            found.append(f"{label}: row missing from this run")
+            continue
+        delta = new["metric_value"] - old["metric_value"]
+        worse = -delta if old["higher_is_better"] else delta
+        if worse > metric_tolerance:
+            found.append(f"{label}: {old['metric']} {new['metric_value']:.4f} vs baseline "
+                         f"{old['metric_value']:.4f} (worse by {worse:.4f} > "
+                         f"{metric_tolerance})")
+        if new["gzip_bytes"] > old["gzip_bytes"] * (1 + size_tolerance):
+            found.append(f"{label}: gzip'd size {new['gzip_bytes']} B vs baseline "
+                         f"{old['gzip_bytes']} B")
+        new_ratio, old_ratio = new["latency_ratio_vs_dense"], old["latency_ratio_vs_dense"]
+        if new_ratio and old_ratio and new_ratio > old_ratio * (1 + latency_tolerance):
+            found.append(f"{label}: latency {new_ratio:.2f}× dense vs baseline "
+                         f"{old_ratio:.2f}×")
+    return found
+
+
+def plots(rows: list[dict], out_dir: Path) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for task in sorted({r["task"] for r in rows}):
+        task_rows = [r for r in rows if r["task"] == task]
+        figure, axes = plt.subplots(1, 3, figsize=(15, 4))
+        for method in sorted({r["method"] for r in task_rows}):
+            for export, style in (("float", "-o"), ("int8", "--s")):
+                chosen = sorted((r for r in task_rows if r["export"] == export and
+                                 (r["method"] == method or r["target_sparsity"] == 0)),
+                                key=lambda r: r["target_sparsity"])
+                if not chosen:
+                    continue
+                xs = [r["target_sparsity"] for r in chosen]
+                label = f"{method} ({export})"
+                axes[0].plot(xs, [r["metric_value"] for r in chosen], style, label=label)
+                axes[1].plot(xs, [r["gzip_bytes"] / 1024 for r in chosen], style, label=label)
+        axes[0].set(title=f"{task}: test {task_rows[0]['metric']} (.tflite)",
+                    xlabel="target sparsity")
+        axes[1].set(title="gzip'd .tflite size (KiB)", xlabel="target sparsity", yscale="log")
+        labels = [f"{r['method']} {r['target_sparsity']:g} {r['export']}" for r in task_rows]
+        axes[2].barh(labels, [r["latency_median_ms"] for r in task_rows])
+        axes[2].set(title="latency median (ms, 1 thread)")
+        axes[0].legend(fontsize=7)
+        figure.tight_layout()
+        path = out_dir / f"{task}.png"
+        with artifacts.atomic_path(path) as tmp:
+            figure.savefig(tmp, dpi=90, format="png")
+        plt.close(figure)
+        written.append(path)
+    return written
+
+
+def markdown_table(rows: list[dict]) -> str:
+    header = ("| task | method | target | export | metric | gzip KiB | measured sparsity | "
+              "latency ms (median / p90) | × dense | train s |")
+    lines = [header, "|" + "---|" * 10]
+    for r in rows:
+        ratio = r["latency_ratio_vs_dense"]
+        lines.append(
+            f"| {r['task']} | {r['method']} | {r['target_sparsity']:g} | {r['export']} | "
+            f"{r['metric']} {r['metric_value']:.4f} | {r['gzip_bytes'] / 1024:.1f} | "
+            f"{r['measured_sparsity']:.3f} | {r['latency_median_ms']:.3f} / "
+            f"{r['latency_p90_ms']:.3f} | {'' if ratio is None else f'{ratio:.2f}'} | "
+            f"{r['train_wall_s']:.0f} |")
+    return "\n".join(lines)
+
+
+def write_report(out_dir: Path, rows: list[dict], problems: list[str], failed: list[str],
+                 images: list[Path], context: dict) -> None:
+    title = "# Nightly benchmark\n"
+    facts = (f"commit `{context['git_commit']}` · {context['cpu_model']} · "
+             f"{context['cores']} cores · {time.strftime('%Y-%m-%d %H:%M')}\n")
+    status = ("**Regressions / failures:**\n" + "\n".join(f"- {p}" for p in failed + problems)
+              if problems or failed else "No regressions against the baseline.")
+    body = "\n\n".join([facts, status, markdown_table(rows)])
+    artifacts.atomic_write_text(out_dir / "report.md", "\n".join(
+        [title, body, ""] + [f"![{p.stem}]({p.name})" for p in images]) + "\n")
+    html_rows = "".join(
+        "<tr>" + "".join(f"<td>{r.get(f, '')}</td>" for f in CSV_FIELDS[:13]) + "</tr>"
+        for r in rows)
+    html_images = "".join(
+        f'<h2>{p.stem}</h2><img alt="{p.stem}" src="data:image/png;base64,'
+        f'{base64.b64encode(p.read_bytes()).decode()}">' for p in images)
+    html_status = ("<ul>" + "".join(f"<li>{p}</li>" for p in failed + problems) + "</ul>"
+                   if problems or failed else "<p>No regressions against the baseline.</p>")
+    artifacts.atomic_write_text(out_dir / "report.html", (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Nightly benchmark</title>"
+        "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:2px 6px}"
+        "table{border-collapse:collapse}</style></head><body><h1>Nightly benchmark</h1>"
+        f"<p>{facts}</p>{html_status}<table><tr>"
+        + "".join(f"<th>{f}</th>" for f in CSV_FIELDS[:13]) + f"</tr>{html_rows}</table>"
+        f"{html_images}</body></html>\n"))
+
+
+def write_results(out_dir: Path, rows: list[dict]) -> None:
+    artifacts.atomic_write_text(out_dir / "results.jsonl",
+                                "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    artifacts.atomic_write_text(out_dir / "results.csv", buffer.getvalue())
+
+
+def load_baseline(path: str) -> list[dict]:
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+    except (OSError, json.JSONDecodeError) as error:
+        raise BenchError(f"--baseline={path} is not a readable results.jsonl ({error})") from None
+
+
+def bench(out_dir: Path) -> int:
+    tasks = parse_pairs(FLAGS.task, "task")
+    methods = parse_pairs(FLAGS.method, "method")
+    if not tasks or not methods:
+        raise BenchError("give at least one --task=NAME:FLAGFILE and one --method=NAME:FLAGS")
+    for name, flagfile in tasks.items():
+        if not (REPO / flagfile).is_file() and not Path(flagfile).is_file():
+            raise BenchError(f"--task={name}:{flagfile}: flagfile not found")
+    try:
+        sparsities = [float(s) for s in FLAGS.sparsities]
+    except ValueError:
+        raise BenchError(f"--sparsities={','.join(FLAGS.sparsities)} must be numbers") from None
+    baseline = load_baseline(FLAGS.baseline) if FLAGS.baseline else None
+    extra = list(FLAGS.run_flag) + (list(SMOKE_FLAGS) if FLAGS.smoke else [])
+    context = {**machine(), "git_commit": git_commit()}
+    sweep = cells(tasks, methods, sparsities, FLAGS.smoke)
+    rows, failed = [], []
+    for position, (task, method, sparsity) in enumerate(sweep, start=1):
+        run_dir = out_dir / "runs" / task / method / f"s{sparsity:g}"
+        start = time.monotonic()
+        result = run_cell(tasks[task], methods[method], sparsity, run_dir, out_dir / "cache",
+                          extra)
+        elapsed = time.monotonic() - start
+        if result.returncode != 0:
+            failed.append(f"{task}/{method}/{sparsity:g}: pipeline.run exited "
+                          f"{result.returncode}; see {run_dir / 'bench.log'}")
+            print(f"[{position}/{len(sweep)}] {task} {method} {sparsity:g}: FAILED in "
+                  f"{elapsed:.0f} s (log: {run_dir / 'bench.log'})", flush=True)
+            continue
+        new_rows = rows_for(run_dir, task, method, sparsity, context)
+        rows.extend(new_rows)
+        print(f"[{position}/{len(sweep)}] {task} {method} {sparsity:g}: done in {elapsed:.0f} s "
+              + ", ".join(f"{r['export']} {r['metric']} {r['metric_value']:.4f}"
+                          for r in new_rows), flush=True)
+    add_latency_ratios(rows)
+    problems = (regressions(rows, baseline, FLAGS.metric_tolerance, FLAGS.size_tolerance,
+                            FLAGS.latency_tolerance) if baseline is not None else [])
+    write_results(out_dir, rows)
+    write_report(out_dir, rows, problems, failed, plots(rows, out_dir) if rows else [],
+                 context)
+    for line in failed + problems:
+        print(f"REGRESSION: {line}" if line in problems else f"FAILED: {line}", flush=True)
+    print(f"report: {out_dir / 'report.md'}", flush=True)
+    return 1 if problems or failed else 0
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        sys.stderr.write(f"error: unexpected arguments {argv[1:]} (see --helpfull)\n")
+        sys.exit(2)
+    try:
+        out_dir = Path(FLAGS.output_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        sys.exit(bench(out_dir))
+    except BenchError as error:
+        sys.stderr.write(f"error: {error}\n")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=cli.parse_or_exit)

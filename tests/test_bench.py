@@ -1,0 +1,77 @@
+"""The nightly sweep end to end in --smoke mode, and its regression gate."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+METHODS = ["--method=dense:--pruning_method=none",
+           "--method=magnitude:--pruning_method=magnitude",
+           "--method=l1:--pruning_method=l1 --l1=1e-6 --pruning_schedule=one_shot"]
+
+
+def bench(out_dir, data_dir, *extra):
+    env = {**os.environ, "PIPELINE_DATA_DIR": str(data_dir)}
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.bench", "--smoke", f"--output_dir={out_dir}",
+         "--task=sentiment:configs/sentiment.flags", *METHODS, "--sparsities=0,0.5,0.8",
+         *extra], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def smoke_bench(shared_data, tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("bench")
+    result = bench(out_dir, shared_data)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return out_dir
+
+
+def read_rows(out_dir):
+    return [json.loads(line) for line in (out_dir / "results.jsonl").read_text().splitlines()]
+
+
+def test_every_expected_row_exists_with_sane_values(smoke_bench):
+    rows = read_rows(smoke_bench)
+    keys = sorted((r["method"], r["target_sparsity"], r["export"]) for r in rows)
+    assert keys == sorted((m, s, e) for m, s in [("dense", 0.0), ("magnitude", 0.8),
+                                                ("l1", 0.8)] for e in ("float", "int8"))
+    for row in rows:
+        assert 0.0 <= row["metric_value"] <= 1.0 and row["metric"] == "accuracy"
+        assert 0 < row["gzip_bytes"] < row["bytes"]
+        assert 0 < row["latency_median_ms"] <= row["latency_p90_ms"]
+        assert row["latency_ratio_vs_dense"] > 0
+        assert row["versions"]["tensorflow"] == "2.21.0" and row["cores"] >= 1
+        expected = row["target_sparsity"]
+        assert abs(row["measured_sparsity"] - expected) < 0.02, row
+    dense = {r["export"]: r for r in rows if r["method"] == "dense"}
+    assert all(r["gzip_bytes"] < dense[r["export"]]["gzip_bytes"]
+               for r in rows if r["method"] != "dense")
+    csv_lines = (smoke_bench / "results.csv").read_text().splitlines()
+    assert len(csv_lines) == len(rows) + 1
+    report = (smoke_bench / "report.md").read_text()
+    assert "| sentiment | magnitude | 0.8 | int8 |" in report and "sentiment.png" in report
+    assert (smoke_bench / "sentiment.png").read_bytes()[:4] == b"\x89PNG"
+    assert "data:image/png;base64," in (smoke_bench / "report.html").read_text()
+
+
+def test_dense_training_is_shared_through_the_cache(smoke_bench):
+    log = (smoke_bench / "runs" / "sentiment" / "magnitude" / "s0.8" / "bench.log").read_text()
+    assert "train: restored from the cache" in log
+
+
+def test_doctored_baseline_makes_the_gate_fail(smoke_bench, shared_data, tmp_path):
+    rows = read_rows(smoke_bench)
+    doctored = tmp_path / "baseline.jsonl"
+    target = next(r for r in rows if r["method"] == "magnitude" and r["export"] == "int8")
+    target["metric_value"] += 0.05  # the baseline claims a better model than we have now
+    doctored.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = bench(smoke_bench, shared_data, f"--baseline={doctored}")
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert "REGRESSION: sentiment/magnitude/0.8/int8: accuracy" in result.stdout
+    assert "sentiment/magnitude/0.8/int8" in (smoke_bench / "report.md").read_text()
+    clean = tmp_path / "clean.jsonl"
+    clean.write_text((smoke_bench / "results.jsonl").read_text())
+    assert bench(smoke_bench, shared_data, f"--baseline={clean}").returncode == 0
