@@ -23,11 +23,11 @@ TRICKY = [
 ]
 
 
-@pytest.fixture(scope="module")
-def sst2_bundle(shared_data, tmp_path_factory):
+@pytest.fixture(scope="module", params=["wordpiece", "words"])
+def sst2_bundle(shared_data, tmp_path_factory, request):
     splits = data.load_splits(DataConfig(dataset="sst2", data_dir=str(shared_data),
                                          train_limit=8000))
-    config = TokenizerConfig(vocabulary_size=3000, max_length=48)
+    config = TokenizerConfig(vocabulary=request.param, vocabulary_size=3000, max_length=48)
     vocabulary = tokenizer.build_vocabulary(splits.train.texts, config)
     folder = tmp_path_factory.mktemp("bundle")
     (folder / "vocab.txt").write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
@@ -61,6 +61,8 @@ def test_padding_is_left_and_truncation_keeps_the_first_tokens(sst2_bundle):
     assert short[:-1] == [0] * (config.max_length - 1) and short[-1] == vocabulary.index("good")
     long = reference.encode("good " * 100 + "bad")
     assert long == [vocabulary.index("good")] * config.max_length
+    unknown = reference.encode("good ☃")
+    assert unknown[-1] == vocabulary.index("[UNK]")
 
 
 def test_reference_tokenizer_needs_no_tensorflow():
