@@ -115,25 +115,30 @@ def regularizers(method: str, config: RegularizationConfig) -> dict:
             for weight in config.weights}
 
 
-def magnitude_histograms(model: tf_keras.Model) -> dict[str, dict]:
-    """Per prunable weight: exact zeros and a log10 histogram of the other magnitudes."""
-    edges = np.arange(-8.0, 1.5, 0.5)
-    result = {}
+def prunable_weights(model: tf_keras.Model):
+    """Yields (Keras name, layer kind, values) for every weight magnitude pruning touches."""
     for layer in model.layers:
-        if layer_kind(layer) is None:
+        kind = layer_kind(layer)
+        if kind is None:
             continue
         inner = getattr(layer, "layer", layer)
         for weight in inner.weights:
             short = weight.name.split("/")[-1].split(":")[0]
-            if short not in PRUNED_WEIGHTS:
-                continue
-            magnitudes = np.abs(weight.numpy()).ravel()
-            nonzero = magnitudes[magnitudes > 0]
-            counts, _ = np.histogram(np.log10(nonzero), bins=edges)
-            result[f"{inner.name}/{short}"] = {
-                "zeros": int(magnitudes.size - nonzero.size),
-                "log10_edges": edges.tolist(), "counts": counts.tolist(),
-                "below_first_edge": int(np.sum(nonzero < 10.0 ** edges[0]))}
+            if short in PRUNED_WEIGHTS:
+                yield f"{inner.name}/{short}", kind, weight.numpy()
+
+
+def magnitude_histograms(model: tf_keras.Model) -> dict[str, dict]:
+    """Per prunable weight: exact zeros and a log10 histogram of the other magnitudes."""
+    edges = np.arange(-8.0, 1.5, 0.5)
+    result = {}
+    for name, _, values in prunable_weights(model):
+        magnitudes = np.abs(values).ravel()
+        nonzero = magnitudes[magnitudes > 0]
+        counts, _ = np.histogram(np.log10(nonzero), bins=edges)
+        result[name] = {"zeros": int(magnitudes.size - nonzero.size),
+                        "log10_edges": edges.tolist(), "counts": counts.tolist(),
+                        "below_first_edge": int(np.sum(nonzero < 10.0 ** edges[0]))}
     return result
 
 
@@ -153,18 +158,8 @@ def load_scope():
 def weight_sparsity(model: tf_keras.Model) -> dict[str, dict]:
     """Zero fraction of every prunable weight of every embedding, LSTM and dense layer."""
     result = {}
-    for layer in model.layers:
-        kind = layer_kind(layer)
-        if kind is None:
-            continue
-        inner = getattr(layer, "layer", layer)
-        for weight in inner.weights:
-            short = weight.name.split("/")[-1].split(":")[0]
-            if short not in PRUNED_WEIGHTS:
-                continue
-            values = weight.numpy()
-            zeros = int(np.count_nonzero(values == 0))
-            result[f"{inner.name}/{short}"] = {
-                "kind": kind, "size": int(values.size), "zeros": zeros,
-                "sparsity": zeros / values.size}
+    for name, kind, values in prunable_weights(model):
+        zeros = int(np.count_nonzero(values == 0))
+        result[name] = {"kind": kind, "size": int(values.size), "zeros": zeros,
+                        "sparsity": zeros / values.size}
     return result
