@@ -69,8 +69,8 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TokenizerConfig:
-    vocabulary: str = "wordpiece"
-    vocabulary_size: int = 8000
+    vocabulary: str = "words"
+    vocabulary_size: int = 20000
     max_length: int = 64
     lowercase: bool = True
     strip_accents: bool = True
@@ -89,9 +89,9 @@ class ModelConfig:
     embedding_dim: int = 128
     lstm_units: int = 128
     lstm_layers: int = 1
-    embedding_dropout: float = 0.0
-    dropout: float = 0.0
-    pooling: str = "last"
+    embedding_dropout: float = 0.3
+    dropout: float = 0.3
+    pooling: str = "max"
 
     def __post_init__(self):
         for name in ("embedding_dim", "lstm_units", "lstm_layers"):
@@ -105,7 +105,7 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 3
+    epochs: int = 4
     batch_size: int = 128
     learning_rate: float = 1e-3
     early_stopping_patience: int = 1
@@ -148,7 +148,7 @@ class PruningConfig:
     m: int = 2
     n: int = 4
     epochs: int = 2
-    learning_rate: float = 5e-4
+    learning_rate: float = 1e-4
 
     def __post_init__(self):
         _require(self.method in PRUNING_METHODS, f"--pruning_method={self.method} is not one "

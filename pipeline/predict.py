@@ -52,8 +52,8 @@ class Classifier:
         probabilities = self.runner(np.asarray(self.tokenizer.encode(text), dtype=np.int32))
         best = int(np.argmax(probabilities))
         return {"text": text, "label": self.labels[best],
-                "probabilities": {l: round(float(p), 4)
-                                  for l, p in zip(self.labels, probabilities)}}
+                "probabilities": {label: round(float(p), 4)
+                                  for label, p in zip(self.labels, probabilities)}}
 
 
 def main(argv: list[str]) -> None:

@@ -14,7 +14,6 @@ from absl import logging
 from pipeline import artifacts, litert
 from pipeline.config import PipelineConfig
 from pipeline.stages import StageError
-from pipeline.stages import convert as convert_stage
 from pipeline.stages import data as data_stage
 from pipeline.stages import strip as strip_stage
 from pipeline.stages import train as train_stage
