@@ -1,0 +1,64 @@
+"""Loading is safe and errors name the file; training resumes after a crash."""
+import numpy as np
+import pytest
+import tf_keras
+
+from pipeline import artifacts, litert, run
+from pipeline.config import DataConfig, ModelConfig, PipelineConfig, TokenizerConfig, TrainConfig
+from pipeline.stages import train as train_stage
+
+
+def test_lambda_layers_are_refused(tmp_path):
+    inputs = tf_keras.Input(shape=(3,))
+    model = tf_keras.Model(inputs, tf_keras.layers.Lambda(lambda x: x * 2)(inputs))
+    path = tmp_path / "lambda.keras"
+    model.save(path)
+    with pytest.raises(ValueError, match=f"model file {path} could not be loaded safely"):
+        artifacts.load_keras_model(path)
+
+
+def test_corrupt_files_are_named(tmp_path):
+    garbage = tmp_path / "model.keras"
+    garbage.write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match=str(garbage)):
+        artifacts.load_keras_model(garbage)
+    with pytest.raises(FileNotFoundError, match="run the stage that writes it first"):
+        artifacts.load_keras_model(tmp_path / "missing.keras")
+    bad_tflite = tmp_path / "model.tflite"
+    bad_tflite.write_bytes(b"\0" * 64)
+    with pytest.raises(ValueError, match=f"{bad_tflite} is not a loadable .tflite model"):
+        litert.Runner(bad_tflite)
+
+
+class Crash(Exception):
+    pass
+
+
+def test_killed_training_resumes_from_the_last_epoch(shared_data, tmp_path, monkeypatch):
+    config = PipelineConfig(
+        output_dir=str(tmp_path / "run"), stages=("data", "train"),
+        data=DataConfig(dataset="sst2", data_dir=str(shared_data), train_limit=600,
+                        eval_limit=100),
+        tokenizer=TokenizerConfig(vocabulary_size=300, max_length=16),
+        model=ModelConfig(embedding_dim=8, lstm_units=8),
+        train=TrainConfig(epochs=3, batch_size=32, early_stopping_patience=3))
+    real_stopping = tf_keras.callbacks.EarlyStopping
+
+    class CrashAfterFirstEpoch(real_stopping):
+        def on_epoch_end(self, epoch, logs=None):
+            super().on_epoch_end(epoch, logs)
+            if epoch == 0:
+                raise Crash("power cut")
+
+    monkeypatch.setattr(train_stage.tf_keras.callbacks, "EarlyStopping", CrashAfterFirstEpoch)
+    with pytest.raises(Crash):
+        run.run_pipeline(config)
+    assert (tmp_path / "run" / "train.partial" / "backup").is_dir()
+    assert not (tmp_path / "run" / "train").exists()
+    monkeypatch.setattr(train_stage.tf_keras.callbacks, "EarlyStopping", real_stopping)
+    run.run_pipeline(config)
+    history = artifacts.read_json(tmp_path / "run" / "train" / "history.json")
+    assert history["epochs_run"] == 2  # epochs 2 and 3 only: epoch 1 came from the backup
+    assert not (tmp_path / "run" / "train.partial").exists()
+    model = artifacts.load_keras_model(tmp_path / "run" / "train" / "model.keras")
+    assert np.isfinite(model.get_weights()[0]).all()
