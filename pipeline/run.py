@@ -57,6 +57,12 @@ def stage_key(stage: Stage, config: PipelineConfig, run_dir: Path) -> dict:
             raise StageError(f"stage {stage.name} needs the output of stage {name}, which "
                              f"has not run in {run_dir}; add {name} to --stages")
         inputs[name] = record["output_hash"]
+        upstream = next(s for s in STAGES if s.name == name)
+        if record["config_hash"] != config.section_hash(upstream.sections) and \
+                name not in config.stages:
+            logging.warning("%s: reads the output of %s, which was made with other settings "
+                            "than these; add %s to --stages to refresh it", stage.name, name,
+                            name)
     external = getattr(stage.module, "external_inputs", lambda _: {})(config)
     return {"config_hash": config.section_hash(stage.sections), "inputs": inputs,
             "external": external}

@@ -4,7 +4,7 @@ import types
 import pytest
 
 from pipeline import artifacts, run
-from pipeline.config import PipelineConfig, PruningConfig
+from pipeline.config import PipelineConfig, PruningConfig, TrainConfig
 from pipeline.stages import StageError
 
 
@@ -92,3 +92,11 @@ def test_cache_shares_unchanged_stages_between_run_directories(stages, tmp_path)
     assert (tmp_path / "b" / "train" / "out.txt").read_text() == \
         (tmp_path / "a" / "train" / "out.txt").read_text()
     assert artifacts.stage_record(tmp_path / "b" / "train")["elapsed_s"] >= 0
+
+
+def test_subset_warns_when_an_input_was_made_with_other_settings(stages, tmp_path, caplog):
+    run.run_pipeline(config(tmp_path))
+    changed = config(tmp_path, stages=("prune",), train=TrainConfig(epochs=9))
+    with caplog.at_level("WARNING"):
+        run.run_pipeline(changed)
+    assert "reads the output of train, which was made with other settings" in caplog.text
