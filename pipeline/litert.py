@@ -67,9 +67,9 @@ def op_names(path: Path) -> list[str]:
     return [op["op_name"] for op in _inspector(path)._get_ops_details()]
 
 
-def file_sizes(path: Path) -> dict:
-    raw = Path(path).read_bytes()
-    return {"bytes": len(raw), "gzip_bytes": len(gzip.compress(raw, compresslevel=9))}
+def sizes(flatbuffer: bytes) -> dict:
+    """Raw and gzip'd size: pruning zeros only shrink the file once it is compressed."""
+    return {"bytes": len(flatbuffer), "gzip_bytes": len(gzip.compress(flatbuffer, compresslevel=9))}
 
 
 def weight_sparsity(path: Path, keras_layers: dict[str, list[str]]) -> dict[str, dict]:

@@ -41,16 +41,11 @@ def keras_layer_names(model) -> dict[str, list[str]]:
     return names
 
 
-def dense_reference_sizes(run_dir: Path, config: PipelineConfig, out_dir: Path) -> dict:
+def dense_reference_sizes(run_dir: Path, config: PipelineConfig) -> dict:
     """Sizes of the unpruned parent converted the same way, for the compression ratios."""
     dense = artifacts.load_keras_model(run_dir / "train" / train_stage.MODEL_FILE)
-    sizes = {}
-    for export in config.convert.exports:
-        path = out_dir / f"dense_reference_{export}.tflite"
-        artifacts.atomic_write_bytes(path, to_tflite(dense, config.tokenizer.max_length, export))
-        sizes[export] = litert.file_sizes(path)
-        path.unlink()
-    return sizes
+    return {export: litert.sizes(to_tflite(dense, config.tokenizer.max_length, export))
+            for export in config.convert.exports}
 
 
 def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
@@ -59,14 +54,15 @@ def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
     report = {}
     for export in config.convert.exports:
         path = out_dir / tflite_name(export)
-        artifacts.atomic_write_bytes(path, to_tflite(model, config.tokenizer.max_length, export))
+        flatbuffer = to_tflite(model, config.tokenizer.max_length, export)
+        artifacts.atomic_write_bytes(path, flatbuffer)
         ops = sorted(set(litert.op_names(path)))
         if litert.FUSED_LSTM not in ops:
             raise StageError(f"{path.name} has no fused {litert.FUSED_LSTM} op (ops: {ops}); "
                              "the phone would run a slow unrolled loop")
-        report[export] = {"file": path.name, **litert.file_sizes(path), "ops": ops,
+        report[export] = {"file": path.name, **litert.sizes(flatbuffer), "ops": ops,
                           "sparsity": litert.weight_sparsity(path, layer_names)}
-    dense = (dense_reference_sizes(run_dir, config, out_dir)
+    dense = (dense_reference_sizes(run_dir, config)
              if config.pruning.method != "none" else
              {e: {"bytes": r["bytes"], "gzip_bytes": r["gzip_bytes"]} for e, r in report.items()})
     for export, entry in report.items():
