@@ -9,8 +9,8 @@ def build_sentiment_model(config, vocabulary_size: int, sequence_length: int,
     """Builds the classifier from a ModelConfig-like object.
 
     The text is summarised by the last LSTM state (`pooling="last"`) or by the maximum of
-    every state over time (`"max"`). `regularizers` maps "embeddings", "kernel" (LSTM
-    input and classifier kernels) and "recurrent_kernel" to tf_keras regularizers.
+    every state over time (`"max"`). `regularizers` maps "embeddings", "lstm_kernel",
+    "recurrent_kernel" and "dense_kernel" to tf_keras regularizers.
 
     The sequence length is part of the input shape so that the TFLite converter can emit
     the fused UNIDIRECTIONAL_SEQUENCE_LSTM kernel.
@@ -28,7 +28,7 @@ def build_sentiment_model(config, vocabulary_size: int, sequence_length: int,
         every_step = not last or config.pooling == "max"
         hidden = tf_keras.layers.LSTM(
             config.lstm_units, return_sequences=every_step,
-            kernel_regularizer=regularizers.get("kernel"),
+            kernel_regularizer=regularizers.get("lstm_kernel"),
             recurrent_regularizer=regularizers.get("recurrent_kernel"),
             name=f"lstm_{index}")(hidden)
         if config.dropout:
@@ -36,6 +36,6 @@ def build_sentiment_model(config, vocabulary_size: int, sequence_length: int,
     if config.pooling == "max":
         hidden = tf_keras.layers.GlobalMaxPooling1D(name="max_over_time")(hidden)
     probabilities = tf_keras.layers.Dense(
-        num_labels, activation="softmax", kernel_regularizer=regularizers.get("kernel"),
+        num_labels, activation="softmax", kernel_regularizer=regularizers.get("dense_kernel"),
         name="classifier")(hidden)
     return tf_keras.Model(ids, probabilities, name="sentiment_lstm")

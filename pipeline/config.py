@@ -124,11 +124,16 @@ class RegularizationConfig:
     """Penalties the train stage adds for the l1/l2/l1_l2 pruning methods."""
     l1: float = 0.0
     l2: float = 0.0
+    group_lasso: float = 0.0
     weights: tuple[str, ...] = REGULARIZABLE_WEIGHTS
 
     def __post_init__(self):
-        _require(self.l1 >= 0 and self.l2 >= 0,
-                 f"--l1={self.l1} and --l2={self.l2} must both be >= 0")
+        _require(self.l1 >= 0 and self.l2 >= 0 and self.group_lasso >= 0,
+                 f"--l1={self.l1}, --l2={self.l2} and --group_lasso={self.group_lasso} must "
+                 "all be >= 0")
+        _require(not self.group_lasso or {"kernel", "recurrent_kernel"} & set(self.weights),
+                 "--group_lasso acts on LSTM kernels: add kernel or recurrent_kernel to "
+                 "--regularized_weights")
         unknown = sorted(set(self.weights) - set(REGULARIZABLE_WEIGHTS))
         _require(self.weights and not unknown, f"--regularized_weights="
                  f"{','.join(self.weights)}: choose from {', '.join(REGULARIZABLE_WEIGHTS)}")
@@ -250,8 +255,9 @@ class PipelineConfig:
             _require(penalty.l2 > 0 and penalty.l1 == 0, "--pruning_method=l2 needs --l2 > 0 "
                      f"and --l1=0 (got --l1={penalty.l1}, --l2={penalty.l2}); use l1_l2 for both")
         elif method not in REGULARIZED_METHODS:
-            _require(penalty == RegularizationConfig(), f"--l1/--l2/--regularized_weights "
-                     f"apply only to --pruning_method=l1|l2|l1_l2, not {method}")
+            _require(penalty == RegularizationConfig(),
+                     "--l1/--l2/--group_lasso/--regularized_weights apply only to "
+                     f"--pruning_method=l1|l2|l1_l2, not {method}")
         _require(self.bundle.export in self.convert.exports,
                  f"--bundle_export={self.bundle.export} is not produced by "
                  f"--exports={','.join(self.convert.exports)}")

@@ -170,6 +170,12 @@ flags.DEFINE_float(
 flags.DEFINE_float(
     "l2", D.regularization.l2, "L2 penalty per weight for --pruning_method=l2|l1_l2."
 )
+flags.DEFINE_float(
+    "group_lasso",
+    D.regularization.group_lasso,
+    "Group lasso strength over LSTM hidden units (the four gate columns of a unit form one "
+    "group) for --pruning_method=l1|l2|l1_l2; adds to --l1/--l2 on the LSTM kernels.",
+)
 flags.DEFINE_list(
     "regularized_weights",
     list(D.regularization.weights),
@@ -298,7 +304,10 @@ def config_from_flags(values=FLAGS) -> cfg.PipelineConfig:
             seed=values.seed,
         ),
         regularization=cfg.RegularizationConfig(
-            l1=values.l1, l2=values.l2, weights=tuple(values.regularized_weights)
+            l1=values.l1,
+            l2=values.l2,
+            group_lasso=values.group_lasso,
+            weights=tuple(values.regularized_weights),
         ),
         pruning=cfg.PruningConfig(
             method=values.pruning_method,

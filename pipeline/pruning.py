@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import numpy as np
+import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras
 
@@ -107,12 +108,43 @@ def apply_pruning(model: tf_keras.Model, config: PruningConfig,
     return tf_keras.models.clone_model(model, clone_function=wrap)
 
 
+@tf_keras.saving.register_keras_serializable(package="prune_pipeline")
+class GateGroupLasso(tf_keras.regularizers.L1L2):
+    """L1/L2 plus a group lasso over LSTM hidden units.
+
+    For a kernel of shape [inputs, 4 * units] (gates i, f, c, o side by side) the group of
+    unit j is its column in all four gate blocks; the penalty `group * sum_j ||group_j||_2`
+    drives whole units to zero, which structured pruning can later remove.
+    """
+
+    def __init__(self, l1=0.0, l2=0.0, group=0.0):
+        super().__init__(l1=l1, l2=l2)
+        self.group = group
+
+    def __call__(self, kernel):
+        units = kernel.shape[-1] // 4
+        per_unit = tf.reshape(kernel, [-1, 4, units])
+        norms = tf.sqrt(tf.reduce_sum(tf.square(per_unit), axis=[0, 1]) + 1e-12)
+        return super().__call__(kernel) + self.group * tf.reduce_sum(norms)
+
+    def get_config(self):
+        return {**super().get_config(), "group": float(self.group)}
+
+
 def regularizers(method: str, config: RegularizationConfig) -> dict:
-    """Weight name → tf_keras regularizer for the train stage of the l1/l2 methods."""
-    if method not in REGULARIZED_METHODS or (config.l1 == 0 and config.l2 == 0):
+    """Model-builder key → tf_keras regularizer for the train stage of the l1/l2 methods."""
+    if method not in REGULARIZED_METHODS or not (config.l1 or config.l2 or config.group_lasso):
         return {}
-    return {weight: tf_keras.regularizers.L1L2(l1=config.l1, l2=config.l2)
-            for weight in config.weights}
+    plain = tf_keras.regularizers.L1L2(l1=config.l1, l2=config.l2)
+    lstm = (GateGroupLasso(config.l1, config.l2, config.group_lasso)
+            if config.group_lasso else plain)
+    targets = {"embeddings": ("embeddings",), "kernel": ("lstm_kernel", "dense_kernel"),
+               "recurrent_kernel": ("recurrent_kernel",)}
+    chosen = {}
+    for weight in config.weights:
+        for key in targets[weight]:
+            chosen[key] = lstm if key in ("lstm_kernel", "recurrent_kernel") else plain
+    return chosen
 
 
 def prunable_weights(model: tf_keras.Model):

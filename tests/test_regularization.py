@@ -4,7 +4,7 @@ import pytest
 import tf_keras
 
 from models.sentiment import build_sentiment_model
-from pipeline import pruning, run
+from pipeline import artifacts, pruning, run
 from pipeline.config import (ConfigError, ModelConfig, PipelineConfig, PruningConfig,
                              RegularizationConfig)
 
@@ -92,3 +92,22 @@ def test_l1_l2_at_zero_is_magnitude_one_shot():
         results.append(pruning.strip(fine_tune(model, config.pruning)).get_weights())
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+def test_group_lasso_groups_the_four_gate_columns_of_each_unit(tmp_path):
+    penalty = pruning.GateGroupLasso(l1=0.0, l2=0.0, group=0.5)
+    kernel = np.random.default_rng(0).normal(size=(3, 4 * 5)).astype("float32")
+    expected = 0.5 * sum(np.linalg.norm(kernel[:, [j, 5 + j, 10 + j, 15 + j]])
+                         for j in range(5))
+    assert float(penalty(tf_keras.backend.constant(kernel))) == pytest.approx(expected, rel=1e-5)
+    config = RegularizationConfig(l1=1e-4, group_lasso=1e-3)
+    model = tiny_model(pruning.regularizers("l1", config))
+    lstm = model.get_layer("lstm_0").cell
+    assert isinstance(lstm.kernel_regularizer, pruning.GateGroupLasso)
+    assert isinstance(lstm.recurrent_regularizer, pruning.GateGroupLasso)
+    assert not isinstance(model.get_layer("classifier").kernel_regularizer,
+                          pruning.GateGroupLasso)
+    path = tmp_path / "group.keras"
+    model.save(path)
+    loaded = artifacts.load_keras_model(path)  # safe mode accepts the registered class
+    assert loaded.get_layer("lstm_0").cell.kernel_regularizer.group == pytest.approx(1e-3)
