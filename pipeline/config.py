@@ -72,6 +72,7 @@ class TokenizerConfig:
     vocabulary: str = "words"
     vocabulary_size: int = 20000
     max_length: int = 64
+    ptb_contractions: bool = True
     lowercase: bool = True
     strip_accents: bool = True
 

@@ -117,6 +117,12 @@ flags.DEFINE_integer(
     "max_length tokens, shorter ones are left-padded.",
 )
 flags.DEFINE_bool(
+    "ptb_contractions",
+    D.tokenizer.ptb_contractions,
+    "Rewrite raw text the Penn Treebank way SST-2 is stored (didn't -> did n't, ’ -> ') "
+    "before tokenizing, so user text meets the training vocabulary.",
+)
+flags.DEFINE_bool(
     "lowercase", D.tokenizer.lowercase, "Lower-case (Unicode NFKC_Casefold) before WordPiece."
 )
 flags.DEFINE_bool(
@@ -285,6 +291,7 @@ def config_from_flags(values=FLAGS) -> cfg.PipelineConfig:
             vocabulary=values.vocabulary,
             vocabulary_size=values.vocabulary_size,
             max_length=values.max_length,
+            ptb_contractions=values.ptb_contractions,
             lowercase=values.lowercase,
             strip_accents=values.strip_accents,
         ),

@@ -6,6 +6,7 @@ doubles as executable documentation of the spec; `pipeline.predict` and the test
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from pathlib import Path
 
@@ -76,7 +77,9 @@ class ReferenceTokenizer:
         return ids
 
     def words(self, text: str) -> list[str]:
-        """Steps 1-3 of the spec: accents, splitting, case folding."""
+        """Steps 0-3 of the spec: rewrites, accents, splitting, case folding."""
+        for pattern, replacement in self.spec["rewrites"]:
+            text = re.sub(pattern, replacement, text)
         if self.spec["strip_accents"]:
             text = "".join(c for c in unicodedata.normalize("NFD", text)
                            if unicodedata.category(c) != "Mn")

@@ -17,6 +17,9 @@ OOV_TOKEN = "[UNK]"
 RESERVED_TOKENS = (PAD_TOKEN, OOV_TOKEN)
 SUFFIX_INDICATOR = "##"
 MAX_BYTES_PER_WORD = 100  # FastWordpieceTokenizer maps longer words to the OOV token.
+# SST-2 follows the Penn Treebank: "didn't" is stored as "did n't". Raw text gets the same
+# treatment (after a typographic apostrophe becomes ASCII), or every negation would be new.
+PTB_REWRITES = (("\u2019", "'"), ("([A-Za-z])([nN]'[tT])", "\\1 \\2"))
 ENCODE_BATCH = 1024
 
 # Unicode Default_Ignorable_Code_Point (DerivedCoreProperties.txt), dropped by NFKC_Casefold.
@@ -42,7 +45,8 @@ def build_vocabulary(texts: list[str], config: TokenizerConfig) -> list[str]:
     """
     if config.vocabulary == "words":
         return _word_vocabulary(texts, config)
-    dataset = tf.data.Dataset.from_tensor_slices(texts).batch(ENCODE_BATCH)
+    dataset = tf.data.Dataset.from_tensor_slices(texts).batch(ENCODE_BATCH).map(
+        lambda batch: normalize(batch, config))
     vocabulary = _keras_nlp().tokenizers.compute_word_piece_vocabulary(
         dataset, vocabulary_size=config.vocabulary_size, lowercase=config.lowercase,
         strip_accents=config.strip_accents, split_on_cjk=False,
@@ -70,6 +74,14 @@ def make_tokenizer(vocabulary: list[str], config: TokenizerConfig):
         suffix_indicator=SUFFIX_INDICATOR, oov_token=OOV_TOKEN, dtype="int32")
 
 
+def normalize(texts: tf.Tensor, config: TokenizerConfig) -> tf.Tensor:
+    """Step 0 of the spec: the PTB rewrites, as RE2 regex replacements."""
+    if config.ptb_contractions:
+        for pattern, rewrite in PTB_REWRITES:
+            texts = tf.strings.regex_replace(texts, pattern, rewrite)
+    return texts
+
+
 def left_pad(tokens: tf.RaggedTensor, length: int) -> tf.Tensor:
     """Keeps the first `length` ids of each row and pads on the left with id 0."""
     dense = tokens.to_tensor(default_value=0, shape=[None, length])
@@ -85,7 +97,8 @@ def encode(texts: list[str], vocabulary: list[str], config: TokenizerConfig) -> 
     tokenizer = make_tokenizer(vocabulary, config)
     dataset = (tf.data.Dataset.from_tensor_slices(tf.constant(texts, dtype=tf.string))
                .batch(ENCODE_BATCH)
-               .map(lambda batch: left_pad(tokenizer(batch), config.max_length)))
+               .map(lambda batch: left_pad(tokenizer(normalize(batch, config)),
+                                           config.max_length)))
     parts = list(dataset.as_numpy_iterator())
     if not parts:
         return np.zeros((0, config.max_length), dtype=np.int32)
@@ -100,6 +113,9 @@ def tokenizer_spec(vocabulary: list[str], config: TokenizerConfig) -> dict:
         "vocabulary_file": "vocab.txt",
         "vocabulary_size": len(vocabulary),
         "steps": [
+            "0. rewrites (if ptb_contractions): apply each [pattern, replacement] of "
+            "rewrites in order to the whole text, as a global regular-expression replace "
+            "(\\1 is the first group)",
             "1. strip_accents (if true): Unicode NFD, then delete every character of "
             "general category Mn",
             "2. split: walk the characters; whitespace ([\\t\\n\\f\\r ] only) and categories "
@@ -115,6 +131,8 @@ def tokenizer_spec(vocabulary: list[str], config: TokenizerConfig) -> dict:
             "5. truncate: keep the first max_length ids",
             "6. pad: add pad_id on the left up to max_length",
         ],
+        "ptb_contractions": config.ptb_contractions,
+        "rewrites": [list(r) for r in PTB_REWRITES] if config.ptb_contractions else [],
         "strip_accents": config.strip_accents,
         "lowercase": config.lowercase,
         "lowercase_mapping": "NFKC_Casefold",

@@ -20,6 +20,7 @@ TRICKY = [
     "   ",
     "«quoted» — dash – and ‘curly’ “quotes”",
     "EMOJI 😀 and ＦＵＬＬＷＩＤＴＨ letters",
+    "I didn't like it. DON'T go. It can’t fail, it won't.",
 ]
 
 
@@ -78,3 +79,10 @@ def test_left_pad_shifts_rows_to_the_right():
     assert tokenizer.left_pad(ragged, 4).numpy().tolist() == \
         [[0, 0, 5, 6], [1, 2, 3, 4], [0, 0, 0, 0]]
     assert np.asarray(tokenizer.left_pad(ragged, 4)).dtype == np.int32
+
+
+def test_raw_contractions_meet_the_sst2_spelling(sst2_bundle):
+    folder, _, _, _ = sst2_bundle
+    reference = ReferenceTokenizer.from_bundle(folder)
+    assert reference.words("I didn't like it, it can’t") == \
+        reference.words("i did n't like it , it ca n't")
