@@ -202,12 +202,12 @@ def plots(rows: list[dict], out_dir: Path) -> list[Path]:
                 label = f"{method} ({export})"
                 axes[0].plot(xs, [r["metric_value"] for r in chosen], style, label=label)
                 axes[1].plot(xs, [r["gzip_bytes"] / 1024 for r in chosen], style, label=label)
+                axes[2].plot(xs, [r["latency_median_ms"] for r in chosen], style, label=label)
         axes[0].set(title=f"{task}: test {task_rows[0]['metric']} (.tflite)",
                     xlabel="target sparsity")
         axes[1].set(title="gzip'd .tflite size (KiB)", xlabel="target sparsity", yscale="log")
-        labels = [f"{r['method']} {r['target_sparsity']:g} {r['export']}" for r in task_rows]
-        axes[2].barh(labels, [r["latency_median_ms"] for r in task_rows])
-        axes[2].set(title="latency median (ms, 1 thread)")
+        axes[2].set(title="latency median (ms, 1 thread, LiteRT)", xlabel="target sparsity",
+                    ylim=(0, None))
         axes[0].legend(fontsize=7)
         figure.tight_layout()
         path = out_dir / f"{task}.png"
