@@ -33,7 +33,7 @@ KEY_FIELDS = ("task", "method", "target_sparsity", "export")
 CSV_FIELDS = KEY_FIELDS + (
     "metric", "metric_value", "higher_is_better", "test_loss", "bytes", "gzip_bytes",
     "measured_sparsity", "latency_median_ms", "latency_p90_ms", "latency_ratio_vs_dense",
-    "train_wall_s", "git_commit", "cpu_model", "cores")
+    "train_wall_s", "git_commit", "cpu_model", "cores", "versions")
 
 flags.DEFINE_string("output_dir", "runs/nightly", "Bench directory: runs/, cache/, results "
                     "and the report.")
@@ -266,7 +266,8 @@ def write_results(out_dir: Path, rows: list[dict]) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({**r, "versions": " ".join(f"{k}={v}" for k, v in r["versions"].items())}
+                     for r in rows)
     artifacts.atomic_write_text(out_dir / "results.csv", buffer.getvalue())
 
 

@@ -50,7 +50,7 @@ def test_every_expected_row_exists_with_sane_values(smoke_bench):
     assert all(r["gzip_bytes"] < dense[r["export"]]["gzip_bytes"]
                for r in rows if r["method"] != "dense")
     csv_lines = (smoke_bench / "results.csv").read_text().splitlines()
-    assert len(csv_lines) == len(rows) + 1
+    assert len(csv_lines) == len(rows) + 1 and "tensorflow=2.21.0" in csv_lines[1]
     report = (smoke_bench / "report.md").read_text()
     assert "| sentiment | magnitude | 0.8 | int8 |" in report and "sentiment.png" in report
     assert (smoke_bench / "sentiment.png").read_bytes()[:4] == b"\x89PNG"
