@@ -22,7 +22,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from pipeline import artifacts, cli
+from pipeline import artifacts, cli, litert
 
 REPO = Path(__file__).resolve().parents[1]
 DENSE_FLAG = "--pruning_method=none"
@@ -124,10 +124,9 @@ def rows_for(run_dir: Path, task: str, method: str, sparsity: float, context: di
                for s in ("train", "prune"))
     rows = []
     for export, entry in metrics["tflite"].items():
-        per_weight = entry["sparsity"].values()
         measured = entry["pruned_sparsity"]
         if measured is None:
-            measured = sum(w["zeros"] for w in per_weight) / sum(w["size"] for w in per_weight)
+            measured = litert.zero_fraction(entry["sparsity"])
         rows.append({
             "task": task, "method": method, "target_sparsity": sparsity, "export": export,
             "metric": metrics["primary"]["name"],

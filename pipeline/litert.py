@@ -72,6 +72,14 @@ def sizes(flatbuffer: bytes) -> dict:
     return {"bytes": len(flatbuffer), "gzip_bytes": len(gzip.compress(flatbuffer, compresslevel=9))}
 
 
+def zero_fraction(per_weight: dict[str, dict], kinds=None) -> float | None:
+    """Element-weighted zero fraction over the weights of the given layer kinds (all if None)."""
+    chosen = [w for w in per_weight.values() if kinds is None or w["kind"] in kinds]
+    if not chosen:
+        return None
+    return sum(w["zeros"] for w in chosen) / sum(w["size"] for w in chosen)
+
+
 def weight_sparsity(path: Path, keras_layers: dict[str, list[str]]) -> dict[str, dict]:
     """Zero fraction of each pruned Keras weight as stored in the .tflite file.
 

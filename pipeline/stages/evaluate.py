@@ -74,5 +74,4 @@ def pruned_fraction(per_weight: dict, config: PipelineConfig) -> float | None:
     """Element-weighted zero fraction over the weights of the layers that were pruned."""
     if config.pruning.method == "none":
         return None
-    chosen = [w for w in per_weight.values() if w["kind"] in config.pruning.layers]
-    return sum(w["zeros"] for w in chosen) / sum(w["size"] for w in chosen) if chosen else None
+    return litert.zero_fraction(per_weight, kinds=config.pruning.layers)

@@ -27,8 +27,8 @@ def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
     steps_per_epoch = math.ceil(len(x_train) / config.train.batch_size)
     before = pruning.magnitude_histograms(model)
     pruned = pruning.apply_pruning(model, cfg, steps_per_epoch)
-    keep_best = pruning.KeepBestAtTarget(pruning.resolve_end_step(cfg, steps_per_epoch),
-                                         steps_per_epoch)
+    end_step = pruning.resolve_end_step(cfg, steps_per_epoch)
+    keep_best = pruning.KeepBestAtTarget(end_step, steps_per_epoch)
     train_stage.compile_classifier(pruned, cfg.learning_rate)
     history = pruned.fit(
         x_train, y_train, batch_size=config.train.batch_size, epochs=cfg.epochs,
@@ -40,7 +40,7 @@ def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
     artifacts.atomic_write_json(out_dir / "histograms.json", {
         "before": before, "after": pruning.magnitude_histograms(pruning.strip(pruned))})
     summary = {"method": cfg.method, "schedule": cfg.schedule, "targets": cfg.targets(),
-               "end_step": pruning.resolve_end_step(cfg, steps_per_epoch),
+               "end_step": end_step,
                "steps": steps_per_epoch * cfg.epochs, "kept_epoch": keep_best.best_epoch,
                "history": {k: [float(v) for v in vs] for k, vs in history.history.items()}}
     artifacts.atomic_write_json(out_dir / "history.json", summary)
