@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import tf_keras
 
+from models.layers import embed, lstm_stack
+
 
 def build_sentiment_model(config, vocabulary_size: int, sequence_length: int,
                           num_labels: int, regularizers: dict | None = None) -> tf_keras.Model:
@@ -17,22 +19,9 @@ def build_sentiment_model(config, vocabulary_size: int, sequence_length: int,
     """
     ids = tf_keras.Input(shape=(sequence_length,), dtype="int32", name="token_ids")
     regularizers = regularizers or {}
-    hidden = tf_keras.layers.Embedding(
-        vocabulary_size, config.embedding_dim,
-        embeddings_regularizer=regularizers.get("embeddings"), name="embedding")(ids)
-    if config.embedding_dropout:
-        hidden = tf_keras.layers.Dropout(config.embedding_dropout,
-                                         name="embedding_dropout")(hidden)
-    for index in range(config.lstm_layers):
-        last = index == config.lstm_layers - 1
-        every_step = not last or config.pooling == "max"
-        hidden = tf_keras.layers.LSTM(
-            config.lstm_units, return_sequences=every_step,
-            kernel_regularizer=regularizers.get("lstm_kernel"),
-            recurrent_regularizer=regularizers.get("recurrent_kernel"),
-            name=f"lstm_{index}")(hidden)
-        if config.dropout:
-            hidden = tf_keras.layers.Dropout(config.dropout, name=f"dropout_{index}")(hidden)
+    hidden = embed(ids, config, vocabulary_size, regularizers)
+    hidden = lstm_stack(hidden, config, regularizers,
+                        last_returns_sequences=config.pooling == "max")
     if config.pooling == "max":
         hidden = tf_keras.layers.GlobalMaxPooling1D(name="max_over_time")(hidden)
     probabilities = tf_keras.layers.Dense(

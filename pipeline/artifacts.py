@@ -144,3 +144,23 @@ def load_keras_model(path: Path, scope=None):
             raise ValueError(f"model file {path} could not be loaded safely "
                              f"({type(error).__name__}: {error}); rerun its stage with "
                              "--force") from None
+
+
+class BundleError(RuntimeError):
+    """The bundle is missing a file or a file does not match its manifest."""
+
+
+def check_bundle(bundle_dir: Path) -> dict:
+    manifest_path = bundle_dir / "manifest.json"
+    if not manifest_path.is_file():
+        raise BundleError(f"{bundle_dir} has no manifest.json: pass the bundle/ folder of a "
+                          "finished run")
+    manifest = read_json(manifest_path)
+    for name, entry in manifest["files"].items():
+        path = bundle_dir / name
+        if not path.is_file():
+            raise BundleError(f"bundle file {path} is missing")
+        if sha256_file(path) != entry["sha256"]:
+            raise BundleError(f"bundle file {path} does not match manifest.json's sha256; "
+                              "copy the bundle again from the run")
+    return manifest

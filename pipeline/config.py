@@ -17,7 +17,10 @@ PRUNING_METHODS = ("none", "magnitude") + REGULARIZED_METHODS
 PRUNING_SCHEDULES = ("one_shot", "constant", "polynomial_decay", "m_by_n")
 REGULARIZABLE_WEIGHTS = ("embeddings", "kernel", "recurrent_kernel")
 EXPORTS = ("float", "int8")
-VOCABULARIES = ("wordpiece", "words")
+TASKS = ("sentiment", "textgen")
+VOCABULARIES = ("wordpiece", "words", "characters")
+TASK_VOCABULARIES = {"sentiment": ("wordpiece", "words"), "textgen": ("characters",)}
+LEARNING_RATE_SCHEDULES = ("constant", "cosine")
 POOLINGS = ("last", "max")
 
 
@@ -37,6 +40,7 @@ def _check_sparsity(name: str, value: float) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
+    task: str = "sentiment"
     dataset: str = "sst2"
     data_dir: str = ""
     text_column: str = "sentence"
@@ -52,6 +56,7 @@ class DataConfig:
     seed: int = 1
 
     def __post_init__(self):
+        _require(self.task in TASKS, f"--task={self.task} is not one of {', '.join(TASKS)}")
         _require(bool(self.dataset), "--dataset is empty: give a registered name (sst2, "
                  "imdb_reviews) or a file URI such as tsv:/path/to/file.tsv")
         for name in ("validation_fraction", "test_fraction"):
@@ -110,9 +115,16 @@ class TrainConfig:
     batch_size: int = 128
     learning_rate: float = 1e-3
     early_stopping_patience: int = 1
+    learning_rate_schedule: str = "constant"
+    clip_norm: float = 0.0
     seed: int = 1
 
     def __post_init__(self):
+        _require(self.learning_rate_schedule in LEARNING_RATE_SCHEDULES,
+                 f"--learning_rate_schedule={self.learning_rate_schedule} is not one of "
+                 f"{', '.join(LEARNING_RATE_SCHEDULES)}")
+        _require(self.clip_norm >= 0, f"--clip_norm={self.clip_norm} must be >= 0 "
+                 "(0: no gradient clipping)")
         _require(self.epochs >= 1, f"--epochs={self.epochs} must be >= 1")
         _require(self.batch_size >= 1, f"--batch_size={self.batch_size} must be >= 1")
         _require(self.learning_rate > 0, f"--learning_rate={self.learning_rate} must be > 0")
@@ -209,11 +221,23 @@ class ConvertConfig:
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
     parity_tolerance: float = 0.5
+    loss_parity_tolerance: float = 0.02
     latency_runs: int = 200
+    window_length: int = 100
+    sample_prompt: str = "ROMEO:"
+    sample_length: int = 300
 
     def __post_init__(self):
         _require(self.parity_tolerance >= 0,
                  f"--parity_tolerance={self.parity_tolerance} must be >= 0 (accuracy points)")
+        _require(self.loss_parity_tolerance >= 0, f"--loss_parity_tolerance="
+                 f"{self.loss_parity_tolerance} must be >= 0 (nats per token)")
+        _require(1 <= self.window_length <= 4096,
+                 f"--eval_window_length={self.window_length} must be in [1, 4096]")
+        _require(bool(self.sample_prompt), "--sample_prompt is empty: give the text the "
+                 "report's samples start from, e.g. ROMEO:")
+        _require(self.sample_length >= 1,
+                 f"--sample_length={self.sample_length} must be >= 1")
         _require(self.latency_runs >= 200, f"--latency_runs={self.latency_runs} must be >= "
                  "200 so that the median and p90 mean something")
 
@@ -259,6 +283,9 @@ class PipelineConfig:
             _require(penalty == RegularizationConfig(),
                      "--l1/--l2/--group_lasso/--regularized_weights apply only to "
                      f"--pruning_method=l1|l2|l1_l2, not {method}")
+        task, vocabulary = self.data.task, self.tokenizer.vocabulary
+        _require(vocabulary in TASK_VOCABULARIES[task], f"--vocabulary={vocabulary} does not "
+                 f"fit --task={task}: use {' or '.join(TASK_VOCABULARIES[task])}")
         _require(self.bundle.export in self.convert.exports,
                  f"--bundle_export={self.bundle.export} is not produced by "
                  f"--exports={','.join(self.convert.exports)}")

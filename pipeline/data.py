@@ -3,7 +3,8 @@
 A registered name resolves from `<data_dir>/<name>/` before TFDS is asked; a file URI
 (`tsv:`, `csv:`, `jsonl:`) names one file that is split here with a fixed seed. Rows
 with no label, an unknown label or empty text are counted; too many of them is an error
-that names the file and the first offending lines.
+that names the file and the first offending lines. Language-model corpora (`textgen`) are
+one text each, split by characters the way TFDS splits tiny_shakespeare (90/5/5).
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import numpy as np
 from pipeline.config import DataConfig
 
 FILE_SCHEMES = ("tsv", "csv", "jsonl")
+TEXT_SCHEME = "text"
+TEXT_TRAIN_FRACTION = 0.9  # then validation and test share the rest equally, as in TFDS
 
 
 class DataError(RuntimeError):
@@ -50,6 +53,18 @@ REGISTRY = {
 }
 
 
+@dataclasses.dataclass(frozen=True)
+class RegisteredCorpus:
+    mirror_file: str
+    tfds_name: str
+
+
+CORPORA = {
+    # TFDS builds tiny_shakespeare from this same file, one example per split.
+    "tiny_shakespeare": RegisteredCorpus(mirror_file="input.txt", tfds_name="tiny_shakespeare"),
+}
+
+
 @dataclasses.dataclass
 class Examples:
     texts: list[str]
@@ -73,46 +88,65 @@ class Splits:
     validation_source: str
 
 
-def parse_file_uri(dataset: str) -> tuple[str, Path] | None:
+def parse_file_uri(dataset: str, schemes=FILE_SCHEMES) -> tuple[str, Path] | None:
     scheme, sep, rest = dataset.partition(":")
-    if sep and scheme in FILE_SCHEMES:
+    if sep and scheme in schemes:
         return scheme, Path(rest).expanduser()
     return None
 
 
-def check_dataset_name(dataset: str) -> None:
-    """Fails fast on a --dataset that is neither registered nor a file URI."""
-    if dataset in REGISTRY:
+def check_dataset(config: DataConfig) -> None:
+    """Fails fast on a --dataset that is neither registered for the task nor a file URI."""
+    textgen = config.task == "textgen"
+    names, schemes = (CORPORA, (TEXT_SCHEME,)) if textgen else (REGISTRY, FILE_SCHEMES)
+    if config.dataset in names:
         return
-    uri = parse_file_uri(dataset)
+    uri = parse_file_uri(config.dataset, schemes)
     if uri is None:
-        raise DataError(f"--dataset={dataset} is not a registered name "
-                        f"({', '.join(sorted(REGISTRY))}) nor a file URI "
-                        f"({', '.join(s + ':PATH' for s in FILE_SCHEMES)})")
+        raise DataError(f"--dataset={config.dataset} is not a registered {config.task} "
+                        f"dataset ({', '.join(sorted(names))}) nor a file URI "
+                        f"({', '.join(s + ':PATH' for s in schemes)})")
     if not uri[1].is_file():
-        raise DataError(f"--dataset={dataset}: file {uri[1]} does not exist")
+        raise DataError(f"--dataset={config.dataset}: file {uri[1]} does not exist")
 
 
 def source_files(config: DataConfig) -> list[Path]:
     """The local files a run reads (empty when the data comes from TFDS)."""
-    uri = parse_file_uri(config.dataset)
+    uri = parse_file_uri(config.dataset, FILE_SCHEMES + (TEXT_SCHEME,))
     if uri:
         return [uri[1]]
     mirror = _mirror_dir(config)
     if mirror is None:
         return []
-    spec = REGISTRY[config.dataset]
-    return [mirror / name for name in spec.mirror_files.values()]
+    return [mirror / name for name in _mirror_files(config.dataset)]
+
+
+def _mirror_files(dataset: str) -> tuple[str, ...]:
+    if dataset in CORPORA:
+        return (CORPORA[dataset].mirror_file,)
+    return tuple(REGISTRY[dataset].mirror_files.values())
 
 
 def _mirror_dir(config: DataConfig) -> Path | None:
     if not config.data_dir:
         return None
     folder = Path(config.data_dir).expanduser() / config.dataset
-    spec = REGISTRY[config.dataset]
-    if all((folder / name).is_file() for name in spec.mirror_files.values()):
+    if all((folder / name).is_file() for name in _mirror_files(config.dataset)):
         return folder
     return None
+
+
+def _not_found(config: DataConfig, files: tuple[str, ...], tfds_name: str,
+               error: Exception) -> DataError:
+    tried = (f"{Path(config.data_dir).expanduser() / config.dataset}"
+             if config.data_dir else "(no --data_dir and no PIPELINE_DATA_DIR set)")
+    return DataError(
+        f"dataset {config.dataset!r} was not found. Tried the local mirror {tried} "
+        f"(needs {', '.join(files)}) and TFDS {tfds_name!r} "
+        f"in {config.tfds_data_dir or 'the default TFDS data dir'} "
+        f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}). "
+        "Put the files in <data_dir>/" + config.dataset + "/ and pass --data_dir (or set "
+        "PIPELINE_DATA_DIR), or run once with network access so TFDS can download it")
 
 
 def _read_rows(path: Path, scheme: str) -> tuple[list[str], list[tuple[int, dict]]]:
@@ -203,16 +237,8 @@ def _load_tfds(config: DataConfig, spec: RegisteredDataset) -> dict[str, Example
                            data_dir=config.tfds_data_dir or None,
                            download=config.tfds_download)
     except Exception as error:  # TFDS raises many types when offline or missing.
-        tried = (f"{Path(config.data_dir).expanduser() / config.dataset}"
-                 if config.data_dir else "(no --data_dir and no PIPELINE_DATA_DIR set)")
-        raise DataError(
-            f"dataset {config.dataset!r} was not found. Tried the local mirror {tried} "
-            f"(needs {', '.join(spec.mirror_files.values())}) and TFDS {spec.tfds_name!r} "
-            f"in {config.tfds_data_dir or 'the default TFDS data dir'} "
-            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}). "
-            "Put the files in <data_dir>/" + config.dataset + "/ and pass --data_dir (or set "
-            "PIPELINE_DATA_DIR), or run once with network access so TFDS can download it"
-        ) from None
+        raise _not_found(config, tuple(spec.mirror_files.values()), spec.tfds_name,
+                         error) from None
     text_key = "sentence" if "sst2" in spec.tfds_name else "text"
     result = {}
     for name, dataset in zip(spec.tfds_splits, loaded):
@@ -226,7 +252,7 @@ def _load_tfds(config: DataConfig, spec: RegisteredDataset) -> dict[str, Example
 
 def load_splits(config: DataConfig) -> Splits:
     """Reads, validates and splits the configured dataset into train/validation/test."""
-    check_dataset_name(config.dataset)
+    check_dataset(config)
     malformed: dict[str, int] = {}
     sources: dict[str, str] = {}
     uri = parse_file_uri(config.dataset)
@@ -269,3 +295,66 @@ def load_splits(config: DataConfig) -> Splits:
         test=_limit(parts["test"], config.eval_limit, config.seed),
         label_names=tuple(label_names), sources=sources, malformed=malformed,
         validation_source=validation_source)
+
+
+@dataclasses.dataclass
+class TextSplits:
+    train: str
+    validation: str
+    test: str
+    sources: dict[str, str]
+
+
+def split_text(text: str) -> tuple[str, str, str]:
+    """TFDS's tiny_shakespeare split: the first 90% of the characters, then two halves."""
+    train_end = int(len(text) * TEXT_TRAIN_FRACTION)
+    validation_end = train_end + (len(text) - train_end) // 2
+    return text[:train_end], text[train_end:validation_end], text[validation_end:]
+
+
+def _read_text(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path} is not UTF-8 text ({error}); re-encode it as UTF-8") from None
+    if len(text) < 1000:
+        raise DataError(f"{path} holds {len(text)} characters; a language model needs a "
+                        "corpus of at least 1,000 (tiny_shakespeare has 1.1 million)")
+    return text
+
+
+def load_text_splits(config: DataConfig) -> TextSplits:
+    """Reads a language-model corpus and splits it by characters into train/validation/test."""
+    check_dataset(config)
+    uri = parse_file_uri(config.dataset, (TEXT_SCHEME,))
+    if uri:
+        parts = split_text(_read_text(uri[1]))
+        source = {str(uri[1]): "train/validation/test (90/5/5 by characters)"}
+    else:
+        spec = CORPORA[config.dataset]
+        mirror = _mirror_dir(config)
+        if mirror is not None:
+            path = mirror / spec.mirror_file
+            parts = split_text(_read_text(path))
+            source = {str(path): "train/validation/test (90/5/5 by characters, as TFDS)"}
+        else:
+            parts = _load_tfds_text(config, spec)
+            source = {f"tfds:{spec.tfds_name}": "train,validation,test"}
+    train, validation, test = parts
+    if config.train_limit:
+        train = train[:config.train_limit]
+    if config.eval_limit:
+        validation, test = validation[:config.eval_limit], test[:config.eval_limit]
+    return TextSplits(train, validation, test, source)
+
+
+def _load_tfds_text(config: DataConfig, spec: RegisteredCorpus) -> tuple[str, str, str]:
+    try:
+        import tensorflow_datasets as tfds
+        loaded = tfds.load(spec.tfds_name, split=["train", "validation", "test"],
+                           data_dir=config.tfds_data_dir or None,
+                           download=config.tfds_download)
+    except Exception as error:  # TFDS raises many types when offline or missing.
+        raise _not_found(config, (spec.mirror_file,), spec.tfds_name, error) from None
+    return tuple("".join(row["text"].decode("utf-8") for row in split.as_numpy_iterator())
+                 for split in loaded)

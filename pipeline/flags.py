@@ -40,18 +40,27 @@ flags.DEFINE_string(
     "it instead of rerun (how a sweep trains each dense model once).",
 )
 # Data.
+flags.DEFINE_enum(
+    "task",
+    D.data.task,
+    cfg.TASKS,
+    "sentiment: classify texts (Embedding → LSTM → softmax over labels); textgen: a "
+    "character-level language model (Embedding → LSTM → logits over the characters) "
+    "that ships as a stateful one-step .tflite for generation.",
+)
 flags.DEFINE_string(
     "dataset",
     D.data.dataset,
-    "Registered name (sst2, imdb_reviews) or a local file "
-    "URI: tsv:PATH, csv:PATH or jsonl:PATH (a single file, split here).",
+    "Registered name (sentiment: sst2, imdb_reviews; textgen: tiny_shakespeare) or a local "
+    "file URI: tsv:PATH, csv:PATH or jsonl:PATH for sentiment, text:PATH (plain UTF-8, split "
+    "90/5/5 by characters) for textgen.",
 )
 flags.DEFINE_string(
     "data_dir",
     os.environ.get("PIPELINE_DATA_DIR", ""),
     "Local mirror searched first for registered datasets, as "
-    "<data_dir>/<dataset>/ (sst2: train.tsv, dev.tsv, test.tsv). Defaults to "
-    "$PIPELINE_DATA_DIR.",
+    "<data_dir>/<dataset>/ (sst2: train.tsv, dev.tsv, test.tsv; tiny_shakespeare: "
+    "input.txt). Defaults to $PIPELINE_DATA_DIR.",
 )
 flags.DEFINE_string("text_column", D.data.text_column, "Text column of a file URI dataset.")
 flags.DEFINE_string("label_column", D.data.label_column, "Label column of a file URI dataset.")
@@ -103,18 +112,21 @@ flags.DEFINE_enum(
     D.tokenizer.vocabulary,
     cfg.VOCABULARIES,
     "wordpiece: subword pieces "
-    "learned by keras-nlp; words: the most frequent whole words, others [UNK].",
+    "learned by keras-nlp; words: the most frequent whole words, others [UNK] (both "
+    "sentiment); characters: every character of the training text, others [UNK] (textgen).",
 )
 flags.DEFINE_integer(
     "vocabulary_size",
     D.tokenizer.vocabulary_size,
-    "Vocabulary size, learned from the training split (includes [PAD] and [UNK]).",
+    "Vocabulary size, learned from the training split (includes [PAD] and [UNK]); "
+    "characters keep every character seen in training and ignore it.",
 )
 flags.DEFINE_integer(
     "max_length",
     D.tokenizer.max_length,
     "Tokens per example: longer texts keep their first "
-    "max_length tokens, shorter ones are left-padded.",
+    "max_length tokens, shorter ones are left-padded. textgen: the training window in "
+    "characters (scoring uses --eval_window_length).",
 )
 flags.DEFINE_bool(
     "ptb_contractions",
@@ -142,7 +154,8 @@ flags.DEFINE_enum(
     "pooling",
     D.model.pooling,
     cfg.POOLINGS,
-    "How the classifier sees the text: the last LSTM state, or the maximum over all time steps.",
+    "How the classifier sees the text: the last LSTM state, or the maximum over all time "
+    "steps (sentiment only; a language model predicts at every step).",
 )
 # Training.
 flags.DEFINE_integer(
@@ -156,7 +169,20 @@ flags.DEFINE_float("learning_rate", D.train.learning_rate, "Adam learning rate f
 flags.DEFINE_integer(
     "early_stopping_patience",
     D.train.early_stopping_patience,
-    "Epochs without validation accuracy gain before dense training stops.",
+    "Epochs without validation gain (accuracy for sentiment, loss for textgen) before dense "
+    "training stops.",
+)
+flags.DEFINE_enum(
+    "learning_rate_schedule",
+    D.train.learning_rate_schedule,
+    cfg.LEARNING_RATE_SCHEDULES,
+    "constant: the learning rate throughout; cosine: cosine decay to 5% of it over all the "
+    "epochs of the stage (dense training, and pruning with --pruning_learning_rate).",
+)
+flags.DEFINE_float(
+    "clip_norm",
+    D.train.clip_norm,
+    "Clip each gradient to this global norm in training and fine-tuning (0: no clipping).",
 )
 flags.DEFINE_integer("seed", D.train.seed, "Seed for weight initialisation and shuffling.")
 # Pruning.
@@ -242,10 +268,34 @@ flags.DEFINE_float(
     "Largest allowed test-accuracy gap, in points, "
     "between a .tflite and its Keras source before evaluate fails.",
 )
+flags.DEFINE_float(
+    "loss_parity_tolerance",
+    D.eval.loss_parity_tolerance,
+    "textgen: largest allowed test-loss gap, in nats per character, between a .tflite and its "
+    "Keras source before evaluate fails.",
+)
+flags.DEFINE_integer(
+    "eval_window_length",
+    D.eval.window_length,
+    "textgen: characters per scoring window; the validation and test text is cut into "
+    "non-overlapping windows, each scored from a zero state (also the length of the window "
+    ".tflite). Independent of the training window --max_length.",
+)
+flags.DEFINE_string(
+    "sample_prompt",
+    D.eval.sample_prompt,
+    "textgen: the prompt of the fixed samples written to metrics.json for each model.",
+)
+flags.DEFINE_integer(
+    "sample_length",
+    D.eval.sample_length,
+    "textgen: characters generated per fixed sample (and per tokens/second run).",
+)
 flags.DEFINE_integer(
     "latency_runs",
     D.eval.latency_runs,
-    "Timed single-example invocations per .tflite (1 thread, after warm-up); at least 200.",
+    "Timed single-example invocations per .tflite (1 thread, after warm-up); at least 200. "
+    "textgen: the one-step model is timed per character.",
 )
 flags.DEFINE_enum("bundle_export", D.bundle.export, cfg.EXPORTS, "Which .tflite ships in bundle/.")
 
@@ -273,6 +323,7 @@ def config_from_flags(values=FLAGS) -> cfg.PipelineConfig:
         force=values.force,
         cache_dir=values.cache_dir,
         data=cfg.DataConfig(
+            task=values.task,
             dataset=values.dataset,
             data_dir=values.data_dir,
             text_column=values.text_column,
@@ -308,6 +359,8 @@ def config_from_flags(values=FLAGS) -> cfg.PipelineConfig:
             batch_size=values.batch_size,
             learning_rate=values.learning_rate,
             early_stopping_patience=values.early_stopping_patience,
+            learning_rate_schedule=values.learning_rate_schedule,
+            clip_norm=values.clip_norm,
             seed=values.seed,
         ),
         regularization=cfg.RegularizationConfig(
@@ -333,7 +386,12 @@ def config_from_flags(values=FLAGS) -> cfg.PipelineConfig:
         ),
         convert=cfg.ConvertConfig(exports=tuple(values.exports)),
         eval=cfg.EvalConfig(
-            parity_tolerance=values.parity_tolerance, latency_runs=values.latency_runs
+            parity_tolerance=values.parity_tolerance,
+            loss_parity_tolerance=values.loss_parity_tolerance,
+            window_length=values.eval_window_length,
+            latency_runs=values.latency_runs,
+            sample_prompt=values.sample_prompt,
+            sample_length=values.sample_length,
         ),
         bundle=cfg.BundleConfig(export=values.bundle_export),
     )

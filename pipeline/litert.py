@@ -41,17 +41,21 @@ class Runner:
     def predict(self, ids: np.ndarray) -> np.ndarray:
         return np.stack([self(row) for row in ids])
 
-    def latency_ms(self, example: np.ndarray, runs: int, warmup: int = 20) -> dict:
-        for _ in range(warmup):
-            self(example)
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            self(example)
-            times.append((time.perf_counter() - start) * 1000.0)
-        return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)),
-                "runs": runs, "threads": 1}
+    def latency_ms(self, example: np.ndarray, runs: int) -> dict:
+        return time_calls(lambda: self(example), runs)
 
+
+def time_calls(call, runs: int, warmup: int = 20) -> dict:
+    """Median and p90 wall time of `call()` in milliseconds, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - start) * 1000.0)
+    return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)),
+            "runs": runs, "threads": 1}
 
 
 def _inspector(path: Path) -> Interpreter:

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags
 
-from pipeline import artifacts, cli, litert
+from pipeline import cli, litert
+from pipeline.artifacts import BundleError, check_bundle
 from pipeline.reference_tokenizer import ReferenceTokenizer
 
 flags.DEFINE_string("bundle", None, "Bundle directory written by pipeline.run "
@@ -20,30 +21,14 @@ flags.DEFINE_string("bundle", None, "Bundle directory written by pipeline.run "
 FLAGS = flags.FLAGS
 
 
-class BundleError(RuntimeError):
-    """The bundle is missing a file or a file does not match its manifest."""
-
-
-def check_bundle(bundle_dir: Path) -> dict:
-    manifest_path = bundle_dir / "manifest.json"
-    if not manifest_path.is_file():
-        raise BundleError(f"{bundle_dir} has no manifest.json: pass the bundle/ folder of a "
-                          "finished run")
-    manifest = artifacts.read_json(manifest_path)
-    for name, entry in manifest["files"].items():
-        path = bundle_dir / name
-        if not path.is_file():
-            raise BundleError(f"bundle file {path} is missing")
-        if artifacts.sha256_file(path) != entry["sha256"]:
-            raise BundleError(f"bundle file {path} does not match manifest.json's sha256; "
-                              "copy the bundle again from the run")
-    return manifest
-
-
 class Classifier:
     def __init__(self, bundle_dir: Path):
         bundle_dir = Path(bundle_dir)
-        check_bundle(bundle_dir)
+        manifest = check_bundle(bundle_dir)
+        if manifest.get("task", "sentiment") != "sentiment":
+            raise BundleError(f"{bundle_dir} holds a {manifest['task']} model; "
+                              "pipeline.predict classifies with a sentiment bundle (use "
+                              "pipeline.generate for textgen)")
         self.tokenizer = ReferenceTokenizer.from_bundle(bundle_dir)
         self.labels = (bundle_dir / "labels.txt").read_text(encoding="utf-8").splitlines()
         self.runner = litert.Runner(bundle_dir / "model.tflite")

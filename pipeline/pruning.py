@@ -55,15 +55,18 @@ class KeepBestAtTarget(tf_keras.callbacks.Callback):
     has the target sparsity; the choice uses the validation split, never the test split.
     """
 
-    def __init__(self, end_step: int, steps_per_epoch: int, monitor: str = "val_accuracy"):
+    def __init__(self, end_step: int, steps_per_epoch: int, monitor: str = "val_accuracy",
+                 mode: str = "max"):
         super().__init__()
         self.end_step, self.steps_per_epoch, self.monitor = end_step, steps_per_epoch, monitor
-        self.best, self.best_epoch, self.best_weights = -float("inf"), None, None
+        self.sign = 1.0 if mode == "max" else -1.0
+        self.best, self.best_epoch, self.best_weights = None, None, None
 
     def on_epoch_end(self, epoch, logs=None):
         at_target = (epoch + 1) * self.steps_per_epoch >= self.end_step
         value = (logs or {}).get(self.monitor)
-        if at_target and value is not None and value > self.best:
+        if at_target and value is not None and (
+                self.best is None or self.sign * (value - self.best) > 0):
             self.best, self.best_epoch = value, epoch
             self.best_weights = self.model.get_weights()
 

@@ -22,10 +22,7 @@ class ReferenceTokenizer:
 
     @classmethod
     def from_bundle(cls, bundle_dir) -> "ReferenceTokenizer":
-        bundle_dir = Path(bundle_dir)
-        spec = json.loads((bundle_dir / "tokenizer.json").read_text(encoding="utf-8"))
-        lines = (bundle_dir / spec["vocabulary_file"]).read_text(encoding="utf-8").split("\n")
-        return cls(spec, lines[:spec["vocabulary_size"]])
+        return cls(*read_spec_and_vocabulary(bundle_dir))
 
     def _is_punctuation(self, char: str) -> bool:
         code = ord(char)
@@ -93,3 +90,40 @@ class ReferenceTokenizer:
         length = self.spec["max_length"]
         ids = ids[:length]
         return [self.spec["pad_id"]] * (length - len(ids)) + ids
+
+
+def read_vocabulary(path, spec: dict) -> list[str]:
+    """vocab.txt as the spec describes it: plain lines, or one JSON string per line."""
+    lines = Path(path).read_text(encoding="utf-8").split("\n")[:spec["vocabulary_size"]]
+    if spec.get("vocabulary_line_format") == "json":
+        return [json.loads(line) for line in lines]
+    return lines
+
+
+def read_spec_and_vocabulary(folder) -> tuple[dict, list[str]]:
+    """tokenizer.json and the vocabulary it names, from a bundle or a run's data/ folder."""
+    folder = Path(folder)
+    spec = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    return spec, read_vocabulary(folder / spec["vocabulary_file"], spec)
+
+
+class CharacterTokenizer:
+    """The `characters` spec: one id per code point, unknown characters to oov_id."""
+
+    def __init__(self, spec: dict, vocabulary: list[str]):
+        self.spec, self.vocabulary = spec, vocabulary
+        self.ids = {char: i for i, char in enumerate(vocabulary) if i != spec["oov_id"]}
+
+    @classmethod
+    def from_bundle(cls, bundle_dir) -> "CharacterTokenizer":
+        return cls(*read_spec_and_vocabulary(bundle_dir))
+
+    def encode(self, text: str) -> list[int]:
+        return [self.ids.get(char, self.spec["oov_id"]) for char in text]
+
+    def unknown(self, text: str) -> list[str]:
+        """The characters of `text` the vocabulary lacks, each once, in order of appearance."""
+        return list(dict.fromkeys(char for char in text if char not in self.ids))
+
+    def decode(self, ids) -> str:
+        return "".join(self.vocabulary[i] for i in ids)

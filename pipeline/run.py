@@ -21,7 +21,7 @@ from absl import app, logging
 from pipeline import artifacts, cli
 from pipeline import flags as pipeline_flags
 from pipeline.config import ConfigError, PipelineConfig
-from pipeline.data import DataError, check_dataset_name
+from pipeline.data import DataError, check_dataset
 from pipeline.stages import StageError
 from pipeline.stages import bundle, convert, evaluate, prune, strip, train
 from pipeline.stages import data as data_stage
@@ -42,7 +42,7 @@ STAGES = (
     Stage("train", train, ("model", "train", "regularization"), ("data",)),
     Stage("prune", prune, ("pruning", "train"), ("data", "train")),
     Stage("strip", strip, (), ("prune",)),
-    Stage("convert", convert, ("convert", "tokenizer", "pruning"), ("train", "strip")),
+    Stage("convert", convert, ("convert", "tokenizer", "pruning", "eval"), ("train", "strip")),
     Stage("evaluate", evaluate, ("eval", "pruning"), ("data", "train", "strip", "convert")),
     Stage("bundle", bundle, ("bundle",), ("data", "convert", "evaluate")),
 )
@@ -146,7 +146,7 @@ def main(argv: list[str]) -> None:
         sys.exit(2)
     try:
         config = pipeline_flags.config_from_flags()
-        check_dataset_name(config.data.dataset)
+        check_dataset(config.data)
     except (ConfigError, DataError) as error:
         sys.stderr.write(f"error: {error}\n")
         sys.exit(2)

@@ -1,11 +1,15 @@
-"""keras-nlp WordPiece tokenization inside tf.data, and the spec an app needs to match it.
+"""keras-nlp tokenization inside tf.data, and the spec an app needs to match it.
 
-The vocabulary is learned from the training split only. Sequences are left-padded to a
-fixed length: the LSTM then reads the real tokens last, and TFLite gets a static shape
-for its fused LSTM kernel. `tokenizer_spec` writes down every step so that a client
-without TensorFlow (see `pipeline.reference_tokenizer`) reproduces the exact ids.
+Sentiment uses WordPiece (or whole words through the same matcher); text generation uses
+keras-nlp's UnicodeCodepointTokenizer with a vocabulary of the training text's characters.
+The vocabulary is learned from the training split only. Sentiment sequences are
+left-padded to a fixed length: the LSTM then reads the real tokens last, and TFLite gets
+a static shape for its fused LSTM kernel. The spec functions write down every step so that
+a client without TensorFlow (see `pipeline.reference_tokenizer`) reproduces the exact ids.
 """
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import tensorflow as tf
@@ -103,6 +107,58 @@ def encode(texts: list[str], vocabulary: list[str], config: TokenizerConfig) -> 
     if not parts:
         return np.zeros((0, config.max_length), dtype=np.int32)
     return np.concatenate(parts).astype(np.int32)
+
+
+def character_vocabulary(text: str) -> list[str]:
+    """[UNK] (id 0) and then every character of the training text, in code point order."""
+    return [OOV_TOKEN] + sorted(set(text))
+
+
+def encode_characters(text: str, vocabulary: list[str]) -> np.ndarray:
+    """One id per character: keras-nlp's code points, mapped to ids; unknown ones to [UNK]."""
+    tokenizer = _keras_nlp().tokenizers.UnicodeCodepointTokenizer(lowercase=False,
+                                                                  dtype="int32")
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant([ord(c) for c in vocabulary[1:]], tf.int32),
+            tf.range(1, len(vocabulary), dtype=tf.int32)),
+        default_value=vocabulary.index(OOV_TOKEN))
+    dataset = tf.data.Dataset.from_tensors(text).map(lambda t: table.lookup(tokenizer(t)))
+    return next(dataset.as_numpy_iterator()).astype(np.int32)
+
+
+def vocabulary_file_text(vocabulary: list[str], config: TokenizerConfig) -> str:
+    """vocab.txt: one token per line; characters as JSON strings, since one may be a newline."""
+    if config.vocabulary == "characters":
+        return "".join(json.dumps(token, ensure_ascii=False) + "\n" for token in vocabulary)
+    return "\n".join(vocabulary) + "\n"
+
+
+def character_spec(vocabulary: list[str], config: TokenizerConfig) -> dict:
+    """What a client needs to map text to ids and back for the character language model."""
+    return {
+        "algorithm": "characters",
+        "vocabulary_kind": config.vocabulary,
+        "vocabulary_file": "vocab.txt",
+        "vocabulary_line_format": "json",
+        "vocabulary_size": len(vocabulary),
+        "steps": [
+            "1. decode the text as UTF-8 into Unicode code points; no normalization, no "
+            "lower-casing: the model is case-sensitive",
+            "2. each code point becomes the id of its line in vocab.txt (line i holds id i as "
+            "a JSON string of one character)",
+            "3. a character that is not in vocab.txt becomes oov_id (the model has seen it "
+            "only as an input, never as a target, so it never generates it)",
+            "4. no truncation and no padding: generation feeds one id per step",
+        ],
+        "lowercase": False,
+        "normalization": None,
+        "oov_token": OOV_TOKEN,
+        "oov_id": vocabulary.index(OOV_TOKEN),
+        "unknown_characters": "replaced by oov_id",
+        "special_tokens": [OOV_TOKEN],
+        "input_dtype": "int32",
+    }
 
 
 def tokenizer_spec(vocabulary: list[str], config: TokenizerConfig) -> dict:

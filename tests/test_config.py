@@ -62,7 +62,7 @@ def run_cli(*args, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--flagfile=/nonexistent/x.flags"], "/nonexistent/x.flags"),
-    (["--dataset=mnist"], "--dataset=mnist is not a registered name"),
+    (["--dataset=mnist"], "--dataset=mnist is not a registered sentiment dataset"),
     (["--final_sparsity=1.5"], "--final_sparsity=1.5 is outside [0, 1)"),
     (["--pruning_schedule=m_by_n", "--pruning_m=4", "--pruning_n=2"], "needs 1 <= m < n"),
     (["--pruning_schedule=cubic"], "pruning_schedule"),

@@ -29,8 +29,9 @@ def test_missing_mirror_and_offline_tfds_names_every_place_tried(tmp_path):
 
 
 def test_unknown_dataset_name():
-    with pytest.raises(data.DataError, match="--dataset=nope is not a registered name"):
-        data.check_dataset_name("nope")
+    with pytest.raises(data.DataError,
+                       match="--dataset=nope is not a registered sentiment dataset"):
+        data.check_dataset(DataConfig(dataset="nope"))
 
 
 def write_tsv(path, rows, header="label\ttext"):

@@ -1,35 +1,42 @@
-"""convert: the stripped model to TFLite (float and/or dynamic-range int8), builtin ops only."""
+"""convert: the stripped model's programs to TFLite (float and/or dynamic-range int8).
+
+Every program is converted through a concrete function with batch 1: `from_keras_model`
+fails on the open batch dimension, while a static [1, length] input gives the fused
+UNIDIRECTIONAL_SEQUENCE_LSTM kernel with builtin ops only. The task names the programs:
+"model" (the window model, whose fused LSTM is checked and whose weights are read back
+for sparsity) and, for text generation, "step" (the one-character model that ships).
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
 import tensorflow as tf
 
-from pipeline import artifacts, litert, pruning
+from pipeline import artifacts, litert, pruning, tasks
 from pipeline.config import PipelineConfig
 from pipeline.stages import StageError
 from pipeline.stages import strip as strip_stage
 from pipeline.stages import train as train_stage
 
 
-def tflite_name(export: str) -> str:
-    return f"model_{export}.tflite"
+def tflite_name(program: str, export: str) -> str:
+    return f"{program}_{export}.tflite"
 
 
-def to_tflite(model, sequence_length: int, export: str) -> bytes:
-    """Converts through a concrete function with batch 1.
-
-    `from_keras_model` fails on the open batch dimension; a static [1, length] input gives
-    the fused UNIDIRECTIONAL_SEQUENCE_LSTM kernel with builtin ops only.
-    """
-    function = tf.function(lambda ids: model(ids, training=False))
-    concrete = function.get_concrete_function(
-        tf.TensorSpec([1, sequence_length], tf.int32, name="token_ids"))
+def to_tflite(concrete, model, export: str) -> bytes:
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if export == "int8":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     return converter.convert()
+
+
+def convert_all(model, config: PipelineConfig) -> dict[str, dict[str, bytes]]:
+    """export → program → flatbuffer, for every program the task defines."""
+    programs = tasks.for_config(config).tflite_programs(model, config)
+    return {export: {name: to_tflite(concrete, model, export)
+                     for name, concrete in programs.items()}
+            for export in config.convert.exports}
 
 
 def keras_layer_names(model) -> dict[str, list[str]]:
@@ -41,34 +48,38 @@ def keras_layer_names(model) -> dict[str, list[str]]:
     return names
 
 
-def dense_reference_sizes(run_dir: Path, config: PipelineConfig) -> dict:
-    """Sizes of the unpruned parent converted the same way, for the compression ratios."""
-    dense = artifacts.load_keras_model(run_dir / "train" / train_stage.MODEL_FILE)
-    return {export: litert.sizes(to_tflite(dense, config.tokenizer.max_length, export))
-            for export in config.convert.exports}
-
-
 def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
     model = artifacts.load_keras_model(run_dir / "strip" / strip_stage.MODEL_FILE)
     layer_names = keras_layer_names(model)
+    shipped = tasks.for_config(config).shipped_program
+    flatbuffers = convert_all(model, config)
+    if config.pruning.method == "none":
+        dense = flatbuffers
+    else:  # the unpruned parent converted the same way, for the compression ratios
+        dense = convert_all(artifacts.load_keras_model(run_dir / "train" /
+                                                       train_stage.MODEL_FILE), config)
     report = {}
-    for export in config.convert.exports:
-        path = out_dir / tflite_name(export)
-        flatbuffer = to_tflite(model, config.tokenizer.max_length, export)
-        artifacts.atomic_write_bytes(path, flatbuffer)
-        ops = sorted(set(litert.op_names(path)))
-        if litert.FUSED_LSTM not in ops:
-            raise StageError(f"{path.name} has no fused {litert.FUSED_LSTM} op (ops: {ops}); "
-                             "the phone would run a slow unrolled loop")
-        report[export] = {"file": path.name, **litert.sizes(flatbuffer), "ops": ops,
-                          "sparsity": litert.weight_sparsity(path, layer_names)}
-    dense = (dense_reference_sizes(run_dir, config)
-             if config.pruning.method != "none" else
-             {e: {"bytes": r["bytes"], "gzip_bytes": r["gzip_bytes"]} for e, r in report.items()})
-    for export, entry in report.items():
-        entry["dense_reference"] = dense[export]
-        entry["gzip_compression_vs_dense_float"] = dense["float"]["gzip_bytes"] / \
-            entry["gzip_bytes"] if "float" in dense else None
+    for export, programs in flatbuffers.items():
+        entry = {"programs": {}}
+        for name, flatbuffer in programs.items():
+            path = out_dir / tflite_name(name, export)
+            artifacts.atomic_write_bytes(path, flatbuffer)
+            entry["programs"][name] = {"file": path.name, **litert.sizes(flatbuffer),
+                                       "ops": sorted(set(litert.op_names(path))),
+                                       "dense_reference": litert.sizes(dense[export][name])}
+        window = out_dir / entry["programs"]["model"]["file"]
+        if litert.FUSED_LSTM not in entry["programs"]["model"]["ops"]:
+            raise StageError(f"{window.name} has no fused {litert.FUSED_LSTM} op (ops: "
+                             f"{entry['programs']['model']['ops']}); the phone would run a "
+                             "slow unrolled loop")
+        entry["sparsity"] = litert.weight_sparsity(window, layer_names)
+        entry.update({key: entry["programs"][shipped][key]
+                      for key in ("file", "bytes", "gzip_bytes", "dense_reference")})
+        report[export] = entry
+    dense_float = report["float"]["dense_reference"]["gzip_bytes"] if "float" in report else None
+    for entry in report.values():
+        entry["gzip_compression_vs_dense_float"] = (dense_float / entry["gzip_bytes"]
+                                                    if dense_float else None)
     artifacts.atomic_write_json(out_dir / "convert.json", report)
     return {export: {"bytes": r["bytes"], "gzip_bytes": r["gzip_bytes"],
                      "gzip_compression_vs_dense_float": r["gzip_compression_vs_dense_float"]}

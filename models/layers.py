@@ -1,0 +1,28 @@
+"""The layers both models share: embedding (+ dropout) and a stack of LSTMs (+ dropout)."""
+from __future__ import annotations
+
+import tf_keras
+
+
+def embed(ids, config, vocabulary_size: int, regularizers: dict):
+    hidden = tf_keras.layers.Embedding(
+        vocabulary_size, config.embedding_dim,
+        embeddings_regularizer=regularizers.get("embeddings"), name="embedding")(ids)
+    if config.embedding_dropout:
+        hidden = tf_keras.layers.Dropout(config.embedding_dropout,
+                                         name="embedding_dropout")(hidden)
+    return hidden
+
+
+def lstm_stack(hidden, config, regularizers: dict, last_returns_sequences: bool):
+    """`config.lstm_layers` LSTMs named lstm_0, lstm_1, ..., each followed by dropout."""
+    for index in range(config.lstm_layers):
+        last = index == config.lstm_layers - 1
+        hidden = tf_keras.layers.LSTM(
+            config.lstm_units, return_sequences=not last or last_returns_sequences,
+            kernel_regularizer=regularizers.get("lstm_kernel"),
+            recurrent_regularizer=regularizers.get("recurrent_kernel"),
+            name=f"lstm_{index}")(hidden)
+        if config.dropout:
+            hidden = tf_keras.layers.Dropout(config.dropout, name=f"dropout_{index}")(hidden)
+    return hidden

@@ -1,0 +1,244 @@
+"""Character language model: trained on windows, shipped as a stateful one-step .tflite.
+
+Training samples windows of `--max_length` characters at random offsets of the training
+text (short windows give more updates per second). Evaluation scores non-overlapping
+windows of `--eval_window_length` characters of the validation and test text, each from a
+zero state, in nats per character. The bundle's model is the one-step program: the
+stripped weights applied to one character and the LSTM states, so a phone pays one small
+invoke per generated character.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+from absl import logging
+
+from models.textgen import build_step_model, build_textgen_model, lstm_layers
+from pipeline import artifacts, data, generation, litert, tokenizer
+from pipeline.config import PipelineConfig
+from pipeline.reference_tokenizer import CharacterTokenizer, read_spec_and_vocabulary
+from pipeline.stages import StageError
+from pipeline.tasks import FitData, Task, write_tokenizer_files
+
+SPLITS = ("train", "validation", "test")
+EVAL_SPLITS = ("validation", "test")
+SPEED_RUNS = 5
+SAMPLE = generation.Sampling(sampler="top_k", k=5, temperature=0.8, seed=1)
+
+
+def load_ids(run_dir: Path, name: str) -> np.ndarray:
+    with np.load(Path(run_dir) / "data" / f"{name}.npz") as arrays:
+        return arrays["ids"]
+
+
+def windows(ids: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Non-overlapping (input, next-character target) windows covering the text once."""
+    count = (len(ids) - 1) // length
+    if count < 1:
+        raise StageError(f"a split of {len(ids)} characters is shorter than one window of "
+                         f"{length} + 1; use more text or a shorter window")
+    inputs = ids[:count * length].reshape(count, length)
+    targets = ids[1:count * length + 1].reshape(count, length)
+    return inputs, targets
+
+
+def language_model_metrics(logits: np.ndarray, targets: np.ndarray) -> dict:
+    """Cross-entropy in nats per character, and keras-nlp's Perplexity of the same logits."""
+    import keras_nlp
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    picked = np.take_along_axis(log_probabilities, targets[..., None], axis=-1)
+    perplexity = keras_nlp.metrics.Perplexity(from_logits=True)
+    perplexity.update_state(targets, logits)
+    return {"loss": float(-picked.mean()), "perplexity": float(perplexity.result()),
+            "characters": int(targets.size)}
+
+
+def step_function(model: tf_keras.Model):
+    """The window model's stripped weights as one step of plain TensorFlow ops.
+
+    Converted with builtin ops only (GATHER, FULLY_CONNECTED, element-wise gates); the
+    state is an explicit input and output, so the app owns it and nothing hides inside the
+    interpreter. Gate order follows Keras: input, forget, cell, output.
+    """
+    embeddings = tf.constant(model.get_layer("embedding").get_weights()[0])
+    cells = [(layer, [tf.constant(w) for w in layer.get_weights()])
+             for layer in lstm_layers(model)]
+    head_kernel, head_bias = (tf.constant(w) for w in
+                              model.get_layer("next_token_logits").get_weights())
+    signature = [tf.TensorSpec([1], tf.int32, name=generation.STEP_INPUT)]
+    for index, (layer, _) in enumerate(cells):
+        signature += [tf.TensorSpec([1, layer.units], tf.float32, name=f"{kind}_{index}")
+                      for kind in ("h", "c")]
+
+    @tf.function(input_signature=signature)
+    def step(token_id, *states):
+        hidden = tf.gather(embeddings, token_id)
+        outputs = {}
+        for index, (layer, (kernel, recurrent, bias)) in enumerate(cells):
+            h, c = states[2 * index], states[2 * index + 1]
+            gates = tf.matmul(hidden, kernel) + tf.matmul(h, recurrent) + bias
+            i, f, g, o = tf.split(gates, 4, axis=1)
+            c = layer.recurrent_activation(f) * c + \
+                layer.recurrent_activation(i) * layer.activation(g)
+            hidden = layer.recurrent_activation(o) * layer.activation(c)
+            outputs[f"h_{index}"], outputs[f"c_{index}"] = hidden, c
+        outputs[generation.STEP_LOGITS] = tf.matmul(hidden, head_kernel) + head_bias
+        return outputs
+
+    return step.get_concrete_function()
+
+
+def characters_per_second(runner: generation.StepRunner, prompt: list[int], length: int,
+                          oov_id: int) -> dict:
+    """Median generation speed over SPEED_RUNS runs of `length` characters, 1 thread."""
+    rates = []
+    for _ in range(SPEED_RUNS):
+        start = time.perf_counter()
+        generation.generate_litert(runner, prompt, length, SAMPLE, oov_id)
+        rates.append(length / (time.perf_counter() - start))
+    return {"median": float(np.median(rates)), "runs": SPEED_RUNS, "characters": length,
+            "sampler": SAMPLE.sampler, "threads": 1}
+
+
+def step_latency(runner: generation.StepRunner, runs: int) -> dict:
+    state = runner.initial_state()
+    return {**litert.time_calls(lambda: runner(1, state), runs), "per": "character"}
+
+
+class TextGenTask(Task):
+    name = "textgen"
+    monitor, monitor_mode = "val_loss", "min"
+    primary_metric, higher_is_better = "loss", False
+    shipped_program = "step"
+
+    def prepare_data(self, config: PipelineConfig, out_dir: Path) -> dict:
+        splits = data.load_text_splits(config.data)
+        vocabulary = tokenizer.character_vocabulary(splits.train)
+        write_tokenizer_files(out_dir, vocabulary,
+                              tokenizer.character_spec(vocabulary, config.tokenizer),
+                              config.tokenizer)
+        lengths, unknown = {}, {}
+        for name in SPLITS:
+            ids = tokenizer.encode_characters(getattr(splits, name), vocabulary)
+            with artifacts.atomic_path(out_dir / f"{name}.npz") as tmp:
+                np.savez_compressed(tmp, ids=ids)
+            lengths[name] = len(ids)
+            unknown[name] = int(np.count_nonzero(ids == 0))
+        logging.info("data: %d train / %d validation / %d test characters, %d distinct",
+                     lengths["train"], lengths["validation"], lengths["test"],
+                     len(vocabulary) - 1)
+        return {"characters": lengths, "unknown_characters": unknown,
+                "sources": splits.sources, "vocabulary_size": len(vocabulary)}
+
+    def build_model(self, config: PipelineConfig, run_dir: Path,
+                    regularizers: dict) -> tf_keras.Model:
+        spec, _ = read_spec_and_vocabulary(run_dir / "data")
+        return build_textgen_model(config.model, spec["vocabulary_size"],
+                                   regularizers=regularizers)
+
+    def loss(self) -> tf_keras.losses.Loss:
+        return tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def fit_data(self, config: PipelineConfig, run_dir: Path, seed: int) -> FitData:
+        """Random windows of the training text, as many characters per epoch as it holds."""
+        ids = load_ids(run_dir, "train")
+        length, batch = config.tokenizer.max_length, config.train.batch_size
+        if len(ids) <= length + 1:
+            raise StageError(f"the training text has {len(ids)} characters, not more than "
+                             f"one window of --max_length={length}")
+        text = tf.constant(ids)
+        starts = tf.data.Dataset.random(seed=seed).map(
+            lambda r: tf.math.floormod(r, len(ids) - length - 1))
+        train = (starts.map(lambda s: (tf.reshape(text[s:s + length], [length]),
+                                       tf.reshape(text[s + 1:s + length + 1], [length])))
+                 .batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
+        steps = max(1, len(ids) // (length * batch))
+        return FitData({"x": train, "steps_per_epoch": steps,
+                        "validation_data": windows(load_ids(run_dir, "validation"), length),
+                        "validation_batch_size": 256}, steps)
+
+    def tflite_programs(self, model: tf_keras.Model, config: PipelineConfig) -> dict:
+        window = tf.function(lambda ids: model(ids, training=False))
+        return {"model": window.get_concrete_function(
+                    tf.TensorSpec([1, config.eval.window_length], tf.int32,
+                                  name="token_ids")),
+                "step": step_function(model)}
+
+    def evaluate(self, config: PipelineConfig, run_dir: Path, keras_models: dict,
+                 converted: dict) -> dict:
+        length = config.eval.window_length
+        splits = {name: windows(load_ids(run_dir, name), length) for name in EVAL_SPLITS}
+        character_tokenizer = CharacterTokenizer.from_bundle(run_dir / "data")
+        prompt = character_tokenizer.encode(config.eval.sample_prompt)
+        oov_id = character_tokenizer.spec["oov_id"]
+        metrics: dict = {"keras": {}, "tflite": {}, "samples": {},
+                         "sample_settings": {"prompt": config.eval.sample_prompt,
+                                             "length": config.eval.sample_length,
+                                             "sampler": SAMPLE.sampler, "k": SAMPLE.k,
+                                             "temperature": SAMPLE.temperature,
+                                             "seed": SAMPLE.seed,
+                                             "note": "Keras samples use keras-nlp's sampler, "
+                                                     ".tflite samples NumPy's: same settings, "
+                                                     "different random streams"}}
+
+        def sample_text(ids: list[int]) -> str:
+            return config.eval.sample_prompt + character_tokenizer.decode(ids)
+
+        for label, path in keras_models.items():
+            model = artifacts.load_keras_model(path)
+            metrics["keras"][label] = {
+                name: language_model_metrics(model.predict(x, batch_size=256, verbose=0), y)
+                for name, (x, y) in splits.items()}
+            metrics["samples"][f"keras_{label}"] = sample_text(generation.generate_keras(
+                build_step_model(model), prompt, config.eval.sample_length, SAMPLE, oov_id))
+        source_loss = metrics["keras"]["stripped"]["test"]["loss"]
+        failures = []
+        for export, info in converted.items():
+            window_file = info["programs"]["model"]["file"]
+            window = litert.Runner(run_dir / "convert" / window_file)
+            entry = {name: language_model_metrics(window.predict(x), y)
+                     for name, (x, y) in splits.items()}
+            step = generation.StepRunner(run_dir / "convert" / info["programs"]["step"]["file"])
+            entry["latency"] = step_latency(step, config.eval.latency_runs)
+            entry["characters_per_second"] = characters_per_second(
+                step, prompt, config.eval.sample_length, oov_id)
+            entry["parity_gap_nats"] = entry["test"]["loss"] - source_loss
+            metrics["samples"][f"tflite_{export}"] = sample_text(generation.generate_litert(
+                step, prompt, config.eval.sample_length, SAMPLE, oov_id))
+            metrics["tflite"][export] = entry
+            logging.info("evaluate: %s test loss %.4f nats/char (Keras %.4f), %.0f chars/s",
+                         export, entry["test"]["loss"], source_loss,
+                         entry["characters_per_second"]["median"])
+            if abs(entry["parity_gap_nats"]) > config.eval.loss_parity_tolerance:
+                failures.append(f"{window_file}: test loss {entry['test']['loss']:.4f} vs Keras "
+                                f"{source_loss:.4f} nats/char ({entry['parity_gap_nats']:+.4f}, "
+                                f"--loss_parity_tolerance={config.eval.loss_parity_tolerance})")
+        if failures:
+            raise StageError("parity gate failed: " + "; ".join(failures))
+        return metrics
+
+    def bundle(self, config: PipelineConfig, run_dir: Path, out_dir: Path,
+               metrics: dict) -> dict:
+        spec, _ = read_spec_and_vocabulary(run_dir / "data")
+        layers = [(f"h_{i}", f"c_{i}") for i in range(config.model.lstm_layers)]
+        state = {"shape": [1, config.model.lstm_units], "dtype": "float32"}
+        return {
+            "files": (),
+            "signature": "serving_default",
+            "input": {generation.STEP_INPUT: {"shape": [1], "dtype": "int32"},
+                      **{name: state for pair in layers for name in pair}},
+            "output": {generation.STEP_LOGITS: {"shape": [1, spec["vocabulary_size"]],
+                                              "dtype": "float32",
+                                              "meaning": "next-character logits, ids as in "
+                                                         "vocab.txt"},
+                       **{name: state for pair in layers for name in pair}},
+            "state": "start every text with zero h_i and c_i; feed each output state back "
+                     "as the next step's input state. The model holds no hidden state of its "
+                     "own, so no reset is needed",
+            "samples": metrics["samples"],
+        }

@@ -1,0 +1,209 @@
+"""Text generation: a real run on a slice of tiny Shakespeare, the step model, the samplers."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tf_keras
+
+from models.textgen import build_step_model, build_textgen_model
+from pipeline import artifacts, data, generation, litert, run
+from pipeline.config import (ConfigError, DataConfig, ModelConfig, PipelineConfig,
+                             PruningConfig, TokenizerConfig)
+from pipeline.reference_tokenizer import CharacterTokenizer
+from pipeline.stages import StageError, convert
+from pipeline.tasks import textgen
+from tests.conftest import REPO
+
+# The smoke flagfile includes configs/textgen.flags and overrides some of its values.
+SMOKE_FLAGS = dict(line.split("=", 1) for name in ("textgen.flags", "textgen_smoke.flags")
+                   for line in (REPO / "configs" / name).read_text().splitlines()
+                   if line.startswith("--") and "=" in line)
+BUILTIN_STEP_OPS = {"ADD", "FULLY_CONNECTED", "GATHER", "LOGISTIC", "MUL", "SPLIT", "TANH"}
+
+
+def generate_cli(*args):
+    return subprocess.run([sys.executable, "-m", "pipeline.generate", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def textgen_run(shared_data, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("textgen") / "run"
+    env = {**os.environ, "PIPELINE_DATA_DIR": str(shared_data)}
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.run", "--flagfile=configs/textgen_smoke.flags",
+         f"--output_dir={run_dir}"], cwd=REPO, env=env, capture_output=True, text=True,
+        timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def lively_model(tmp_path_factory):
+    """An untrained model with large random weights: its greedy text is varied, not 'eeee'."""
+    tf_keras.utils.set_random_seed(3)
+    model = build_textgen_model(ModelConfig(embedding_dim=16, lstm_units=32, dropout=0.0,
+                                            embedding_dropout=0.0), 40)
+    rng = np.random.default_rng(3)
+    model.set_weights([rng.normal(0, 0.6, w.shape).astype(np.float32)
+                       for w in model.get_weights()])
+    path = tmp_path_factory.mktemp("lively") / "step.tflite"
+    path.write_bytes(convert.to_tflite(textgen.step_function(model), model, "float"))
+    return model, path
+
+
+def test_split_is_tfds_character_split(shared_data):
+    splits = data.load_text_splits(DataConfig(task="textgen", dataset="tiny_shakespeare",
+                                              data_dir=str(shared_data)))
+    assert (len(splits.train), len(splits.validation), len(splits.test)) == \
+        (1_003_854, 55_770, 55_770)
+    text = (shared_data / "tiny_shakespeare" / "input.txt").read_text(encoding="utf-8")
+    assert splits.train + splits.validation + splits.test == text
+
+
+def test_task_mismatches_fail_with_the_fix(tmp_path):
+    with pytest.raises(ConfigError, match="--vocabulary=words does not fit --task=textgen: "
+                                          "use characters"):
+        PipelineConfig(output_dir="x", data=DataConfig(task="textgen",
+                                                       dataset="tiny_shakespeare"))
+    with pytest.raises(data.DataError, match="not a registered textgen dataset"):
+        data.check_dataset(DataConfig(task="textgen", dataset="sst2"))
+    with pytest.raises(data.DataError, match="does not exist"):
+        data.check_dataset(DataConfig(task="textgen", dataset=f"text:{tmp_path}/none.txt"))
+    short = tmp_path / "short.txt"
+    short.write_text("too short")
+    with pytest.raises(data.DataError, match="at least 1,000"):
+        data.load_text_splits(DataConfig(task="textgen", dataset=f"text:{short}"))
+
+
+def test_bundle_and_metrics(textgen_run):
+    bundle = textgen_run / "bundle"
+    manifest = artifacts.check_bundle(bundle)
+    assert manifest["task"] == "textgen" and manifest["program"] == "step"
+    assert set(manifest["files"]) == {"model.tflite", "vocab.txt", "tokenizer.json"}
+    assert set(manifest["input"]) == {"token_id", "h_0", "c_0"}
+    assert set(litert.op_names(bundle / "model.tflite")) <= BUILTIN_STEP_OPS
+    metrics = artifacts.read_json(textgen_run / "evaluate" / "metrics.json")
+    prompt, length = SMOKE_FLAGS["--sample_prompt"], int(SMOKE_FLAGS["--sample_length"])
+    assert set(metrics["samples"]) == {"keras_dense", "keras_stripped", "tflite_float",
+                                       "tflite_int8"}
+    for sample in metrics["samples"].values():
+        assert sample.startswith(prompt) and len(sample) == len(prompt) + length
+    for export in ("float", "int8"):
+        entry = metrics["tflite"][export]
+        assert entry["test"]["perplexity"] == pytest.approx(math.exp(entry["test"]["loss"]),
+                                                            rel=1e-3)
+        assert abs(entry["parity_gap_nats"]) <= float(SMOKE_FLAGS["--loss_parity_tolerance"])
+        assert entry["characters_per_second"]["runs"] >= 5
+        assert entry["pruned_sparsity"] >= 0.79
+        assert entry["sparsity"]["lstm_0/kernel"]["tensors"] == 4
+
+
+def test_a_schedule_ending_after_fine_tuning_is_refused(textgen_run):
+    before = artifacts.stage_record(textgen_run / "prune")
+    config = PipelineConfig(
+        output_dir=str(textgen_run), stages=("prune",), force=True,
+        data=DataConfig(task="textgen", dataset="tiny_shakespeare"),
+        tokenizer=TokenizerConfig(vocabulary="characters",
+                                  max_length=int(SMOKE_FLAGS["--max_length"])),
+        pruning=PruningConfig(end_step=10**6, epochs=2))
+    with pytest.raises(StageError, match="the target would never be reached"):
+        run.run_pipeline(config)
+    assert artifacts.stage_record(textgen_run / "prune") == before
+
+
+def test_reference_tokenizer_reproduces_the_run_ids(textgen_run, shared_data):
+    splits = data.load_text_splits(DataConfig(
+        task="textgen", dataset="tiny_shakespeare", data_dir=str(shared_data),
+        eval_limit=int(SMOKE_FLAGS["--eval_limit"])))
+    tokenizer = CharacterTokenizer.from_bundle(textgen_run / "bundle")
+    ids = np.load(textgen_run / "data" / "test.npz")["ids"]
+    assert tokenizer.encode(splits.test) == ids.tolist()
+    assert tokenizer.decode(ids) == splits.test
+    assert tokenizer.encode("ROMEO☃") == tokenizer.encode("ROMEO") + [tokenizer.spec["oov_id"]]
+
+
+def test_step_models_match_the_window_model(textgen_run):
+    model = artifacts.load_keras_model(textgen_run / "strip" / "model.keras")
+    length = int(SMOKE_FLAGS["--max_length"])
+    window = np.load(textgen_run / "data" / "test.npz")["ids"][:length]
+    expected = model.predict(window[None], verbose=0)[0]
+    keras_step = build_step_model(model)
+    tflite_step = generation.StepRunner(textgen_run / "convert" / "step_float.tflite")
+    states = [np.zeros((1, s[-1]), np.float32) for s in keras_step.input_shape[1:]]
+    state = tflite_step.initial_state()
+    for position, token in enumerate(window):
+        keras_logits, *states = keras_step([np.array([[token]]), *states])
+        tflite_logits, state = tflite_step(int(token), state)
+        np.testing.assert_allclose(keras_logits[0], expected[position], atol=1e-4)
+        np.testing.assert_allclose(tflite_logits, expected[position], atol=1e-4)
+
+
+def test_greedy_generation_is_identical_in_keras_and_tflite(textgen_run, lively_model):
+    model, step_path = lively_model
+    prompt = [1, 2, 3]
+    keras_ids = generation.generate_keras(build_step_model(model), prompt, 200,
+                                          generation.Sampling("greedy"), oov_id=0)
+    tflite_ids = generation.generate_litert(generation.StepRunner(step_path), prompt, 200,
+                                            generation.Sampling("greedy"), oov_id=0)
+    assert keras_ids == tflite_ids
+    assert len(set(keras_ids)) > 5 and 0 not in keras_ids
+    bundle = textgen_run / "bundle"
+    tokenizer = CharacterTokenizer.from_bundle(bundle)
+    prompt = tokenizer.encode("ROMEO:")
+    run_model = artifacts.load_keras_model(textgen_run / "strip" / "model.keras")
+    assert generation.generate_keras(build_step_model(run_model), prompt, 200,
+                                     generation.Sampling("greedy"), 0) == \
+        generation.generate_litert(generation.StepRunner(textgen_run / "convert" /
+                                                         "step_float.tflite"),
+                                   prompt, 200, generation.Sampling("greedy"), 0)
+
+
+def test_samplers_are_deterministic_per_seed(lively_model):
+    model, step_path = lively_model
+    runner, step_model = generation.StepRunner(step_path), build_step_model(model)
+    for name in ("top_k", "top_p", "random"):
+        first, second, other = (generation.Sampling(name, k=5, p=0.9, temperature=0.8, seed=s)
+                                for s in (1, 1, 2))
+        assert generation.generate_litert(runner, [1], 100, first, 0) == \
+            generation.generate_litert(runner, [1], 100, second, 0)
+        assert generation.generate_litert(runner, [1], 100, first, 0) != \
+            generation.generate_litert(runner, [1], 100, other, 0)
+        assert generation.generate_keras(step_model, [1], 60, first, 0) == \
+            generation.generate_keras(step_model, [1], 60, second, 0)
+
+
+def test_next_token_limits_the_candidates():
+    logits = np.array([0.0, 3.0, 2.9, -1.0])
+    rng = np.random.default_rng(0)
+    assert generation.next_token(logits, generation.Sampling("greedy"), rng) == 1
+    top_two = {generation.next_token(logits, generation.Sampling("top_k", k=2), rng)
+               for _ in range(200)}
+    assert top_two == {1, 2}
+    assert {generation.next_token(logits, generation.Sampling("top_p", p=0.01), rng)
+            for _ in range(50)} == {1}
+    with pytest.raises(generation.GenerateError, match="--temperature=0"):
+        generation.Sampling("top_k", temperature=0)
+
+
+def test_generate_command_handles_unknown_characters_and_bad_input(textgen_run):
+    bundle = textgen_run / "bundle"
+    result = generate_cli(f"--bundle={bundle}", "--prompt=ROMEO ☃:", "--length=20",
+                          "--sampler=top_k", "--seed=1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("ROMEO ☃:") and len(result.stdout.rstrip("\n")) == 28
+    assert "☃" in result.stderr and "[UNK]" in result.stderr
+    again = generate_cli(f"--bundle={bundle}", "--prompt=ROMEO ☃:", "--length=20", "--seed=1")
+    assert again.stdout == result.stdout
+    empty = generate_cli(f"--bundle={bundle}", "--prompt=", "--length=20")
+    assert empty.returncode == 2 and "--prompt is empty" in empty.stderr
+    keras = generate_cli(f"--keras={textgen_run}", "--prompt=ROMEO:", "--length=20",
+                         "--sampler=greedy")
+    assert keras.returncode == 0, keras.stderr[-2000:]
+    assert keras.stdout.startswith("ROMEO:")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["metrics"]["characters_per_second"]["median"] > 0
