@@ -94,13 +94,29 @@ def weight_sparsity(path: Path, keras_layers: dict[str, list[str]]) -> dict[str,
     interpreter = _inspector(path)
     seen = {"GATHER": 0, FUSED_LSTM: 0, "FULLY_CONNECTED": 0}
     result = {}
+    # Quantized weights may reach an op through DEQUANTIZE, whose output holds no data
+    # until the model runs: read the constant it dequantizes instead.
+    dequantized = {op["outputs"][0]: op["inputs"][0] for op in interpreter._get_ops_details()
+                   if op["op_name"] == "DEQUANTIZE"}
+    details = {d["index"]: d for d in interpreter.get_tensor_details()}
+
+    def zeros_of(index: int) -> tuple[int, int]:
+        index = dequantized.get(index, index)
+        values = interpreter.get_tensor(index)
+        quantization = details[index]["quantization_parameters"]
+        zero = quantization["zero_points"]  # a stored zero: the zero point, if quantized
+        if zero.size > 1:  # per channel, along the quantized dimension
+            shape = [1] * values.ndim
+            shape[quantization["quantized_dimension"]] = -1
+            zero = zero.reshape(shape)
+        return values.size, int(np.count_nonzero(values == (zero if zero.size else 0)))
 
     def add(name: str, kind: str, tensor_indices) -> None:
-        values = [interpreter.get_tensor(i) for i in tensor_indices if i >= 0]
-        size = sum(v.size for v in values)
-        zeros = sum(int(np.count_nonzero(v == 0)) for v in values)
+        counted = [zeros_of(i) for i in tensor_indices if i >= 0]
+        size = sum(c[0] for c in counted)
+        zeros = sum(c[1] for c in counted)
         result[name] = {"kind": kind, "size": size, "zeros": zeros, "sparsity": zeros / size,
-                        "tensors": len(values)}
+                        "tensors": len(counted)}
 
     for op in interpreter._get_ops_details():
         name = op["op_name"]

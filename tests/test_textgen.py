@@ -101,6 +101,8 @@ def test_bundle_and_metrics(textgen_run):
         assert entry["characters_per_second"]["runs"] >= 5
         assert entry["pruned_sparsity"] >= 0.79
         assert entry["sparsity"]["lstm_0/kernel"]["tensors"] == 4
+        for name, weight in entry["sparsity"].items():  # read from the .tflite, per weight
+            assert weight["sparsity"] >= 0.75, (export, name, weight)
 
 
 def test_a_schedule_ending_after_fine_tuning_is_refused(textgen_run):

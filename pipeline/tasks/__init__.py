@@ -62,6 +62,11 @@ class Task:
         raise NotImplementedError
 
 
+def vocabulary_size(run_dir: Path) -> int:
+    """Ids the model embeds and (for text generation) predicts, from the run's tokenizer spec."""
+    return artifacts.read_json(Path(run_dir) / "data" / "tokenizer.json")["vocabulary_size"]
+
+
 def write_tokenizer_files(out_dir: Path, vocabulary: list[str], spec: dict,
                           config: TokenizerConfig) -> None:
     """vocab.txt and tokenizer.json: what a client needs to turn text into ids."""

@@ -13,7 +13,7 @@ from models.sentiment import build_sentiment_model
 from pipeline import artifacts, data, litert, tokenizer
 from pipeline.config import PipelineConfig
 from pipeline.stages import StageError
-from pipeline.tasks import FitData, Task, write_tokenizer_files
+from pipeline.tasks import FitData, Task, vocabulary_size, write_tokenizer_files
 
 SPLITS = ("train", "validation", "test")
 EVAL_SPLITS = ("validation", "test")
@@ -22,10 +22,6 @@ EVAL_SPLITS = ("validation", "test")
 def load_split(run_dir: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
     with np.load(Path(run_dir) / "data" / f"{name}.npz") as arrays:
         return arrays["ids"], arrays["labels"]
-
-
-def vocabulary_size(run_dir: Path) -> int:
-    return len((Path(run_dir) / "data" / "vocab.txt").read_text(encoding="utf-8").splitlines())
 
 
 def label_names(run_dir: Path) -> list[str]:

@@ -20,9 +20,9 @@ from absl import logging
 from models.textgen import build_step_model, build_textgen_model, lstm_layers
 from pipeline import artifacts, data, generation, litert, tokenizer
 from pipeline.config import PipelineConfig
-from pipeline.reference_tokenizer import CharacterTokenizer, read_spec_and_vocabulary
+from pipeline.reference_tokenizer import CharacterTokenizer
 from pipeline.stages import StageError
-from pipeline.tasks import FitData, Task, write_tokenizer_files
+from pipeline.tasks import FitData, Task, vocabulary_size, write_tokenizer_files
 
 SPLITS = ("train", "validation", "test")
 EVAL_SPLITS = ("validation", "test")
@@ -137,8 +137,7 @@ class TextGenTask(Task):
 
     def build_model(self, config: PipelineConfig, run_dir: Path,
                     regularizers: dict) -> tf_keras.Model:
-        spec, _ = read_spec_and_vocabulary(run_dir / "data")
-        return build_textgen_model(config.model, spec["vocabulary_size"],
+        return build_textgen_model(config.model, vocabulary_size(run_dir),
                                    regularizers=regularizers)
 
     def loss(self) -> tf_keras.losses.Loss:
@@ -224,7 +223,6 @@ class TextGenTask(Task):
 
     def bundle(self, config: PipelineConfig, run_dir: Path, out_dir: Path,
                metrics: dict) -> dict:
-        spec, _ = read_spec_and_vocabulary(run_dir / "data")
         layers = [(f"h_{i}", f"c_{i}") for i in range(config.model.lstm_layers)]
         state = {"shape": [1, config.model.lstm_units], "dtype": "float32"}
         return {
@@ -232,7 +230,7 @@ class TextGenTask(Task):
             "signature": "serving_default",
             "input": {generation.STEP_INPUT: {"shape": [1], "dtype": "int32"},
                       **{name: state for pair in layers for name in pair}},
-            "output": {generation.STEP_LOGITS: {"shape": [1, spec["vocabulary_size"]],
+            "output": {generation.STEP_LOGITS: {"shape": [1, vocabulary_size(run_dir)],
                                               "dtype": "float32",
                                               "meaning": "next-character logits, ids as in "
                                                          "vocab.txt"},
