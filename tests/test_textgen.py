@@ -91,8 +91,10 @@ def test_bundle_and_metrics(textgen_run):
     prompt, length = SMOKE_FLAGS["--sample_prompt"], int(SMOKE_FLAGS["--sample_length"])
     assert set(metrics["samples"]) == {"keras_dense", "keras_stripped", "tflite_float",
                                        "tflite_int8"}
-    for sample in metrics["samples"].values():
+    report = (textgen_run / "evaluate" / "report.md").read_text()
+    for label, sample in metrics["samples"].items():
         assert sample.startswith(prompt) and len(sample) == len(prompt) + length
+        assert f"## Sample: {label}\n\n```\n{sample}\n```" in report
     for export in ("float", "int8"):
         entry = metrics["tflite"][export]
         assert entry["test"]["perplexity"] == pytest.approx(math.exp(entry["test"]["loss"]),

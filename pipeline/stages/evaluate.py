@@ -34,10 +34,29 @@ def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
             sparsity=info["sparsity"], pruned_sparsity=pruned_fraction(info["sparsity"], config))
     metrics["keras_sparsity"] = artifacts.read_json(run_dir / "strip" / "sparsity.json")
     artifacts.atomic_write_json(out_dir / "metrics.json", metrics)
+    artifacts.atomic_write_text(out_dir / "report.md", report(metrics))
     primary = task.primary_metric
     return {f"dense_test_{primary}": round(metrics["keras"]["dense"]["test"][primary], 4),
             **{f"{e}_test_{primary}": round(m["test"][primary], 4)
                for e, m in metrics["tflite"].items()}}
+
+
+def report(metrics: dict) -> str:
+    """metrics.json for a person: every model's scores, then the fixed-prompt samples."""
+    primary = metrics["primary"]["name"]
+    names = [primary] + (["loss"] if primary != "loss" else ["perplexity"])
+    lines = [f"# {metrics['task']} run: evaluation", "",
+             "| model | " + " | ".join(f"{split} {name}" for split in ("validation", "test")
+                                      for name in names) + " |",
+             "|---|" + "---|" * (2 * len(names))]
+    models = {f"Keras {k}": v for k, v in metrics["keras"].items()}
+    models.update({f"{k} .tflite": v for k, v in metrics["tflite"].items()})
+    for label, entry in models.items():
+        cells = [f"{entry[split][name]:.4f}" for split in ("validation", "test") for name in names]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    for label, text in metrics.get("samples", {}).items():
+        lines += ["", f"## Sample: {label}", "", "```", text, "```"]
+    return "\n".join(lines) + "\n"
 
 
 def pruned_fraction(per_weight: dict, config: PipelineConfig) -> float | None:
