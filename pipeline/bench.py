@@ -28,8 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 DENSE_FLAG = "--pruning_method=none"
 SMOKE_FLAGS = ("--train_limit=2000", "--eval_limit=200", "--vocabulary_size=1000",
                "--max_length=32", "--embedding_dim=16", "--lstm_units=16", "--epochs=1",
-               "--pruning_epochs=1", "--pruning_frequency=5", "--parity_tolerance=5",
-               "--loss_parity_tolerance=1", "--sample_length=20")
+               "--pruning_epochs=1", "--pruning_frequency=5", "--parity_tolerance=5")
 KEY_FIELDS = ("task", "method", "target_sparsity", "export")
 CSV_FIELDS = KEY_FIELDS + (
     "metric", "metric_value", "higher_is_better", "test_loss", "bytes", "gzip_bytes",
