@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import tf_keras
 
 from pipeline import artifacts, tokenizer
@@ -60,6 +61,18 @@ class Task:
                metrics: dict) -> dict:
         """Copies the task's files into the bundle; returns the manifest's task fields."""
         raise NotImplementedError
+
+
+def save_split(out_dir: Path, name: str, **arrays: np.ndarray) -> None:
+    """One encoded split as data/<name>.npz, written atomically."""
+    with artifacts.atomic_path(Path(out_dir) / f"{name}.npz") as tmp:
+        np.savez_compressed(tmp, **arrays)
+
+
+def load_split_arrays(run_dir: Path, name: str) -> dict[str, np.ndarray]:
+    """The arrays `save_split` wrote for one split of a run."""
+    with np.load(Path(run_dir) / "data" / f"{name}.npz") as arrays:
+        return {key: arrays[key] for key in arrays.files}
 
 
 def vocabulary_size(run_dir: Path) -> int:

@@ -13,15 +13,16 @@ from models.sentiment import build_sentiment_model
 from pipeline import artifacts, data, litert, tokenizer
 from pipeline.config import PipelineConfig
 from pipeline.stages import StageError
-from pipeline.tasks import FitData, Task, vocabulary_size, write_tokenizer_files
+from pipeline.tasks import (FitData, Task, load_split_arrays, save_split, vocabulary_size,
+                            write_tokenizer_files)
 
 SPLITS = ("train", "validation", "test")
 EVAL_SPLITS = ("validation", "test")
 
 
 def load_split(run_dir: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
-    with np.load(Path(run_dir) / "data" / f"{name}.npz") as arrays:
-        return arrays["ids"], arrays["labels"]
+    arrays = load_split_arrays(run_dir, name)
+    return arrays["ids"], arrays["labels"]
 
 
 def label_names(run_dir: Path) -> list[str]:
@@ -56,8 +57,7 @@ class SentimentTask(Task):
         for name in SPLITS:
             examples = getattr(splits, name)
             ids = tokenizer.encode(examples.texts, vocabulary, config.tokenizer)
-            with artifacts.atomic_path(out_dir / f"{name}.npz") as tmp:
-                np.savez_compressed(tmp, ids=ids, labels=examples.labels)
+            save_split(out_dir, name, ids=ids, labels=examples.labels)
             counts[name] = len(examples)
         return {"rows": counts, "malformed_rows": splits.malformed, "sources": splits.sources,
                 "validation_source": splits.validation_source,

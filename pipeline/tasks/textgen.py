@@ -22,7 +22,8 @@ from pipeline import artifacts, data, generation, litert, tokenizer
 from pipeline.config import PipelineConfig
 from pipeline.reference_tokenizer import CharacterTokenizer
 from pipeline.stages import StageError
-from pipeline.tasks import FitData, Task, vocabulary_size, write_tokenizer_files
+from pipeline.tasks import (FitData, Task, load_split_arrays, save_split, vocabulary_size,
+                            write_tokenizer_files)
 
 SPLITS = ("train", "validation", "test")
 EVAL_SPLITS = ("validation", "test")
@@ -31,8 +32,7 @@ SAMPLE = generation.Sampling(sampler="top_k", k=5, temperature=0.8, seed=1)
 
 
 def load_ids(run_dir: Path, name: str) -> np.ndarray:
-    with np.load(Path(run_dir) / "data" / f"{name}.npz") as arrays:
-        return arrays["ids"]
+    return load_split_arrays(run_dir, name)["ids"]
 
 
 def windows(ids: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -125,8 +125,7 @@ class TextGenTask(Task):
         lengths, unknown = {}, {}
         for name in SPLITS:
             ids = tokenizer.encode_characters(getattr(splits, name), vocabulary)
-            with artifacts.atomic_path(out_dir / f"{name}.npz") as tmp:
-                np.savez_compressed(tmp, ids=ids)
+            save_split(out_dir, name, ids=ids)
             lengths[name] = len(ids)
             unknown[name] = int(np.count_nonzero(ids == 0))
         logging.info("data: %d train / %d validation / %d test characters, %d distinct",
