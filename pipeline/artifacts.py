@@ -12,9 +12,43 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 
 STAGE_RECORD = "stage.json"
+LOCK_FILE = ".lock"
+
+
+class RunLockedError(RuntimeError):
+    """Another process is using the run directory."""
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path):
+    """Holds an exclusive lock on the run directory while a run uses it.
+
+    Two runs writing into one folder would race for its stage folders and could resume
+    each other's checkpoints; the second one stops instead, naming the first. The lock is
+    the kernel's (flock), so a killed run never leaves a stale one behind.
+    """
+    import fcntl
+    path = Path(run_dir) / LOCK_FILE
+    handle = open(path, "a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise RunLockedError(f"{run_dir} is in use by another pipeline.run (pid {holder}); "
+                                 "wait for it to finish or choose another --output_dir") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -129,21 +163,50 @@ def save_keras_model(model, path: Path) -> None:
         model.save(tmp, save_format="keras")
 
 
+KERAS_ARCHIVE_ENTRIES = {"metadata.json", "config.json", "model.weights.h5"}
+
+
+class UnsafeModelError(ValueError):
+    """A model file is not the zip `.keras` archive the pipeline writes; it is not loaded."""
+
+
+def check_keras_archive(path: Path) -> None:
+    """Refuses anything but a zip `.keras` archive holding exactly what `save_keras_model` writes.
+
+    tf_keras applies safe mode only to zip archives: an HDF5 file named `.keras` goes to the
+    legacy loader, which runs a Lambda layer's pickled bytecode. So the container is checked
+    here, before any loader sees the file.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+    except (zipfile.BadZipFile, OSError) as error:
+        raise UnsafeModelError(f"model file {path} is not a zip .keras archive ({error}); the "
+                               "pipeline loads only the .keras files it writes (HDF5 and "
+                               "SavedModel files can run code). Rerun the stage that makes "
+                               "it with --force") from None
+    if names != KERAS_ARCHIVE_ENTRIES:
+        raise UnsafeModelError(f"model file {path} holds {sorted(names)}, not the "
+                               f"{sorted(KERAS_ARCHIVE_ENTRIES)} of a .keras archive written "
+                               "by the pipeline; rerun the stage that makes it with --force")
+
+
 def load_keras_model(path: Path, scope=None):
-    """Loads a `.keras` model in Keras safe mode; `scope` adds custom objects (tfmot)."""
+    """Loads a `.keras` archive in Keras safe mode; `scope` adds custom objects (tfmot)."""
     import tf_keras
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file {path} does not exist: run the stage that "
                                 "writes it first (see --stages)")
+    check_keras_archive(path)
     with scope or contextlib.nullcontext():
         try:
             return tf_keras.models.load_model(path, safe_mode=True, compile=False)
         except Exception as error:
-            raise ValueError(f"model file {path} could not be loaded safely "
-                             f"({type(error).__name__}: {error}); rerun its stage with "
-                             "--force") from None
+            raise UnsafeModelError(f"model file {path} could not be loaded safely "
+                                   f"({type(error).__name__}: {error}); rerun its stage with "
+                                   "--force") from None
 
 
 class BundleError(RuntimeError):
@@ -151,13 +214,30 @@ class BundleError(RuntimeError):
 
 
 def check_bundle(bundle_dir: Path) -> dict:
+    """The bundle's manifest, after checking its form and every file's sha256."""
+    from pipeline.reference_tokenizer import SpecError, bundle_file
+    bundle_dir = Path(bundle_dir)
     manifest_path = bundle_dir / "manifest.json"
     if not manifest_path.is_file():
         raise BundleError(f"{bundle_dir} has no manifest.json: pass the bundle/ folder of a "
                           "finished run")
-    manifest = read_json(manifest_path)
-    for name, entry in manifest["files"].items():
-        path = bundle_dir / name
+    try:
+        manifest = read_json(manifest_path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BundleError(f"{manifest_path} is not readable JSON ({error}); copy the bundle "
+                          "again from the run") from None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or not files or not isinstance(manifest.get("task"), str) \
+            or not all(isinstance(e, dict) and isinstance(e.get("sha256"), str)
+                       for e in files.values()):
+        raise BundleError(f"{manifest_path} is not a pipeline manifest (it needs a task and a "
+                          "files table with a sha256 per file); copy the bundle again from "
+                          "the run")
+    for name, entry in files.items():
+        try:
+            path = bundle_file(bundle_dir, name)
+        except SpecError as error:
+            raise BundleError(f"{manifest_path}: {error}") from None
         if not path.is_file():
             raise BundleError(f"bundle file {path} is missing")
         if sha256_file(path) != entry["sha256"]:

@@ -26,9 +26,7 @@ from pipeline import artifacts, cli, litert
 
 REPO = Path(__file__).resolve().parents[1]
 DENSE_FLAG = "--pruning_method=none"
-SMOKE_FLAGS = ("--train_limit=2000", "--eval_limit=200", "--vocabulary_size=1000",
-               "--max_length=32", "--embedding_dim=16", "--lstm_units=16", "--epochs=1",
-               "--pruning_epochs=1", "--pruning_frequency=5", "--parity_tolerance=5")
+SMOKE_SUFFIX = "_smoke.flags"  # --smoke runs configs/X_smoke.flags instead of configs/X.flags
 KEY_FIELDS = ("task", "method", "target_sparsity", "export")
 CSV_FIELDS = KEY_FIELDS + (
     "metric", "metric_value", "higher_is_better", "test_loss", "bytes", "gzip_bytes",
@@ -38,16 +36,23 @@ CSV_FIELDS = KEY_FIELDS + (
 flags.DEFINE_string("output_dir", "runs/nightly", "Bench directory: runs/, cache/, results "
                     "and the report.")
 flags.DEFINE_multi_string("task", [], "NAME:FLAGFILE, one per task, e.g. "
-                          "sentiment:configs/sentiment.flags.")
+                          "sentiment:configs/sentiment.flags. A relative FLAGFILE is looked "
+                          "up in the working directory, then in the repository.")
 flags.DEFINE_multi_string("method", [], "NAME:FLAGS, one per method; FLAGS are pipeline.run "
                           f"flags, e.g. 'l1:--pruning_method=l1 --l1=1e-6'. A method with "
-                          f"{DENSE_FLAG} is the dense row (sparsity 0).")
+                          f"{DENSE_FLAG} runs once (sparsity 0); one with its own "
+                          "--final_sparsity runs once at that target; the others run at every "
+                          "--sparsities target. NAME@X (structured@0.5) joins line NAME in "
+                          "the plots.")
+flags.DEFINE_string("dense_method", "dense", "The method whose rows are the latency "
+                    "reference of every row of the same task and export.")
 flags.DEFINE_list("sparsities", ["0", "0.5", "0.8", "0.9", "0.95"], "Target sparsities for "
                   "every pruning method; 0 selects the dense method's row.")
 flags.DEFINE_multi_string("run_flag", [], "Extra pipeline.run flag for every cell "
                           "(e.g. --data_dir=...).")
-flags.DEFINE_bool("smoke", False, "Small slices, one epoch, two sparsities: exercises the "
-                  "whole path in minutes; numbers are meaningless.")
+flags.DEFINE_bool("smoke", False, "Each task's smoke flagfile (configs/X_smoke.flags beside "
+                  "configs/X.flags: small slices, a few epochs) and one sparsity: exercises "
+                  "the whole path in minutes; the numbers are not results.")
 flags.DEFINE_string("baseline", "", "An earlier results.jsonl to compare against.")
 flags.DEFINE_float("metric_tolerance", 0.01, "Largest allowed drop of the primary metric "
                    "(absolute; accuracy 0.01 = 1 point) before a row counts as regressed.")
@@ -71,6 +76,18 @@ def parse_pairs(entries: list[str], flag: str) -> dict[str, str]:
     return pairs
 
 
+def fixed_sparsity(method_flags: str) -> float | None:
+    """A method that sets its own --final_sparsity runs at that target only."""
+    for argument in shlex.split(method_flags):
+        if argument.startswith("--final_sparsity="):
+            try:
+                return float(argument.split("=", 1)[1])
+            except ValueError:
+                raise BenchError(f"--method flags {method_flags!r}: {argument} is not a "
+                                 "number") from None
+    return None
+
+
 def cells(tasks: dict, methods: dict, sparsities: list[float], smoke: bool) -> list[tuple]:
     nonzero = sorted(s for s in sparsities if s > 0)
     if smoke and nonzero:
@@ -78,24 +95,61 @@ def cells(tasks: dict, methods: dict, sparsities: list[float], smoke: bool) -> l
     result = []
     for task in tasks:
         for method, method_flags in methods.items():
+            fixed = fixed_sparsity(method_flags)
             if DENSE_FLAG in shlex.split(method_flags):
                 if 0 in sparsities:
                     result.append((task, method, 0.0))
+            elif fixed is not None:
+                result.append((task, method, fixed))
             else:
                 result.extend((task, method, s) for s in nonzero)
     return result
 
 
-def run_cell(task_flagfile: str, method_flags: str, sparsity: float, run_dir: Path,
-             cache_dir: Path, extra: list[str]) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "pipeline.run", f"--flagfile={task_flagfile}",
-               *shlex.split(method_flags), f"--output_dir={run_dir}",
-               f"--cache_dir={cache_dir}", *extra]
+def cell_arguments(flagfile: Path, method_flags: str, sparsity: float, run_dir: Path,
+                   cache_dir: Path, extra: list[str]) -> list[str]:
+    """pipeline.run's arguments for one cell: the method's flags override the flagfile's."""
+    arguments = [f"--flagfile={flagfile}", *shlex.split(method_flags)]
     if sparsity > 0:
-        command.append(f"--final_sparsity={sparsity}")
+        arguments.append(f"--final_sparsity={sparsity}")
+    return arguments + [f"--output_dir={run_dir}", f"--cache_dir={cache_dir}", *extra]
+
+
+def run_cell(arguments: list[str], run_dir: Path) -> subprocess.CompletedProcess:
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / "bench.log", "w", encoding="utf-8") as log:
-        return subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.run([sys.executable, "-m", "pipeline.run", *arguments],
+                              stdout=log, stderr=subprocess.STDOUT)
+
+
+def check_cell(label: str, arguments: list[str]) -> None:
+    """Parses and validates a cell's config in-process, so a bad one stops the sweep first."""
+    from absl.flags import Error as FlagError
+
+    from pipeline.cli import FlagfileError
+    from pipeline.config import ConfigError
+    from pipeline.data import DataError, check_dataset
+    from pipeline.flags import parse_config
+    try:
+        check_dataset(parse_config(arguments).data)
+    except (ConfigError, DataError, FlagError, FlagfileError) as error:
+        raise BenchError(f"cell {label}: {error}") from None
+
+
+def resolve_flagfile(name: str, flagfile: str, smoke: bool) -> Path:
+    """The task's flagfile (or its smoke variant) as an absolute path."""
+    candidates = [Path(flagfile).expanduser(), REPO / flagfile]
+    path = next((p.resolve() for p in candidates if p.is_file()), None)
+    if path is None:
+        raise BenchError(f"--task={name}:{flagfile}: flagfile not found in the working "
+                         f"directory or in {REPO}")
+    if smoke:
+        smoke_path = path.with_name(path.stem + SMOKE_SUFFIX)
+        if not smoke_path.is_file():
+            raise BenchError(f"--smoke needs {smoke_path} beside {path} (the task's small "
+                             "variant) for --task={name}")
+        return smoke_path
+    return path
 
 
 def machine() -> dict:
@@ -140,9 +194,10 @@ def rows_for(run_dir: Path, task: str, method: str, sparsity: float, context: di
     return rows
 
 
-def add_latency_ratios(rows: list[dict]) -> None:
+def add_latency_ratios(rows: list[dict], dense_method: str) -> None:
+    """Latency of every row over the dense method's row of the same task and export."""
     dense = {(r["task"], r["export"]): r["latency_median_ms"]
-             for r in rows if r["target_sparsity"] == 0}
+             for r in rows if r["method"] == dense_method}
     for row in rows:
         reference = dense.get((row["task"], row["export"]))
         if reference:
@@ -181,7 +236,15 @@ def regressions(rows: list[dict], baseline: list[dict], metric_tolerance: float,
     return found
 
 
+def line_name(method: str) -> str:
+    """Methods NAME@X are points of one line NAME (e.g. structured fractions)."""
+    return method.split("@", 1)[0]
+
+
 def plots(rows: list[dict], out_dir: Path) -> list[Path]:
+    """Per task: metric, size and latency against target sparsity, then the two trade-offs
+    people choose from: metric against latency and against gzip'd size (the Pareto fronts),
+    every method one line, float solid and int8 dashed."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -189,29 +252,39 @@ def plots(rows: list[dict], out_dir: Path) -> list[Path]:
     written = []
     for task in sorted({r["task"] for r in rows}):
         task_rows = [r for r in rows if r["task"] == task]
-        figure, axes = plt.subplots(1, 3, figsize=(15, 4))
-        for method in sorted({r["method"] for r in task_rows}):
+        metric = task_rows[0]["metric"]
+        figure, axes = plt.subplots(1, 5, figsize=(25, 4.5))
+        for line in sorted({line_name(r["method"]) for r in task_rows}):
             for export, style in (("float", "-o"), ("int8", "--s")):
-                chosen = sorted((r for r in task_rows if r["export"] == export and
-                                 (r["method"] == method or r["target_sparsity"] == 0)),
-                                key=lambda r: r["target_sparsity"])
+                chosen = [r for r in task_rows
+                          if r["export"] == export and line_name(r["method"]) == line]
                 if not chosen:
                     continue
-                xs = [r["target_sparsity"] for r in chosen]
-                label = f"{method} ({export})"
-                axes[0].plot(xs, [r["metric_value"] for r in chosen], style, label=label)
-                axes[1].plot(xs, [r["gzip_bytes"] / 1024 for r in chosen], style, label=label)
-                axes[2].plot(xs, [r["latency_median_ms"] for r in chosen], style, label=label)
-        axes[0].set(title=f"{task}: test {task_rows[0]['metric']} (.tflite)",
-                    xlabel="target sparsity")
+                label = f"{line} ({export})"
+                by_target = sorted(chosen, key=lambda r: r["target_sparsity"])
+                xs = [r["target_sparsity"] for r in by_target]
+                axes[0].plot(xs, [r["metric_value"] for r in by_target], style, label=label)
+                axes[1].plot(xs, [r["gzip_bytes"] / 1024 for r in by_target], style, label=label)
+                axes[2].plot(xs, [r["latency_median_ms"] for r in by_target], style, label=label)
+                by_latency = sorted(chosen, key=lambda r: r["latency_median_ms"])
+                axes[3].plot([r["latency_median_ms"] for r in by_latency],
+                             [r["metric_value"] for r in by_latency], style, label=label)
+                by_size = sorted(chosen, key=lambda r: r["gzip_bytes"])
+                axes[4].plot([r["gzip_bytes"] / 1024 for r in by_size],
+                             [r["metric_value"] for r in by_size], style, label=label)
+        axes[0].set(title=f"{task}: test {metric} (.tflite)", xlabel="target sparsity")
         axes[1].set(title="gzip'd .tflite size (KiB)", xlabel="target sparsity", yscale="log")
         axes[2].set(title="latency median (ms, 1 thread, LiteRT)", xlabel="target sparsity",
                     ylim=(0, None))
+        axes[3].set(title=f"{metric} against latency", xlabel="latency median (ms)",
+                    ylabel=metric)
+        axes[4].set(title=f"{metric} against size", xlabel="gzip'd KiB", ylabel=metric,
+                    xscale="log")
         axes[0].legend(fontsize=7)
         figure.tight_layout()
         path = out_dir / f"{task}.png"
         with artifacts.atomic_path(path) as tmp:
-            figure.savefig(tmp, dpi=90, format="png")
+            figure.savefig(tmp, dpi=80, format="png")
         plt.close(figure)
         written.append(path)
     return written
@@ -270,12 +343,37 @@ def write_results(out_dir: Path, rows: list[dict]) -> None:
     artifacts.atomic_write_text(out_dir / "results.csv", buffer.getvalue())
 
 
+BASELINE_FIELDS = KEY_FIELDS + ("metric", "metric_value", "higher_is_better", "gzip_bytes",
+                                "latency_ratio_vs_dense")
+
+
 def load_baseline(path: str) -> list[dict]:
+    """An earlier results.jsonl, checked row by row before any cell runs."""
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
-    except (OSError, json.JSONDecodeError) as error:
-        raise BenchError(f"--baseline={path} is not a readable results.jsonl ({error})") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise BenchError(f"--baseline={path} cannot be read ({error})") from None
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise BenchError(f"--baseline={path}:{number} is not JSON ({error.msg}); give a "
+                             "results.jsonl written by pipeline.bench") from None
+        missing = [f for f in BASELINE_FIELDS if not isinstance(row, dict) or f not in row]
+        if missing:
+            raise BenchError(f"--baseline={path}:{number} lacks {', '.join(missing)}; give a "
+                             "results.jsonl written by pipeline.bench")
+        if not isinstance(row["metric_value"], (int, float)) or \
+                not isinstance(row["gzip_bytes"], (int, float)):
+            raise BenchError(f"--baseline={path}:{number}: metric_value and gzip_bytes must be "
+                             "numbers")
+        rows.append(row)
+    if not rows:
+        raise BenchError(f"--baseline={path} holds no rows")
+    return rows
 
 
 def bench(out_dir: Path) -> int:
@@ -283,23 +381,28 @@ def bench(out_dir: Path) -> int:
     methods = parse_pairs(FLAGS.method, "method")
     if not tasks or not methods:
         raise BenchError("give at least one --task=NAME:FLAGFILE and one --method=NAME:FLAGS")
-    for name, flagfile in tasks.items():
-        if not (REPO / flagfile).is_file() and not Path(flagfile).is_file():
-            raise BenchError(f"--task={name}:{flagfile}: flagfile not found")
+    flagfiles = {name: resolve_flagfile(name, flagfile, FLAGS.smoke)
+                 for name, flagfile in tasks.items()}
     try:
         sparsities = [float(s) for s in FLAGS.sparsities]
     except ValueError:
         raise BenchError(f"--sparsities={','.join(FLAGS.sparsities)} must be numbers") from None
     baseline = load_baseline(FLAGS.baseline) if FLAGS.baseline else None
-    extra = list(FLAGS.run_flag) + (list(SMOKE_FLAGS) if FLAGS.smoke else [])
-    context = {**machine(), "git_commit": git_commit()}
-    sweep = cells(tasks, methods, sparsities, FLAGS.smoke)
-    rows, failed = [], []
-    for position, (task, method, sparsity) in enumerate(sweep, start=1):
+    sweep = []
+    for task, method, sparsity in cells(tasks, methods, sparsities, FLAGS.smoke):
         run_dir = out_dir / "runs" / task / method / f"s{sparsity:g}"
+        arguments = cell_arguments(flagfiles[task], methods[method], sparsity, run_dir,
+                                   out_dir / "cache", list(FLAGS.run_flag))
+        check_cell(f"{task}/{method}/{sparsity:g}", arguments)
+        sweep.append((task, method, sparsity, run_dir, arguments))
+    context = {**machine(), "git_commit": git_commit()}
+    rows, failed = [], []
+    results = out_dir / "results.jsonl"
+    artifacts.atomic_write_text(results, "")
+    for position, (task, method, sparsity, run_dir, arguments) in enumerate(sweep, start=1):
+        print(f"[{position}/{len(sweep)}] {task} {method} {sparsity:g}: started", flush=True)
         start = time.monotonic()
-        result = run_cell(tasks[task], methods[method], sparsity, run_dir, out_dir / "cache",
-                          extra)
+        result = run_cell(arguments, run_dir)
         elapsed = time.monotonic() - start
         if result.returncode != 0:
             failed.append(f"{task}/{method}/{sparsity:g}: pipeline.run exited "
@@ -309,10 +412,12 @@ def bench(out_dir: Path) -> int:
             continue
         new_rows = rows_for(run_dir, task, method, sparsity, context)
         rows.extend(new_rows)
+        with open(results, "a", encoding="utf-8") as handle:  # kept if the sweep dies later
+            handle.writelines(json.dumps(r, sort_keys=True) + "\n" for r in new_rows)
         print(f"[{position}/{len(sweep)}] {task} {method} {sparsity:g}: done in {elapsed:.0f} s "
               + ", ".join(f"{r['export']} {r['metric']} {r['metric_value']:.4f}"
                           for r in new_rows), flush=True)
-    add_latency_ratios(rows)
+    add_latency_ratios(rows, FLAGS.dense_method)
     problems = (regressions(rows, baseline, FLAGS.metric_tolerance, FLAGS.size_tolerance,
                             FLAGS.latency_tolerance) if baseline is not None else [])
     write_results(out_dir, rows)
@@ -329,10 +434,8 @@ def main(argv: list[str]) -> None:
         sys.stderr.write(f"error: unexpected arguments {argv[1:]} (see --helpfull)\n")
         sys.exit(2)
     try:
-        out_dir = Path(FLAGS.output_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        sys.exit(bench(out_dir))
-    except BenchError as error:
+        sys.exit(bench(Path(FLAGS.output_dir).expanduser().resolve()))
+    except (BenchError, OSError) as error:
         sys.stderr.write(f"error: {error}\n")
         sys.exit(2)
 

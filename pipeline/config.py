@@ -1,19 +1,23 @@
 """Frozen, validated configuration: the only thing stages receive.
 
-Every value is checked here, so a config that exists is a config that can run; the flags
-module only parses text into these dataclasses. Each stage hashes the sections it depends
-on, which is how the runner knows what a change invalidates.
+Every setting is one dataclass field, defined once: its name is its flag's name, its
+default the flag's default, its `help` the flag's help text and its `choices` the allowed
+values (`pipeline.flags` generates the flags from these fields). Every value is checked
+here, so a config that exists is a config that can run. A stage sees the config through
+a `ConfigView` that lets it read only the fields it declared, and those fields, with
+their values, are the settings part of its key.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
+import math
+import typing
 
 STAGE_NAMES = ("data", "train", "prune", "strip", "convert", "evaluate", "bundle")
 PRUNABLE_LAYERS = ("embedding", "lstm", "dense")
-REGULARIZED_METHODS = ("l1", "l2", "l1_l2")
-PRUNING_METHODS = ("none", "magnitude") + REGULARIZED_METHODS
 PRUNING_SCHEDULES = ("one_shot", "constant", "polynomial_decay", "m_by_n")
 REGULARIZABLE_WEIGHTS = ("embeddings", "kernel", "recurrent_kernel")
 EXPORTS = ("float", "int8")
@@ -22,10 +26,21 @@ VOCABULARIES = ("wordpiece", "words", "characters")
 TASK_VOCABULARIES = {"sentiment": ("wordpiece", "words"), "textgen": ("characters",)}
 LEARNING_RATE_SCHEDULES = ("constant", "cosine")
 POOLINGS = ("last", "max")
+STRUCTURED_CRITERIA = ("l2", "taylor")
 
 
 class ConfigError(ValueError):
     """A configuration value is out of range or inconsistent; the message names the flag."""
+
+
+def setting(default, help: str, *, choices: tuple = (), env: str = ""):
+    """One setting: a dataclass field that also describes its command-line flag.
+
+    `choices` restricts a string (or each item of a list); `env` names an environment
+    variable whose value, when set, becomes the flag's default.
+    """
+    return dataclasses.field(default=default,
+                             metadata={"help": help, "choices": tuple(choices), "env": env})
 
 
 def _require(condition: bool, message: str) -> None:
@@ -38,25 +53,77 @@ def _check_sparsity(name: str, value: float) -> None:
              "fraction of weights set to zero, e.g. 0.8")
 
 
-@dataclasses.dataclass(frozen=True)
-class DataConfig:
-    task: str = "sentiment"
-    dataset: str = "sst2"
-    data_dir: str = ""
-    text_column: str = "sentence"
-    label_column: str = "label"
-    labels: tuple[str, ...] = ()
-    validation_fraction: float = 0.1
-    test_fraction: float = 0.1
-    max_malformed_fraction: float = 0.01
-    train_limit: int = 0
-    eval_limit: int = 0
-    tfds_data_dir: str = ""
-    tfds_download: bool = True
-    seed: int = 1
+def _check_finite(section) -> None:
+    """NaN or infinity never makes sense for a setting: name the flag before the range checks."""
+    for field in dataclasses.fields(section):
+        value = getattr(section, field.name)
+        _require(not (isinstance(value, float) and not math.isfinite(value)),
+                 f"--{field.name}={value} is not a finite number")
+
+
+def _check_choices(section) -> None:
+    for field in dataclasses.fields(section):
+        allowed = field.metadata.get("choices")
+        if not allowed:
+            continue
+        value = getattr(section, field.name)
+        chosen = value if isinstance(value, tuple) else (value,)
+        unknown = [v for v in chosen if v not in allowed]
+        _require(not unknown, f"--{field.name}={','.join(map(str, chosen))}: "
+                 f"{', '.join(map(str, unknown))} is not one of {', '.join(allowed)}")
+
+
+class _Section:
+    """Checks shared by every section: finite numbers and allowed choices."""
 
     def __post_init__(self):
-        _require(self.task in TASKS, f"--task={self.task} is not one of {', '.join(TASKS)}")
+        _check_finite(self)
+        _check_choices(self)
+        self.validate()
+
+    def validate(self) -> None:
+        pass
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig(_Section):
+    task: str = setting(
+        "sentiment", "sentiment: classify texts (Embedding → LSTM → softmax over labels); "
+        "textgen: a character-level language model (Embedding → LSTM → logits over the "
+        "characters) that ships as a stateful one-step .tflite for generation.", choices=TASKS)
+    dataset: str = setting(
+        "sst2", "Registered name (sentiment: sst2, imdb_reviews; textgen: tiny_shakespeare) or "
+        "a local file URI: tsv:PATH, csv:PATH or jsonl:PATH for sentiment, text:PATH (plain "
+        "UTF-8, split 90/5/5 by characters) for textgen.")
+    data_dir: str = setting(
+        "", "Local mirror searched first for registered datasets, as <data_dir>/<dataset>/ "
+        "(sst2: train.tsv, dev.tsv, test.tsv; tiny_shakespeare: input.txt). Defaults to "
+        "$PIPELINE_DATA_DIR.", env="PIPELINE_DATA_DIR")
+    text_column: str = setting("sentence", "Text column of a file URI dataset.")
+    label_column: str = setting("label", "Label column of a file URI dataset.")
+    labels: tuple[str, ...] = setting(
+        (), "Allowed label values of a file URI dataset, in class order; rows with other "
+        "labels are malformed. Empty: every value found.")
+    validation_fraction: float = setting(
+        0.1, "Fraction held out for validation when the dataset has no validation split "
+        "(seeded).")
+    test_fraction: float = setting(
+        0.1, "Fraction held out for test from a file URI dataset (seeded).")
+    max_malformed_fraction: float = setting(
+        0.01, "Malformed rows (missing label, unknown label, empty text) tolerated per file; "
+        "above this the run stops.")
+    train_limit: int = setting(
+        0, "Use a seeded random subset of this many training rows (0: all; textgen: the "
+        "first this many characters). For smoke runs.")
+    eval_limit: int = setting(
+        0, "Use at most this many validation and test rows (0: all). For smoke runs; never "
+        "for reported numbers.")
+    tfds_data_dir: str = setting(
+        "", "TFDS data directory for the TFDS fallback (empty: TFDS's default).")
+    tfds_download: bool = setting(True, "Let the TFDS fallback download missing data.")
+    data_seed: int = setting(1, "Seed for held-out splits and subsets.")
+
+    def validate(self):
         _require(bool(self.dataset), "--dataset is empty: give a registered name (sst2, "
                  "imdb_reviews) or a file URI such as tsv:/path/to/file.tsv")
         for name in ("validation_fraction", "test_fraction"):
@@ -73,17 +140,25 @@ class DataConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class TokenizerConfig:
-    vocabulary: str = "words"
-    vocabulary_size: int = 20000
-    max_length: int = 64
-    ptb_contractions: bool = True
-    lowercase: bool = True
-    strip_accents: bool = True
+class TokenizerConfig(_Section):
+    vocabulary: str = setting(
+        "words", "wordpiece: subword pieces learned by keras-nlp; words: the most frequent "
+        "whole words, others [UNK] (both sentiment); characters: every character of the "
+        "training text, others [UNK] (textgen).", choices=VOCABULARIES)
+    vocabulary_size: int = setting(
+        20000, "Vocabulary size, learned from the training split (includes [PAD] and [UNK]); "
+        "characters keep every character seen in training and ignore it.")
+    max_length: int = setting(
+        64, "Tokens per example: longer texts keep their first max_length tokens, shorter "
+        "ones are left-padded. textgen: the training window in characters (scoring uses "
+        "--eval_window_length).")
+    ptb_contractions: bool = setting(
+        True, "Rewrite raw text the Penn Treebank way SST-2 is stored (didn't -> did n't, "
+        "’ -> ') before tokenizing, so user text meets the training vocabulary.")
+    lowercase: bool = setting(True, "Lower-case (Unicode NFKC_Casefold) before WordPiece.")
+    strip_accents: bool = setting(True, "Remove accents (NFD, drop Mn) before WordPiece.")
 
-    def __post_init__(self):
-        _require(self.vocabulary in VOCABULARIES, f"--vocabulary={self.vocabulary} is not one "
-                 f"of {', '.join(VOCABULARIES)}")
+    def validate(self):
         _require(self.vocabulary_size >= 16,
                  f"--vocabulary_size={self.vocabulary_size} must be at least 16")
         _require(1 <= self.max_length <= 4096,
@@ -91,38 +166,47 @@ class TokenizerConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    embedding_dim: int = 128
-    lstm_units: int = 128
-    lstm_layers: int = 1
-    embedding_dropout: float = 0.3
-    dropout: float = 0.3
-    pooling: str = "max"
+class ModelConfig(_Section):
+    embedding_dim: int = setting(128, "Embedding width.")
+    lstm_units: int = setting(128, "Units per LSTM layer.")
+    lstm_layers: int = setting(1, "Stacked LSTM layers.")
+    embedding_dropout: float = setting(
+        0.3, "Dropout on the embedded tokens (training only; the exported model does not "
+        "contain it).")
+    dropout: float = setting(0.3, "Dropout after each LSTM layer (training only).")
+    pooling: str = setting(
+        "max", "How the classifier sees the text: the last LSTM state, or the maximum over "
+        "all time steps (sentiment only; a language model predicts at every step).",
+        choices=POOLINGS)
 
-    def __post_init__(self):
+    def validate(self):
         for name in ("embedding_dim", "lstm_units", "lstm_layers"):
             _require(getattr(self, name) >= 1, f"--{name}={getattr(self, name)} must be >= 1")
-        _require(self.pooling in POOLINGS,
-                 f"--pooling={self.pooling} is not one of {', '.join(POOLINGS)}")
         for name in ("embedding_dropout", "dropout"):
             value = getattr(self, name)
             _require(0.0 <= value < 1.0, f"--{name}={value} must be in [0, 1)")
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 4
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    early_stopping_patience: int = 1
-    learning_rate_schedule: str = "constant"
-    clip_norm: float = 0.0
-    seed: int = 1
+class TrainConfig(_Section):
+    epochs: int = setting(
+        4, "Maximum dense training epochs (early stopping may end sooner; the best "
+        "validation epoch is kept).")
+    batch_size: int = setting(128, "Batch size for training and fine-tuning.")
+    learning_rate: float = setting(1e-3, "Adam learning rate for dense training.")
+    early_stopping_patience: int = setting(
+        1, "Epochs without validation gain (accuracy for sentiment, loss for textgen) before "
+        "dense training stops.")
+    learning_rate_schedule: str = setting(
+        "constant", "constant: the learning rate throughout; cosine: cosine decay to 5% of it "
+        "over all the epochs of the stage (dense training, and pruning with "
+        "--pruning_learning_rate).", choices=LEARNING_RATE_SCHEDULES)
+    clip_norm: float = setting(
+        0.0, "Clip each gradient to this global norm in training and fine-tuning (0: no "
+        "clipping).")
+    seed: int = setting(1, "Seed for weight initialisation and shuffling.")
 
-    def __post_init__(self):
-        _require(self.learning_rate_schedule in LEARNING_RATE_SCHEDULES,
-                 f"--learning_rate_schedule={self.learning_rate_schedule} is not one of "
-                 f"{', '.join(LEARNING_RATE_SCHEDULES)}")
+    def validate(self):
         _require(self.clip_norm >= 0, f"--clip_norm={self.clip_norm} must be >= 0 "
                  "(0: no gradient clipping)")
         _require(self.epochs >= 1, f"--epochs={self.epochs} must be >= 1")
@@ -133,107 +217,175 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class RegularizationConfig:
+class RegularizationConfig(_Section):
     """Penalties the train stage adds for the l1/l2/l1_l2 pruning methods."""
-    l1: float = 0.0
-    l2: float = 0.0
-    group_lasso: float = 0.0
-    weights: tuple[str, ...] = REGULARIZABLE_WEIGHTS
+    l1: float = setting(0.0, "L1 penalty per weight for --pruning_method=l1|l1_l2.")
+    l2: float = setting(0.0, "L2 penalty per weight for --pruning_method=l2|l1_l2.")
+    group_lasso: float = setting(
+        0.0, "Group lasso strength over LSTM hidden units (the four gate columns of a unit "
+        "form one group) for --pruning_method=l1|l2|l1_l2; adds to --l1/--l2 on the LSTM "
+        "kernels.")
+    regularized_weights: tuple[str, ...] = setting(
+        REGULARIZABLE_WEIGHTS, "Weights that get the penalty: embeddings, kernel (LSTM input "
+        "and dense kernels), recurrent_kernel.", choices=REGULARIZABLE_WEIGHTS)
 
-    def __post_init__(self):
+    def validate(self):
         _require(self.l1 >= 0 and self.l2 >= 0 and self.group_lasso >= 0,
                  f"--l1={self.l1}, --l2={self.l2} and --group_lasso={self.group_lasso} must "
                  "all be >= 0")
-        _require(not self.group_lasso or {"kernel", "recurrent_kernel"} & set(self.weights),
+        _require(bool(self.regularized_weights), "--regularized_weights is empty: choose "
+                 f"from {', '.join(REGULARIZABLE_WEIGHTS)}")
+        _require(not self.group_lasso or
+                 {"kernel", "recurrent_kernel"} & set(self.regularized_weights),
                  "--group_lasso acts on LSTM kernels: add kernel or recurrent_kernel to "
                  "--regularized_weights")
-        unknown = sorted(set(self.weights) - set(REGULARIZABLE_WEIGHTS))
-        _require(self.weights and not unknown, f"--regularized_weights="
-                 f"{','.join(self.weights)}: choose from {', '.join(REGULARIZABLE_WEIGHTS)}")
+
+
+def _method_names() -> tuple[str, ...]:
+    from pipeline import methods
+    return tuple(methods.REGISTRY)
 
 
 @dataclasses.dataclass(frozen=True)
-class PruningConfig:
-    method: str = "magnitude"
-    schedule: str = "polynomial_decay"
-    layers: tuple[str, ...] = PRUNABLE_LAYERS
-    layer_sparsity: tuple[tuple[str, float], ...] = ()
-    initial_sparsity: float = 0.0
-    final_sparsity: float = 0.8
-    begin_step: int = 0
-    end_step: int = -1
-    frequency: int = 100
-    m: int = 2
-    n: int = 4
-    epochs: int = 2
-    learning_rate: float = 1e-4
+class PruningConfig(_Section):
+    pruning_method: str = setting(
+        "magnitude", "magnitude: tfmot prune_low_magnitude on the dense model, then "
+        "fine-tuning; l1, l2, l1_l2: train with that weight penalty (--l1/--l2), then prune "
+        "once by magnitude to the same targets and fine-tune with the mask held "
+        "(--pruning_schedule=one_shot); structured: remove whole LSTM units and embedding "
+        "dimensions (--structured_*), then magnitude pruning to --final_sparsity on the "
+        "smaller model; none: ship the dense model through the same stages.",
+        choices=_method_names())
+    pruning_schedule: str = setting(
+        "polynomial_decay", "one_shot: the target at begin_step, then the mask is held fixed; "
+        "constant: ConstantSparsity at the target from begin_step; polynomial_decay: from "
+        "initial_sparsity to the target between begin and end step; m_by_n: m zeros in every "
+        "n consecutive weights (e.g. 2:4).", choices=PRUNING_SCHEDULES)
+    pruning_layers: tuple[str, ...] = setting(
+        PRUNABLE_LAYERS, "Layer kinds to prune: embedding, lstm (kernel and recurrent "
+        "kernel), dense (the classifier or output layer).", choices=PRUNABLE_LAYERS)
+    layer_sparsity: tuple[tuple[str, float], ...] = setting(
+        (), "Per-kind targets overriding --final_sparsity, e.g. embedding:0.9,dense:0.5.")
+    initial_sparsity: float = setting(0.0, "Sparsity at begin_step (polynomial_decay).")
+    final_sparsity: float = setting(0.8, "Target sparsity of every pruned layer, in [0, 1).")
+    pruning_begin_step: int = setting(0, "Fine-tuning step at which pruning starts.")
+    pruning_end_step: int = setting(
+        -1, "Step at which the target is reached; -1: at the start of the last fine-tuning "
+        "epoch, leaving one epoch to recover.")
+    pruning_frequency: int = setting(100, "Steps between mask updates.")
+    pruning_m: int = setting(2, "m of m:n sparsity (zeros per block).")
+    pruning_n: int = setting(4, "n of m:n sparsity (block length).")
+    pruning_epochs: int = setting(2, "Fine-tuning epochs while pruning.")
+    pruning_learning_rate: float = setting(1e-4, "Adam learning rate while pruning.")
 
-    def __post_init__(self):
-        _require(self.method in PRUNING_METHODS, f"--pruning_method={self.method} is not one "
-                 f"of {', '.join(PRUNING_METHODS)}")
-        _require(self.schedule in PRUNING_SCHEDULES, f"--pruning_schedule={self.schedule} is "
-                 f"not one of {', '.join(PRUNING_SCHEDULES)}")
-        unknown = sorted(set(self.layers) - set(PRUNABLE_LAYERS))
-        _require(not unknown, f"--pruning_layers names {', '.join(unknown)}: choose from "
-                 f"{', '.join(PRUNABLE_LAYERS)}")
-        _require(not self.method == "magnitude" or bool(self.layers),
-                 "--pruning_layers is empty: name at least one of embedding, lstm, dense, "
-                 "or use --pruning_method=none")
+    def validate(self):
         _check_sparsity("initial_sparsity", self.initial_sparsity)
         _check_sparsity("final_sparsity", self.final_sparsity)
         for layer, target in self.layer_sparsity:
-            _require(layer in self.layers, f"--layer_sparsity gives a target for '{layer}', "
-                     f"which is not in --pruning_layers={','.join(self.layers)}")
+            _require(layer in self.pruning_layers, f"--layer_sparsity gives a target for "
+                     f"'{layer}', which is not in --pruning_layers="
+                     f"{','.join(self.pruning_layers)}")
             _check_sparsity(f"layer_sparsity {layer}", target)
         _require(self.initial_sparsity <= min(self.targets().values(), default=1.0),
                  f"--initial_sparsity={self.initial_sparsity} is above a final target "
                  f"({self.targets()})")
-        _require(self.begin_step >= 0, f"--pruning_begin_step={self.begin_step} must be >= 0")
-        _require(self.end_step == -1 or self.end_step > self.begin_step,
-                 f"--pruning_end_step={self.end_step} must be -1 (automatic) or greater than "
-                 f"--pruning_begin_step={self.begin_step}")
-        _require(self.frequency >= 1, f"--pruning_frequency={self.frequency} must be >= 1")
-        _require(1 <= self.m < self.n, f"--pruning_m={self.m} and --pruning_n={self.n}: m "
-                 "zeros out of every n weights needs 1 <= m < n (e.g. 2:4)")
-        _require(self.epochs >= 1, f"--pruning_epochs={self.epochs} must be >= 1")
-        _require(self.learning_rate > 0,
-                 f"--pruning_learning_rate={self.learning_rate} must be > 0")
+        _require(self.pruning_begin_step >= 0,
+                 f"--pruning_begin_step={self.pruning_begin_step} must be >= 0")
+        _require(self.pruning_end_step == -1 or self.pruning_end_step > self.pruning_begin_step,
+                 f"--pruning_end_step={self.pruning_end_step} must be -1 (automatic) or "
+                 f"greater than --pruning_begin_step={self.pruning_begin_step}")
+        _require(self.pruning_frequency >= 1,
+                 f"--pruning_frequency={self.pruning_frequency} must be >= 1")
+        _require(1 <= self.pruning_m < self.pruning_n,
+                 f"--pruning_m={self.pruning_m} and --pruning_n={self.pruning_n}: m zeros out "
+                 "of every n weights needs 1 <= m < n (e.g. 2:4)")
+        _require(self.pruning_epochs >= 1, f"--pruning_epochs={self.pruning_epochs} must be >= 1")
+        _require(self.pruning_learning_rate > 0,
+                 f"--pruning_learning_rate={self.pruning_learning_rate} must be > 0")
 
     def targets(self) -> dict[str, float]:
         """Final sparsity per pruned layer kind: --final_sparsity unless overridden."""
-        if self.schedule == "m_by_n":
-            return {layer: self.m / self.n for layer in self.layers}
+        if self.pruning_schedule == "m_by_n":
+            return {layer: self.pruning_m / self.pruning_n for layer in self.pruning_layers}
         overrides = dict(self.layer_sparsity)
-        return {layer: overrides.get(layer, self.final_sparsity) for layer in self.layers}
+        return {layer: overrides.get(layer, self.final_sparsity) for layer in self.pruning_layers}
 
 
 @dataclasses.dataclass(frozen=True)
-class ConvertConfig:
-    exports: tuple[str, ...] = EXPORTS
+class StructuredConfig(_Section):
+    """Unit surgery for --pruning_method=structured (see pipeline.surgery)."""
+    structured_units: float = setting(
+        0.0, "structured: fraction of every LSTM layer's hidden units to remove (each unit "
+        "with its gate columns, recurrent row and the row that reads it), in [0, 1).")
+    structured_embedding: float = setting(
+        0.0, "structured: fraction of the embedding dimensions to remove, in [0, 1).")
+    structured_criterion: str = setting(
+        "l2", "structured: how groups are ranked before the weakest are removed. l2: the L2 "
+        "norm of the group's weights; taylor: mean |activation × gradient| over training "
+        "batches (first-order estimate of the loss change if the group were removed).",
+        choices=STRUCTURED_CRITERIA)
+    structured_steps: int = setting(
+        2, "structured: removal steps; step k (at the start of fine-tuning epoch k) removes "
+        "k/steps of the fractions, so the model can adapt in between.")
+    structured_epochs: int = setting(
+        3, "structured: fine-tuning epochs of the removal phase (at least --structured_steps); "
+        "the best validation epoch after the last step is kept. Magnitude pruning to "
+        "--final_sparsity (if above 0) follows on the smaller model, for --pruning_epochs.")
+    taylor_batches: int = setting(
+        20, "structured: training batches averaged by --structured_criterion=taylor.")
 
-    def __post_init__(self):
-        unknown = sorted(set(self.exports) - set(EXPORTS))
-        _require(self.exports and not unknown,
-                 f"--exports={','.join(self.exports)}: choose one or more of "
+    def validate(self):
+        for name in ("structured_units", "structured_embedding"):
+            value = getattr(self, name)
+            _require(0.0 <= value < 1.0, f"--{name}={value} is outside [0, 1): the fraction "
+                     "of groups to remove, e.g. 0.5")
+        _require(self.structured_steps >= 1,
+                 f"--structured_steps={self.structured_steps} must be >= 1")
+        _require(self.structured_epochs >= self.structured_steps,
+                 f"--structured_epochs={self.structured_epochs} must be at least "
+                 f"--structured_steps={self.structured_steps} (one removal per epoch)")
+        _require(self.taylor_batches >= 1, f"--taylor_batches={self.taylor_batches} must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvertConfig(_Section):
+    exports: tuple[str, ...] = setting(
+        EXPORTS, "TFLite files to produce: float, int8 (dynamic-range quantized weights).",
+        choices=EXPORTS)
+
+    def validate(self):
+        _require(bool(self.exports), f"--exports is empty: choose one or more of "
                  f"{', '.join(EXPORTS)}")
 
 
 @dataclasses.dataclass(frozen=True)
-class EvalConfig:
-    parity_tolerance: float = 0.5
-    loss_parity_tolerance: float = 0.02
-    latency_runs: int = 200
-    window_length: int = 100
-    sample_prompt: str = "ROMEO:"
-    sample_length: int = 300
+class EvalConfig(_Section):
+    parity_tolerance: float = setting(
+        0.5, "Largest allowed test-accuracy gap, in points, between a .tflite and its Keras "
+        "source before evaluate fails.")
+    loss_parity_tolerance: float = setting(
+        0.02, "textgen: largest allowed test-loss gap, in nats per character, between a "
+        ".tflite and its Keras source before evaluate fails.")
+    latency_runs: int = setting(
+        200, "Timed single-example invocations per .tflite (1 thread, after warm-up); at "
+        "least 200. textgen: the one-step model is timed per character.")
+    eval_window_length: int = setting(
+        100, "textgen: characters per scoring window; the validation and test text is cut "
+        "into non-overlapping windows, each scored from a zero state (also the length of the "
+        "window .tflite). Independent of the training window --max_length.")
+    sample_prompt: str = setting(
+        "ROMEO:", "textgen: the prompt of the fixed samples written to metrics.json for each "
+        "model.")
+    sample_length: int = setting(
+        300, "textgen: characters generated per fixed sample (and per tokens/second run).")
 
-    def __post_init__(self):
+    def validate(self):
         _require(self.parity_tolerance >= 0,
                  f"--parity_tolerance={self.parity_tolerance} must be >= 0 (accuracy points)")
         _require(self.loss_parity_tolerance >= 0, f"--loss_parity_tolerance="
                  f"{self.loss_parity_tolerance} must be >= 0 (nats per token)")
-        _require(1 <= self.window_length <= 4096,
-                 f"--eval_window_length={self.window_length} must be in [1, 4096]")
+        _require(1 <= self.eval_window_length <= 4096,
+                 f"--eval_window_length={self.eval_window_length} must be in [1, 4096]")
         _require(bool(self.sample_prompt), "--sample_prompt is empty: give the text the "
                  "report's samples start from, e.g. ROMEO:")
         _require(self.sample_length >= 1,
@@ -243,58 +395,165 @@ class EvalConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class BundleConfig:
-    export: str = "int8"
+class BundleConfig(_Section):
+    bundle_export: str = setting("int8", "Which .tflite ships in bundle/.", choices=EXPORTS)
 
-    def __post_init__(self):
-        _require(self.export in EXPORTS,
-                 f"--bundle_export={self.export} is not one of {', '.join(EXPORTS)}")
+
+SECTIONS = {"data": DataConfig, "tokenizer": TokenizerConfig, "model": ModelConfig,
+            "train": TrainConfig, "regularization": RegularizationConfig,
+            "pruning": PruningConfig, "structured": StructuredConfig,
+            "convert": ConvertConfig, "eval": EvalConfig,
+            "bundle": BundleConfig}
 
 
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
-    output_dir: str
-    stages: tuple[str, ...] = STAGE_NAMES
-    force: bool = False
-    cache_dir: str = ""
+    # How to run: these never change what a stage makes, so they are in no stage key.
+    output_dir: str = setting(
+        "runs/sentiment", "Run directory: one folder per stage plus bundle/. Rerunning into "
+        "it skips stages whose settings, inputs and code are unchanged.")
+    stages: tuple[str, ...] = setting(
+        STAGE_NAMES, "Stages to run, in pipeline order; the others must have run before.",
+        choices=STAGE_NAMES)
+    force: bool = setting(
+        False, "Rerun the selected stages even if their settings, inputs and code are "
+        "unchanged.")
+    cache_dir: str = setting(
+        "", "Optional stage cache shared between run directories: a stage whose key "
+        "(settings, inputs, code) matches a cached output is copied from it instead of rerun "
+        "(how a sweep trains each dense model once).")
     data: DataConfig = DataConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     regularization: RegularizationConfig = RegularizationConfig()
     pruning: PruningConfig = PruningConfig()
+    structured: StructuredConfig = StructuredConfig()
     convert: ConvertConfig = ConvertConfig()
     eval: EvalConfig = EvalConfig()
     bundle: BundleConfig = BundleConfig()
 
     def __post_init__(self):
         _require(bool(self.output_dir), "--output_dir is empty: give a directory for the run")
-        unknown = sorted(set(self.stages) - set(STAGE_NAMES))
-        _require(self.stages and not unknown, f"--stages={','.join(self.stages)}: choose "
-                 f"from {', '.join(STAGE_NAMES)}")
-        method, penalty = self.pruning.method, self.regularization
-        if method == "l1":
-            _require(penalty.l1 > 0 and penalty.l2 == 0, "--pruning_method=l1 needs --l1 > 0 "
-                     f"and --l2=0 (got --l1={penalty.l1}, --l2={penalty.l2}); use l1_l2 for both")
-        elif method == "l2":
-            _require(penalty.l2 > 0 and penalty.l1 == 0, "--pruning_method=l2 needs --l2 > 0 "
-                     f"and --l1=0 (got --l1={penalty.l1}, --l2={penalty.l2}); use l1_l2 for both")
-        elif method not in REGULARIZED_METHODS:
-            _require(penalty == RegularizationConfig(),
-                     "--l1/--l2/--group_lasso/--regularized_weights apply only to "
-                     f"--pruning_method=l1|l2|l1_l2, not {method}")
+        _check_choices(self)
+        _require(bool(self.stages), f"--stages is empty: choose from {', '.join(STAGE_NAMES)}")
         task, vocabulary = self.data.task, self.tokenizer.vocabulary
         _require(vocabulary in TASK_VOCABULARIES[task], f"--vocabulary={vocabulary} does not "
                  f"fit --task={task}: use {' or '.join(TASK_VOCABULARIES[task])}")
-        _require(self.bundle.export in self.convert.exports,
-                 f"--bundle_export={self.bundle.export} is not produced by "
+        _require(self.bundle.bundle_export in self.convert.exports,
+                 f"--bundle_export={self.bundle.bundle_export} is not produced by "
                  f"--exports={','.join(self.convert.exports)}")
+        from pipeline import methods
+        methods.get(self.pruning.pruning_method).validate(self)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def section_hash(self, sections: tuple[str, ...]) -> str:
-        """sha256 of the named sections, the identity of a stage's settings."""
-        chosen = {name: dataclasses.asdict(getattr(self, name)) for name in sections}
-        text = json.dumps(chosen, sort_keys=True)
+    def settings(self, names) -> dict:
+        """{field: value} of the named fields and sections, as JSON values."""
+        chosen = {}
+        for field in sorted(expand(names)):
+            section = FIELDS[field][0]
+            owner = getattr(self, section) if section else self
+            chosen[field] = getattr(owner, field)
+        return json.loads(json.dumps(chosen))
+
+    def settings_hash(self, names) -> str:
+        """sha256 of the named settings: the identity of what a stage was told."""
+        text = json.dumps(self.settings(names), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
+
+    def view(self, names, reader: str) -> "ConfigView":
+        return ConfigView(self, expand(names), reader)
+
+
+RUN_FIELDS = tuple(f.name for f in dataclasses.fields(PipelineConfig) if f.name not in SECTIONS)
+# Fields that choose which code runs (the task, the pruning method): any stage may read them
+# to find that code; the task is part of every stage key, the method where it declares so.
+DISPATCH_FIELDS = ("task", "pruning_method")
+
+
+def _all_fields() -> dict[str, tuple[str | None, dataclasses.Field, object]]:
+    """flag name → (section or None, field, type) for every setting; names are unique."""
+    result = {}
+    owners = [(None, PipelineConfig)] + list(SECTIONS.items())
+    for section, cls in owners:
+        hints = typing.get_type_hints(cls)
+        for field in dataclasses.fields(cls):
+            if field.name in SECTIONS:
+                continue
+            if field.name in result:
+                raise TypeError(f"setting {field.name} is defined twice: flag names must be "
+                                "unique across sections")
+            result[field.name] = (section, field, hints[field.name])
+    return result
+
+
+FIELDS = _all_fields()
+
+
+def expand(names) -> frozenset[str]:
+    """Section names become their fields; field names stay; anything else is a bug."""
+    result = set()
+    for name in names:
+        if name in SECTIONS:
+            result.update(f.name for f in dataclasses.fields(SECTIONS[name]))
+        elif name in FIELDS and name not in RUN_FIELDS:
+            result.add(name)
+        else:
+            raise KeyError(f"{name!r} is neither a config section nor a setting")
+    return frozenset(result)
+
+
+class UndeclaredSettingError(RuntimeError):
+    """Code read a setting its stage did not declare: the stage key would miss it."""
+
+
+class ConfigView:
+    """A stage's window on the config: it can read only the settings its key holds.
+
+    So a stage key cannot miss a setting the stage depends on: reading an undeclared one
+    fails loudly (a programming error, caught by the tests) instead of being silently
+    reused from an old run.
+    """
+
+    def __init__(self, config: PipelineConfig, allowed: frozenset[str], reader: str):
+        self._config, self._allowed, self._reader = config, allowed, reader
+
+    def __getattr__(self, name: str):
+        if name in SECTIONS:
+            return _SectionView(getattr(self._config, name), self._allowed, self._reader)
+        if name in RUN_FIELDS:
+            raise UndeclaredSettingError(f"{self._reader} read --{name}, which only steers the "
+                                         "runner and is in no stage key")
+        raise AttributeError(name)
+
+    def settings(self) -> dict:
+        """Every readable setting by section, for a manifest."""
+        result: dict = {}
+        for name in sorted(self._allowed):
+            section = FIELDS[name][0]
+            result.setdefault(section, {})[name] = getattr(getattr(self._config, section), name)
+        return json.loads(json.dumps(result))
+
+
+class _SectionView:
+    def __init__(self, section, allowed: frozenset[str], reader: str):
+        self._section, self._allowed, self._reader = section, allowed, reader
+
+    def __getattr__(self, name: str):
+        fields = {f.name for f in dataclasses.fields(self._section)}
+        if name in fields and name not in self._allowed and name not in DISPATCH_FIELDS:
+            raise UndeclaredSettingError(
+                f"{self._reader} read --{name} without declaring it: add it to the reads of "
+                "the stage, task or pruning method that uses it, so the stage key holds it")
+        if name not in fields and not fields <= self._allowed:
+            raise UndeclaredSettingError(
+                f"{self._reader} called {type(self._section).__name__}.{name}(), which reads "
+                "the whole section: declare the section")
+        return getattr(self._section, name)
+
+
+@functools.lru_cache(maxsize=None)
+def defaults() -> PipelineConfig:
+    return PipelineConfig()

@@ -18,6 +18,8 @@ import numpy as np
 from pipeline.config import DataConfig
 
 FILE_SCHEMES = ("tsv", "csv", "jsonl")
+MIN_ROWS = 10  # per split: fewer cannot train or measure anything
+FIELD_LIMIT = 16 << 20  # bytes per CSV/TSV field; csv's default (128 KiB) is below a long review
 TEXT_SCHEME = "text"
 TEXT_TRAIN_FRACTION = 0.9  # then validation and test share the rest equally, as in TFDS
 
@@ -99,6 +101,9 @@ def check_dataset(config: DataConfig) -> None:
     """Fails fast on a --dataset that is neither registered for the task nor a file URI."""
     textgen = config.task == "textgen"
     names, schemes = (CORPORA, (TEXT_SCHEME,)) if textgen else (REGISTRY, FILE_SCHEMES)
+    if config.data_dir and not Path(config.data_dir).expanduser().is_dir():
+        raise DataError(f"--data_dir={config.data_dir} is not a folder; give the local mirror "
+                        "that holds <dataset>/ (or leave it empty to use TFDS)")
     if config.dataset in names:
         return
     uri = parse_file_uri(config.dataset, schemes)
@@ -108,6 +113,10 @@ def check_dataset(config: DataConfig) -> None:
                         f"({', '.join(s + ':PATH' for s in schemes)})")
     if not uri[1].is_file():
         raise DataError(f"--dataset={config.dataset}: file {uri[1]} does not exist")
+    if not textgen and len(config.labels) < 2:
+        raise DataError(f"--dataset={config.dataset} needs --labels: the label values in class "
+                        "order (at least two, e.g. --labels=0,1), so that a typo in one row "
+                        "cannot become a class of its own")
 
 
 def source_files(config: DataConfig) -> list[Path]:
@@ -154,7 +163,7 @@ def _read_rows(path: Path, scheme: str) -> tuple[list[str], list[tuple[int, dict
     if not path.is_file():
         raise DataError(f"data file {path} does not exist")
     try:
-        with open(path, encoding="utf-8", newline="") as handle:
+        with open(path, encoding="utf-8-sig", newline="") as handle:  # -sig: drop a BOM
             if scheme == "jsonl":
                 rows = []
                 for number, line in enumerate(handle, start=1):
@@ -170,28 +179,33 @@ def _read_rows(path: Path, scheme: str) -> tuple[list[str], list[tuple[int, dict
                 return columns, rows
             delimiter = "\t" if scheme == "tsv" else ","
             quoting = csv.QUOTE_NONE if scheme == "tsv" else csv.QUOTE_MINIMAL
+            csv.field_size_limit(FIELD_LIMIT)
             reader = csv.reader(handle, delimiter=delimiter, quoting=quoting)
-            header = next(reader, None)
-            if not header:
-                raise DataError(f"{path} is empty: expected a header line naming the columns")
-            rows = [(reader.line_num, dict(zip(header, values))) for values in reader]
+            try:
+                header = next(reader, None)
+                if not header:
+                    raise DataError(f"{path} is empty: expected a header line naming the "
+                                    "columns")
+                rows = [(reader.line_num, dict(zip(header, values))) for values in reader]
+            except csv.Error as error:
+                raise DataError(f"{path}:{reader.line_num}: {error}; fix the line (a field "
+                                f"may hold at most {FIELD_LIMIT >> 20} MiB)") from None
             return header, rows
     except UnicodeDecodeError as error:
         raise DataError(f"{path} is not UTF-8 text ({error}); re-encode it as UTF-8") from None
+    except OSError as error:
+        raise DataError(f"data file {path} cannot be read ({error})") from None
 
 
 def _validated_examples(path: Path, scheme: str, text_columns: tuple[str, ...],
-                        label_column: str, label_values: tuple[str, ...] | None,
-                        max_malformed_fraction: float) -> tuple[Examples, int, tuple[str, ...]]:
+                        label_column: str, label_values: tuple[str, ...],
+                        max_malformed_fraction: float) -> tuple[Examples, int]:
     columns, rows = _read_rows(path, scheme)
     text_column = next((c for c in text_columns if c in columns), None)
     if text_column is None or label_column not in columns:
         raise DataError(f"{path}: expected a text column ({' or '.join(text_columns)}) and a "
                         f"label column ({label_column}), found columns {columns}; set "
                         "--text_column/--label_column")
-    if label_values is None:
-        label_values = tuple(sorted({str(r.get(label_column, "")).strip() for _, r in rows}
-                                    - {""}))
     index = {value: i for i, value in enumerate(label_values)}
     texts, labels, problems = [], [], []
     for number, row in rows:
@@ -214,7 +228,7 @@ def _validated_examples(path: Path, scheme: str, text_columns: tuple[str, ...],
                         "Fix the file or raise the threshold")
     if not texts:
         raise DataError(f"{path} holds no usable rows")
-    return Examples(texts, np.asarray(labels, dtype=np.int32)), len(problems), label_values
+    return Examples(texts, np.asarray(labels, dtype=np.int32)), len(problems)
 
 
 def _split_off(examples: Examples, fraction: float, seed: int) -> tuple[Examples, Examples]:
@@ -258,14 +272,13 @@ def load_splits(config: DataConfig) -> Splits:
     uri = parse_file_uri(config.dataset)
     if uri:
         scheme, path = uri
-        labels = config.labels or None
-        examples, malformed[str(path)], label_values = _validated_examples(
-            path, scheme, (config.text_column,), config.label_column, labels,
+        examples, malformed[str(path)] = _validated_examples(
+            path, scheme, (config.text_column,), config.label_column, config.labels,
             config.max_malformed_fraction)
         sources[str(path)] = "train/validation/test"
-        rest, test = _split_off(examples, config.test_fraction, config.seed)
-        train, validation = _split_off(rest, config.validation_fraction, config.seed + 1)
-        label_names, validation_source = label_values, "held out of the file"
+        rest, test = _split_off(examples, config.test_fraction, config.data_seed)
+        train, validation = _split_off(rest, config.validation_fraction, config.data_seed + 1)
+        label_names, validation_source = config.labels, "held out of the file"
         parts = {"train": train, "validation": validation, "test": test}
     else:
         spec = REGISTRY[config.dataset]
@@ -275,7 +288,7 @@ def load_splits(config: DataConfig) -> Splits:
             parts = {}
             for split, name in spec.mirror_files.items():
                 path = mirror / name
-                parts[split], malformed[str(path)], _ = _validated_examples(
+                parts[split], malformed[str(path)] = _validated_examples(
                     path, "tsv", spec.text_columns, spec.label_column, spec.label_values,
                     config.max_malformed_fraction)
                 sources[str(path)] = split
@@ -286,15 +299,32 @@ def load_splits(config: DataConfig) -> Splits:
             validation_source = spec.mirror_files["validation"]
         else:
             parts["train"], parts["validation"] = _split_off(
-                parts["train"], config.validation_fraction, config.seed)
+                parts["train"], config.validation_fraction, config.data_seed)
             validation_source = (f"{config.validation_fraction:.0%} of train, held out with "
-                                 f"seed {config.seed}")
-    return Splits(
-        train=_limit(parts["train"], config.train_limit, config.seed),
-        validation=_limit(parts["validation"], config.eval_limit, config.seed),
-        test=_limit(parts["test"], config.eval_limit, config.seed),
+                                 f"seed {config.data_seed}")
+    splits = Splits(
+        train=_limit(parts["train"], config.train_limit, config.data_seed),
+        validation=_limit(parts["validation"], config.eval_limit, config.data_seed),
+        test=_limit(parts["test"], config.eval_limit, config.data_seed),
         label_names=tuple(label_names), sources=sources, malformed=malformed,
         validation_source=validation_source)
+    check_splits(splits)
+    return splits
+
+
+def check_splits(splits: Splits) -> None:
+    """Every split large enough to mean something, every class present in training."""
+    for name in ("train", "validation", "test"):
+        count = len(getattr(splits, name))
+        if count < MIN_ROWS:
+            raise DataError(f"the {name} split has {count} usable rows, fewer than {MIN_ROWS}; "
+                            f"give more data (sources: {', '.join(splits.sources)}) or lower "
+                            "--validation_fraction/--test_fraction only if the file is large")
+    missing = [name for index, name in enumerate(splits.label_names)
+               if not np.any(splits.train.labels == index)]
+    if missing:
+        raise DataError(f"the train split has no example of label(s) {', '.join(missing)}; a "
+                        "classifier needs every class (check --labels and the label column)")
 
 
 @dataclasses.dataclass

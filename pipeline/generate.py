@@ -20,7 +20,9 @@ from pipeline.artifacts import BundleError, check_bundle
 from pipeline.generation import (SAMPLERS, GenerateError, Sampling, StepRunner,
                                  encode_prompt, generate_keras, generate_litert,
                                  load_keras_generator)
-from pipeline.reference_tokenizer import CharacterTokenizer
+from pipeline.reference_tokenizer import CharacterTokenizer, SpecError
+
+MAX_LENGTH = 100_000  # about 13 s at the 7,500 characters/s measured in BUILD.md
 
 flags.DEFINE_string("bundle", None, "A textgen bundle directory (<output_dir>/bundle): "
                     "generate with its step .tflite through LiteRT.")
@@ -28,7 +30,8 @@ flags.DEFINE_string("keras", None, "A textgen run directory: generate with its s
                     "model through keras-nlp's samplers instead of the bundle.")
 flags.DEFINE_string("prompt", "ROMEO:", "Text the generation continues. Characters outside the "
                     "vocabulary become the [UNK] id, as tokenizer.json says (with a warning).")
-flags.DEFINE_integer("length", 300, "Characters to generate after the prompt.")
+flags.DEFINE_integer("length", 300, "Characters to generate after the prompt, at most "
+                     f"{MAX_LENGTH:,}; the bundle path prints them as they come.")
 flags.DEFINE_enum("sampler", "top_k", SAMPLERS, "greedy: the most likely character; top_k: "
                   "sample among the k most likely; top_p: sample among the most likely whose "
                   "probabilities add up to p; random: sample from the whole distribution.")
@@ -49,34 +52,42 @@ def main(argv: list[str]) -> None:
         sys.exit(2)
     try:
         sampling = Sampling(FLAGS.sampler, FLAGS.k, FLAGS.p, FLAGS.temperature, FLAGS.seed)
-        if FLAGS.length < 1:
-            raise GenerateError(f"--length={FLAGS.length} must be >= 1")
+        if not 1 <= FLAGS.length <= MAX_LENGTH:
+            raise GenerateError(f"--length={FLAGS.length} must be in [1, {MAX_LENGTH:,}]")
         if FLAGS.bundle:
             bundle = Path(FLAGS.bundle)
             try:
                 manifest = check_bundle(bundle)
-            except BundleError as error:
+                if manifest["task"] != "textgen":
+                    raise GenerateError(f"{bundle} holds a {manifest['task']} model; "
+                                        "pipeline.generate needs a textgen bundle")
+                tokenizer = CharacterTokenizer.from_bundle(bundle)
+            except (BundleError, SpecError, KeyError, TypeError, ValueError) as error:
                 raise GenerateError(str(error)) from None
-            if manifest.get("task") != "textgen":
-                raise GenerateError(f"{bundle} holds a {manifest.get('task')} model; "
-                                    "pipeline.generate needs a textgen bundle")
-            tokenizer = CharacterTokenizer.from_bundle(bundle)
             runner = StepRunner(bundle / "model.tflite", FLAGS.threads)
+            if runner.vocabulary_size != len(tokenizer.vocabulary):
+                raise GenerateError(f"{bundle}/model.tflite predicts {runner.vocabulary_size} "
+                                    f"ids but vocab.txt has {len(tokenizer.vocabulary)}: the "
+                                    "files are from different runs")
             prompt_ids = encode_prompt(tokenizer, FLAGS.prompt)
+            sys.stdout.write(FLAGS.prompt)
             start = time.perf_counter()
             ids = generate_litert(runner, prompt_ids, FLAGS.length, sampling,
-                                  tokenizer.spec["oov_id"])
+                                  tokenizer.spec["oov_id"],
+                                  emit=lambda token: print(tokenizer.decode([token]), end="",
+                                                           flush=True))
+            print()
         else:
             step_model, tokenizer = load_keras_generator(Path(FLAGS.keras))
             prompt_ids = encode_prompt(tokenizer, FLAGS.prompt)
             start = time.perf_counter()
             ids = generate_keras(step_model, prompt_ids, FLAGS.length, sampling,
                                  tokenizer.spec["oov_id"])
+            print(FLAGS.prompt + tokenizer.decode(ids))
     except (GenerateError, OSError) as error:
         sys.stderr.write(f"error: {error}\n")
         sys.exit(2)
     elapsed = time.perf_counter() - start
-    print(FLAGS.prompt + tokenizer.decode(ids))
     sys.stderr.write(f"{len(ids)} characters in {elapsed:.2f} s "
                      f"({len(ids) / max(elapsed, 1e-9):.0f} characters/s)\n")
 

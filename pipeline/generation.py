@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -40,8 +41,10 @@ class Sampling:
             raise GenerateError(f"--k={self.k} must be >= 1")
         if not 0.0 < self.p <= 1.0:
             raise GenerateError(f"--p={self.p} must be in (0, 1]")
-        if self.temperature <= 0:
-            raise GenerateError(f"--temperature={self.temperature} must be > 0")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise GenerateError(f"--temperature={self.temperature} must be a finite number > 0")
+        if not math.isfinite(self.p):
+            raise GenerateError(f"--p={self.p} must be in (0, 1]")
 
 
 def next_token(logits: np.ndarray, sampling: Sampling, rng: np.random.Generator) -> int:
@@ -79,6 +82,11 @@ class StepRunner:
                                 "model")
         self.state_shapes = {name: tuple(d["shape"]) for name, d in details.items()
                              if name != STEP_INPUT}
+        outputs = self.runner.get_output_details()
+        if STEP_LOGITS not in outputs:
+            raise GenerateError(f"{path} has no {STEP_LOGITS} output: it is not a textgen step "
+                                "model")
+        self.vocabulary_size = int(outputs[STEP_LOGITS]["shape"][-1])
 
     def initial_state(self) -> dict[str, np.ndarray]:
         return {name: np.zeros(shape, np.float32) for name, shape in self.state_shapes.items()}
@@ -89,8 +97,11 @@ class StepRunner:
 
 
 def generate_litert(runner: StepRunner, prompt_ids: list[int], length: int,
-                    sampling: Sampling, oov_id: int) -> list[int]:
-    """Feeds the prompt, then samples `length` ids; [UNK] is never generated."""
+                    sampling: Sampling, oov_id: int, emit=None) -> list[int]:
+    """Feeds the prompt, then samples `length` ids; [UNK] is never generated.
+
+    `emit`, if given, is called with each id as soon as it is sampled (streaming output).
+    """
     rng = np.random.default_rng(sampling.seed)
     state = runner.initial_state()
     for token in prompt_ids[:-1]:
@@ -101,6 +112,8 @@ def generate_litert(runner: StepRunner, prompt_ids: list[int], length: int,
         logits[oov_id] = -np.inf
         token = next_token(logits, sampling, rng)
         generated.append(token)
+        if emit is not None:
+            emit(token)
     return generated
 
 
@@ -164,9 +177,21 @@ def load_keras_generator(run_dir: Path):
     """The stripped Keras model of a textgen run as a step model, and its tokenizer."""
     from models.textgen import build_step_model
     from pipeline import artifacts
+    from pipeline.reference_tokenizer import SpecError, read_spec_and_vocabulary
     path = run_dir / "strip" / "model.keras"
     if not path.is_file():
         raise GenerateError(f"{path} does not exist: --keras takes a textgen run directory "
                             "whose strip stage has finished")
-    return build_step_model(artifacts.load_keras_model(path)), \
-        CharacterTokenizer.from_bundle(run_dir / "data")
+    try:
+        spec, vocabulary = read_spec_and_vocabulary(run_dir / "data")
+    except (OSError, ValueError, KeyError, TypeError, SpecError) as error:
+        raise GenerateError(f"{run_dir / 'data'} has no usable tokenizer.json and vocab.txt "
+                            f"({error}); rerun the run's data stage") from None
+    if spec.get("algorithm") != "characters":
+        raise GenerateError(f"{run_dir} is a {spec.get('algorithm')} (sentiment) run; "
+                            "--keras needs a textgen run directory")
+    try:
+        model = artifacts.load_keras_model(path)
+    except ValueError as error:
+        raise GenerateError(str(error)) from None
+    return build_step_model(model), CharacterTokenizer(spec, vocabulary)

@@ -45,6 +45,52 @@ class Runner:
         return time_calls(lambda: self(example), runs)
 
 
+def check_runs(path: Path) -> None:
+    """Loads a .tflite and runs it once on zero inputs; raises ValueError if it cannot."""
+    try:
+        interpreter = Interpreter(model_path=str(path), num_threads=1)
+        interpreter.allocate_tensors()
+        for detail in interpreter.get_input_details():
+            interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+        interpreter.invoke()
+        outputs = [interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()]
+    except (ValueError, RuntimeError) as error:
+        raise ValueError(f"{path} does not run in LiteRT ({error})") from None
+    if not all(np.isfinite(output).all() for output in outputs):
+        raise ValueError(f"{path} gives non-finite outputs on a zero input")
+
+
+def paired_latency(path: Path, reference: Path, runs: int) -> dict:
+    """Median latency of two .tflite files on zero inputs, calls alternating (1 thread).
+
+    Alternating shares the machine's noise between the two, so their ratio is steadier than
+    two separate timings; this is how a pruned model is compared with its dense parent.
+    """
+    calls = []
+    for model_path in (path, reference):
+        interpreter = Interpreter(model_path=str(model_path), num_threads=1)
+        interpreter.allocate_tensors()
+        inputs = [(d["index"], np.zeros(d["shape"], d["dtype"]))
+                  for d in interpreter.get_input_details()]
+
+        def call(interpreter=interpreter, inputs=inputs):
+            interpreter.reset_all_variables()
+            for index, value in inputs:
+                interpreter.set_tensor(index, value)
+            interpreter.invoke()
+        calls.append(call)
+    times: list[list[float]] = [[], []]
+    for round_ in range(runs + 20):
+        for which, call in enumerate(calls):
+            start = time.perf_counter()
+            call()
+            if round_ >= 20:  # warm-up rounds are not counted
+                times[which].append((time.perf_counter() - start) * 1000.0)
+    median, dense = float(np.median(times[0])), float(np.median(times[1]))
+    return {"median_ms": median, "dense_median_ms": dense, "ratio": median / dense,
+            "runs": runs, "threads": 1, "inputs": "zeros"}
+
+
 def time_calls(call, runs: int, warmup: int = 20) -> dict:
     """Median and p90 wall time of `call()` in milliseconds, after `warmup` untimed calls."""
     for _ in range(warmup):

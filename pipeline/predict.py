@@ -1,7 +1,9 @@
 """Classifies raw text with a bundle alone: `python -m pipeline.predict --bundle DIR "text"`.
 
 It reads only the bundle (tokenizer spec, vocabulary, labels, .tflite), exactly what a
-phone app gets, and checks every file against the manifest's sha256 first.
+phone app gets, and checks every file against the manifest's sha256 first. A text that
+gives no token at all (empty, or only spaces and control characters) gets the documented
+neutral answer: no label and equal probabilities.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from absl import app, flags
 
 from pipeline import cli, litert
 from pipeline.artifacts import BundleError, check_bundle
-from pipeline.reference_tokenizer import ReferenceTokenizer
+from pipeline.reference_tokenizer import LONE_SURROGATE, ReferenceTokenizer, SpecError
 
 flags.DEFINE_string("bundle", None, "Bundle directory written by pipeline.run "
                     "(<output_dir>/bundle).")
@@ -25,16 +27,32 @@ class Classifier:
     def __init__(self, bundle_dir: Path):
         bundle_dir = Path(bundle_dir)
         manifest = check_bundle(bundle_dir)
-        if manifest.get("task", "sentiment") != "sentiment":
+        if manifest["task"] != "sentiment":
             raise BundleError(f"{bundle_dir} holds a {manifest['task']} model; "
                               "pipeline.predict classifies with a sentiment bundle (use "
                               "pipeline.generate for textgen)")
-        self.tokenizer = ReferenceTokenizer.from_bundle(bundle_dir)
-        self.labels = (bundle_dir / "labels.txt").read_text(encoding="utf-8").splitlines()
+        try:
+            self.tokenizer = ReferenceTokenizer.from_bundle(bundle_dir)
+            self.labels = (bundle_dir / "labels.txt").read_text(encoding="utf-8").splitlines()
+        except (SpecError, KeyError, TypeError, ValueError, OSError) as error:
+            raise BundleError(f"{bundle_dir}: the tokenizer spec or labels cannot be used "
+                              f"({type(error).__name__}: {error})") from None
         self.runner = litert.Runner(bundle_dir / "model.tflite")
+        expected = [1, self.tokenizer.spec["max_length"]]
+        shape = [int(n) for n in self.runner.input["shape"]]
+        outputs = [int(n) for n in self.runner.output["shape"]]
+        if shape != expected or outputs != [1, len(self.labels)]:
+            raise BundleError(f"{bundle_dir}/model.tflite takes {shape} and gives {outputs}, "
+                              f"but tokenizer.json and labels.txt say {expected} and "
+                              f"{[1, len(self.labels)]}: the files are from different runs")
 
     def __call__(self, text: str) -> dict:
-        probabilities = self.runner(np.asarray(self.tokenizer.encode(text), dtype=np.int32))
+        ids = self.tokenizer.encode(text)
+        if not any(ids):  # no token: nothing to classify
+            share = round(1.0 / len(self.labels), 4)
+            return {"text": text, "label": None, "empty": True,
+                    "probabilities": {label: share for label in self.labels}}
+        probabilities = self.runner(np.asarray(ids, dtype=np.int32))
         best = int(np.argmax(probabilities))
         return {"text": text, "label": self.labels[best],
                 "probabilities": {label: round(float(p), 4)
@@ -46,13 +64,22 @@ def main(argv: list[str]) -> None:
     if not FLAGS.bundle or not texts:
         sys.stderr.write('usage: python -m pipeline.predict --bundle DIR "text" ["text" ...]\n')
         sys.exit(2)
+    for number, text in enumerate(texts, start=1):
+        if LONE_SURROGATE.search(text):
+            sys.stderr.write(f"error: text argument {number} is not valid UTF-8; pass UTF-8 "
+                             "text\n")
+            sys.exit(2)
+        if not text.strip():
+            sys.stderr.write(f"error: text argument {number} is empty; pass the text to "
+                             "classify\n")
+            sys.exit(2)
     try:
         classifier = Classifier(Path(FLAGS.bundle))
     except (BundleError, ValueError, OSError) as error:
         sys.stderr.write(f"error: {error}\n")
         sys.exit(2)
     for text in texts:
-        print(json.dumps(classifier(text), ensure_ascii=False))
+        print(json.dumps(classifier(text), ensure_ascii=False), flush=True)
 
 
 if __name__ == "__main__":

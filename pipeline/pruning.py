@@ -1,4 +1,4 @@
-"""Pruning methods behind one small interface; no data, no files.
+"""tfmot magnitude pruning and the penalties of the regularized methods; no data, no files.
 
 `apply_pruning` wraps the layers a PruningConfig selects with tfmot's
 `prune_low_magnitude`, each with its own schedule; `strip` removes the wrappers and
@@ -6,12 +6,15 @@
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras
 
-from pipeline.config import REGULARIZED_METHODS, PruningConfig, RegularizationConfig
+from pipeline import resume
+from pipeline.config import PruningConfig, RegularizationConfig
 
 sparsity = tfmot.sparsity.keras
 
@@ -38,14 +41,16 @@ def resolve_end_step(config: PruningConfig, steps_per_epoch: int) -> int:
     Leaving the last epoch at full sparsity lets the model recover before it is measured.
     The automatic end lands on a mask-update step, so the final target is met exactly.
     """
-    if config.schedule == "one_shot":
+    if config.pruning_schedule == "one_shot":
         return one_shot_step(config)
-    if config.end_step != -1:
-        return config.end_step
-    total = steps_per_epoch * config.epochs
-    end = steps_per_epoch * (config.epochs - 1) if config.epochs > 1 else int(0.7 * total)
-    updates = max(1, (end - config.begin_step) // config.frequency)
-    return config.begin_step + updates * config.frequency
+    if config.pruning_end_step != -1:
+        return config.pruning_end_step
+    epochs, begin, frequency = (config.pruning_epochs, config.pruning_begin_step,
+                                config.pruning_frequency)
+    total = steps_per_epoch * epochs
+    end = steps_per_epoch * (epochs - 1) if epochs > 1 else int(0.7 * total)
+    updates = max(1, (end - begin) // frequency)
+    return begin + updates * frequency
 
 
 class KeepBestAtTarget(tf_keras.callbacks.Callback):
@@ -53,22 +58,37 @@ class KeepBestAtTarget(tf_keras.callbacks.Callback):
 
     Epochs that end before the schedule does are never chosen, so the kept model always
     has the target sparsity; the choice uses the validation split, never the test split.
+    With a `state_folder`, the best so far is saved after each epoch and survives a kill.
     """
 
     def __init__(self, end_step: int, steps_per_epoch: int, monitor: str = "val_accuracy",
-                 mode: str = "max"):
+                 mode: str = "max", state_folder: Path | None = None):
         super().__init__()
         self.end_step, self.steps_per_epoch, self.monitor = end_step, steps_per_epoch, monitor
         self.sign = 1.0 if mode == "max" else -1.0
         self.best, self.best_epoch, self.best_weights = None, None, None
+        self.states = resume.EpochStates(state_folder, "keep_best") if state_folder else None
+        self.first_epoch = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.first_epoch and self.states is not None:  # see pipeline.resume
+            state, weights = self.states.before(epoch, "best_epoch")
+            if state is not None and state["best_epoch"] is not None:
+                self.best, self.best_epoch, self.best_weights = (state["best"],
+                                                                 state["best_epoch"], weights)
+        self.first_epoch = False
 
     def on_epoch_end(self, epoch, logs=None):
         at_target = (epoch + 1) * self.steps_per_epoch >= self.end_step
         value = (logs or {}).get(self.monitor)
-        if at_target and value is not None and (
-                self.best is None or self.sign * (value - self.best) > 0):
-            self.best, self.best_epoch = value, epoch
+        improved = at_target and value is not None and (
+            self.best is None or self.sign * (value - self.best) > 0)
+        if improved:
+            self.best, self.best_epoch = float(value), epoch
             self.best_weights = self.model.get_weights()
+        if self.states is not None:
+            self.states.save(epoch, {"best": self.best, "best_epoch": self.best_epoch},
+                             self.best_weights if improved else None)
 
     def on_train_end(self, logs=None):
         if self.best_weights is not None:
@@ -77,20 +97,21 @@ class KeepBestAtTarget(tf_keras.callbacks.Callback):
 
 def one_shot_step(config: PruningConfig) -> int:
     """tfmot counts the first training step as step 1, so a mask at "step 0" is step 1."""
-    return max(config.begin_step, 1)
+    return max(config.pruning_begin_step, 1)
 
 
 def _schedule(config: PruningConfig, target: float, end_step: int):
-    if config.schedule == "one_shot":  # one mask update, then the mask is held fixed
+    if config.pruning_schedule == "one_shot":  # one mask update, then the mask is held fixed
         step = one_shot_step(config)
         return sparsity.ConstantSparsity(target, begin_step=step, end_step=step, frequency=1)
-    if config.schedule == "polynomial_decay":
+    if config.pruning_schedule == "polynomial_decay":
         return sparsity.PolynomialDecay(initial_sparsity=config.initial_sparsity,
-                                        final_sparsity=target, begin_step=config.begin_step,
-                                        end_step=end_step, frequency=config.frequency)
+                                        final_sparsity=target,
+                                        begin_step=config.pruning_begin_step,
+                                        end_step=end_step, frequency=config.pruning_frequency)
     # constant and m_by_n: the mask is recomputed every `frequency` steps from begin_step.
-    return sparsity.ConstantSparsity(target, begin_step=config.begin_step,
-                                     end_step=end_step, frequency=config.frequency)
+    return sparsity.ConstantSparsity(target, begin_step=config.pruning_begin_step,
+                                     end_step=end_step, frequency=config.pruning_frequency)
 
 
 def apply_pruning(model: tf_keras.Model, config: PruningConfig,
@@ -104,8 +125,8 @@ def apply_pruning(model: tf_keras.Model, config: PruningConfig,
         if kind not in targets:
             return layer
         options = {"pruning_schedule": _schedule(config, targets[kind], end_step)}
-        if config.schedule == "m_by_n":
-            options["sparsity_m_by_n"] = (config.m, config.n)
+        if config.pruning_schedule == "m_by_n":
+            options["sparsity_m_by_n"] = (config.pruning_m, config.pruning_n)
         return sparsity.prune_low_magnitude(layer, **options)
 
     return tf_keras.models.clone_model(model, clone_function=wrap)
@@ -134,9 +155,9 @@ class GateGroupLasso(tf_keras.regularizers.L1L2):
         return {**super().get_config(), "group": float(self.group)}
 
 
-def regularizers(method: str, config: RegularizationConfig) -> dict:
+def regularizers(config: RegularizationConfig) -> dict:
     """Model-builder key → tf_keras regularizer for the train stage of the l1/l2 methods."""
-    if method not in REGULARIZED_METHODS or not (config.l1 or config.l2 or config.group_lasso):
+    if not (config.l1 or config.l2 or config.group_lasso):
         return {}
     plain = tf_keras.regularizers.L1L2(l1=config.l1, l2=config.l2)
     lstm = (GateGroupLasso(config.l1, config.l2, config.group_lasso)
@@ -144,7 +165,7 @@ def regularizers(method: str, config: RegularizationConfig) -> dict:
     targets = {"embeddings": ("embeddings",), "kernel": ("lstm_kernel", "dense_kernel"),
                "recurrent_kernel": ("recurrent_kernel",)}
     chosen = {}
-    for weight in config.weights:
+    for weight in config.regularized_weights:
         for key in targets[weight]:
             chosen[key] = lstm if key in ("lstm_kernel", "recurrent_kernel") else plain
     return chosen

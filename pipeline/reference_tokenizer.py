@@ -2,6 +2,8 @@
 
 It reads only the bundle's spec and vocabulary and uses the standard library alone, so it
 doubles as executable documentation of the spec; `pipeline.predict` and the tests use it.
+A bundle is untrusted input here: every file it names must lie inside it, and the only
+regular expressions it may ask for are the documented REWRITES.
 """
 from __future__ import annotations
 
@@ -10,10 +12,41 @@ import re
 import unicodedata
 from pathlib import Path
 
+# The Penn Treebank rewrites that make raw text meet SST-2's spelling (didn't -> did n't,
+# ’ -> '). These are the only patterns a tokenizer.json may list: a pattern from a file
+# could backtrack for hours on a crafted text.
+REWRITES = (("\u2019", "'"), ("([A-Za-z])([nN]'[tT])", "\\1 \\2"))
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class SpecError(ValueError):
+    """A tokenizer spec or bundle file name is unusable; the message names it."""
+
+
+def bundle_file(folder, name) -> Path:
+    """`folder/name` for a plain file name; anything that could leave the folder is refused."""
+    if not isinstance(name, str) or name in ("", ".", "..") or \
+            any(c in name for c in "/\\\0:") or Path(name).is_absolute():
+        raise SpecError(f"{name!r} is not a plain file name inside the bundle; a bundle may "
+                        "name only its own files")
+    return Path(folder) / name
+
+
+def clean_text(text: str) -> str:
+    """Step 0 of the spec: a lone surrogate (not a Unicode character) becomes U+FFFD."""
+    return LONE_SURROGATE.sub("\ufffd", text)
+
 
 class ReferenceTokenizer:
     def __init__(self, spec: dict, vocabulary: list[str]):
         self.spec = spec
+        unknown = [r for r in spec["rewrites"] if tuple(r) not in REWRITES]
+        if unknown:
+            raise SpecError(f"tokenizer.json lists rewrites {unknown} outside the documented "
+                            f"set {[list(r) for r in REWRITES]}")
+        self.rewrites = [(re.compile(pattern), replacement)
+                         for pattern, replacement in spec["rewrites"]]
+        self.chunk = re.compile("[^" + re.escape("".join(spec["whitespace"])) + "]+")
         self.vocabulary = {token: i for i, token in enumerate(vocabulary)}
         self.ignorable = [tuple(r) for r in spec["default_ignorable_ranges"]]
         self.whitespace = set(spec["whitespace"])
@@ -33,21 +66,21 @@ class ReferenceTokenizer:
         return (char in self.whitespace
                 or unicodedata.category(char) in self.spec["whitespace_categories"])
 
-    def split(self, text: str) -> list[str]:
-        words, current = [], []
+    def split(self, text: str):
+        """Yields the words of `text`: delimiters end a word, punctuation is a word."""
+        current = []
         for char in text:
             punctuation = self._is_punctuation(char)
             if punctuation or self._is_delimiter(char):
                 if current:
-                    words.append("".join(current))
+                    yield "".join(current)
                     current = []
                 if punctuation:
-                    words.append(char)
+                    yield char
             else:
                 current.append(char)
         if current:
-            words.append("".join(current))
-        return words
+            yield "".join(current)
 
     def casefold(self, word: str) -> str:
         word = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", word).casefold())
@@ -73,21 +106,28 @@ class ReferenceTokenizer:
                 return oov
         return ids
 
-    def words(self, text: str) -> list[str]:
-        """Steps 0-3 of the spec: rewrites, accents, splitting, case folding."""
-        for pattern, replacement in self.spec["rewrites"]:
-            text = re.sub(pattern, replacement, text)
-        if self.spec["strip_accents"]:
-            text = "".join(c for c in unicodedata.normalize("NFD", text)
-                           if unicodedata.category(c) != "Mn")
-        words = self.split(text)
-        return [self.casefold(w) for w in words] if self.spec["lowercase"] else words
+    def words(self, text: str):
+        """Steps 0-3 of the spec, lazily: the caller stops reading once it has enough.
+
+        Every step works inside a run of non-whitespace characters, so a long text is
+        processed only as far as the ids that are kept.
+        """
+        for match in self.chunk.finditer(clean_text(text)):
+            chunk = match.group()
+            for pattern, replacement in self.rewrites:
+                chunk = pattern.sub(replacement, chunk)
+            if self.spec["strip_accents"]:
+                chunk = "".join(c for c in unicodedata.normalize("NFD", chunk)
+                                if unicodedata.category(c) != "Mn")
+            for word in self.split(chunk):
+                yield self.casefold(word) if self.spec["lowercase"] else word
 
     def encode(self, text: str) -> list[int]:
-        ids = []
+        length, ids = self.spec["max_length"], []
         for word in self.words(text):
+            if len(ids) >= length:
+                break
             ids.extend(self.wordpiece(word))
-        length = self.spec["max_length"]
         ids = ids[:length]
         return [self.spec["pad_id"]] * (length - len(ids)) + ids
 
@@ -104,7 +144,9 @@ def read_spec_and_vocabulary(folder) -> tuple[dict, list[str]]:
     """tokenizer.json and the vocabulary it names, from a bundle or a run's data/ folder."""
     folder = Path(folder)
     spec = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
-    return spec, read_vocabulary(folder / spec["vocabulary_file"], spec)
+    if not isinstance(spec, dict) or "vocabulary_file" not in spec:
+        raise SpecError(f"{folder / 'tokenizer.json'} is not a tokenizer spec")
+    return spec, read_vocabulary(bundle_file(folder, spec["vocabulary_file"]), spec)
 
 
 class CharacterTokenizer:

@@ -1,26 +1,33 @@
 """Runs the pipeline: `python -m pipeline.run --flagfile=configs/sentiment.flags`.
 
-The runner is the only code that knows the stage order. A stage is skipped when its
-record shows the same config hash and the same input hashes; otherwise it runs into
-`<stage>.partial/` (kept across a crash so training can resume) and is swapped into place
-only when it succeeds, leaving the previous good output untouched on failure.
+The runner is the only code that knows the stage order. A stage's key is the code that
+makes it (a fingerprint of this package's sources), the settings it reads (declared by
+the stage, the task and the pruning method, and the only settings it can read) and the
+hashes of the outputs it reads. A stage whose record holds the same key is skipped;
+otherwise it runs into `<stage>.partial/` (kept across a crash so training can resume)
+and is swapped into place only when it succeeds, leaving the previous good output
+untouched on failure.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import shutil
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 
-from absl import app, logging
+from absl import app, flags, logging
 
-from pipeline import artifacts, cli
+import models
+import pipeline
+from pipeline import artifacts, cli, methods, tasks
 from pipeline import flags as pipeline_flags
-from pipeline.config import ConfigError, PipelineConfig
+from pipeline.config import SECTIONS, ConfigError, PipelineConfig
 from pipeline.data import DataError, check_dataset
 from pipeline.stages import StageError
 from pipeline.stages import bundle, convert, evaluate, prune, strip, train
@@ -33,39 +40,98 @@ KEY_FILE = "key.json"
 class Stage:
     name: str
     module: ModuleType
-    sections: tuple[str, ...]  # config sections whose change reruns the stage
-    inputs: tuple[str, ...]    # earlier stages whose outputs it reads
+    reads: tuple[str, ...]   # settings (fields or sections) the stage itself reads
+    inputs: tuple[str, ...]  # earlier stages whose outputs it reads
 
 
+# The task and the pruning method add what their part of each stage reads.
 STAGES = (
-    Stage("data", data_stage, ("data", "tokenizer"), ()),
-    Stage("train", train, ("model", "train", "regularization"), ("data",)),
-    Stage("prune", prune, ("pruning", "train"), ("data", "train")),
+    Stage("data", data_stage, (), ()),
+    Stage("train", train, ("model", "train"), ("data",)),
+    Stage("prune", prune, ("train", "pruning_method"), ("data", "train")),
     Stage("strip", strip, (), ("prune",)),
-    Stage("convert", convert, ("convert", "tokenizer", "pruning", "eval"), ("train", "strip")),
-    Stage("evaluate", evaluate, ("eval", "pruning"), ("data", "train", "strip", "convert")),
-    Stage("bundle", bundle, ("bundle",), ("data", "convert", "evaluate")),
+    Stage("convert", convert, ("exports",), ("train", "strip")),
+    Stage("evaluate", evaluate, ("latency_runs",), ("data", "train", "strip", "convert")),
+    # The manifest records every setting, so the bundle reads them all.
+    Stage("bundle", bundle, tuple(SECTIONS), ("data", "convert", "evaluate")),
 )
 
 
-def stage_key(stage: Stage, config: PipelineConfig, run_dir: Path) -> dict:
-    """What a stage's output depends on: its settings and the outputs it reads."""
+def source_fingerprint(packages: dict[str, Path], version: str) -> str:
+    """sha256 of a version string and every .py file (path and bytes) under the folders."""
+    digest = hashlib.sha256(version.encode() + b"\0")
+    for name, root in sorted(packages.items()):
+        for path in sorted(Path(root).rglob("*.py")):
+            digest.update(f"{name}/{path.relative_to(root).as_posix()}".encode() + b"\0"
+                          + hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=None)
+def code_fingerprint() -> str:
+    """The installed version and the sources of `pipeline` and `models`.
+
+    Part of every stage key: output made by other code is never reused, from the run
+    directory or from the shared cache.
+    """
+    return source_fingerprint({p.__name__: Path(p.__file__).parent for p in (pipeline, models)},
+                              metadata.version("prune-pipeline"))
+
+
+def later_stages(name: str) -> list[str]:
+    """`name` and every stage after it: what must rerun when its output is redone."""
+    names = [s.name for s in STAGES]
+    return names[names.index(name):]
+
+
+def stage_settings(stage: Stage, config: PipelineConfig) -> tuple[str, ...]:
+    """Everything the stage may read: its own, its task's and its pruning method's reads."""
+    return (("task",) + stage.reads + tasks.for_config(config).reads.get(stage.name, ())
+            + methods.for_config(config).reads(stage.name))
+
+
+class Hashes(dict):
+    """sha256 of each stage folder of one run, computed once per folder and invocation."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__()
+        self.run_dir = run_dir
+
+    def __missing__(self, name: str) -> str:
+        self[name] = artifacts.sha256_tree(self.run_dir / name)
+        return self[name]
+
+
+def stage_key(stage: Stage, config: PipelineConfig, run_dir: Path,
+              hashes: Hashes | None = None) -> dict:
+    """What a stage's output depends on: code, the settings it reads, the outputs it reads.
+
+    Each input is re-hashed and must match the record of the stage that made it, so a file
+    changed or truncated since is never read as if it were that stage's output.
+    """
+    hashes = Hashes(run_dir) if hashes is None else hashes
     inputs = {}
     for name in stage.inputs:
         record = artifacts.stage_record(run_dir / name)
         if record is None:
             raise StageError(f"stage {stage.name} needs the output of stage {name}, which "
                              f"has not run in {run_dir}; add {name} to --stages")
+        if hashes[name] != record["output_hash"]:
+            raise StageError(f"{run_dir / name} was changed after stage {name} made it (its "
+                             f"files no longer match {artifacts.STAGE_RECORD}); stage "
+                             f"{stage.name} will not read it. Rerun from there: --stages="
+                             + ",".join(later_stages(name)))
         inputs[name] = record["output_hash"]
         upstream = next(s for s in STAGES if s.name == name)
-        if record["config_hash"] != config.section_hash(upstream.sections) and \
+        if record.get("settings") != config.settings(stage_settings(upstream, config)) and \
                 name not in config.stages:
             logging.warning("%s: reads the output of %s, which was made with other settings "
                             "than these; add %s to --stages to refresh it", stage.name, name,
                             name)
-    external = getattr(stage.module, "external_inputs", lambda _: {})(config)
-    return {"config_hash": config.section_hash(stage.sections), "inputs": inputs,
-            "external": external}
+    view = config.view(stage_settings(stage, config), f"stage {stage.name}")
+    external = getattr(stage.module, "external_inputs", lambda _: {})(view)
+    return {"code": code_fingerprint(), "settings": config.settings(stage_settings(stage, config)),
+            "inputs": inputs, "external": external}
 
 
 def cache_entry(config: PipelineConfig, stage: Stage, key: dict) -> Path | None:
@@ -77,10 +143,19 @@ def cache_entry(config: PipelineConfig, stage: Stage, key: dict) -> Path | None:
 
 
 def restore_from_cache(entry: Path | None, stage: Stage, run_dir: Path) -> dict | None:
+    """Copies a cached output in, if one exists and its files still match its record."""
     if entry is None or artifacts.stage_record(entry) is None:
         return None
+    record = artifacts.stage_record(entry)
+    if artifacts.sha256_tree(entry) != record.get("output_hash"):
+        logging.warning("%s: the cached output %s no longer matches its record; ignoring it",
+                        stage.name, entry)
+        return None
     artifacts.copy_tree(entry, run_dir / stage.name)
-    return artifacts.stage_record(run_dir / stage.name)
+    if artifacts.sha256_tree(run_dir / stage.name) != record["output_hash"]:
+        raise StageError(f"copying {entry} to {run_dir / stage.name} changed its files; check "
+                         "the disk and rerun")
+    return record
 
 
 def run_stage(stage: Stage, config: PipelineConfig, run_dir: Path, key: dict) -> dict:
@@ -94,7 +169,8 @@ def run_stage(stage: Stage, config: PipelineConfig, run_dir: Path, key: dict) ->
     partial.mkdir(parents=True, exist_ok=True)
     artifacts.atomic_write_json(partial / KEY_FILE, key)
     start = time.monotonic()
-    summary = stage.module.run(config, run_dir, partial)
+    view = config.view(stage_settings(stage, config), f"stage {stage.name}")
+    summary = stage.module.run(view, run_dir, partial)
     (partial / KEY_FILE).unlink()
     record = {**key, "stage": stage.name, "summary": summary,
               "elapsed_s": round(time.monotonic() - start, 2),
@@ -111,14 +187,24 @@ def run_pipeline(config: PipelineConfig) -> dict:
     """Runs the selected stages in order; returns each stage's summary."""
     run_dir = Path(config.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    with artifacts.run_lock(run_dir):
+        return _run_locked(config, run_dir)
+
+
+def _run_locked(config: PipelineConfig, run_dir: Path) -> dict:
     artifacts.atomic_write_json(run_dir / "config.json", config.to_dict())
     selected = [s for s in STAGES if s.name in config.stages]
-    summaries = {}
+    summaries, hashes = {}, Hashes(run_dir)
     for position, stage in enumerate(selected, start=1):
         prefix = f"[{position}/{len(selected)}] {stage.name}"
-        key = stage_key(stage, config, run_dir)
+        key = stage_key(stage, config, run_dir, hashes)
         record = artifacts.stage_record(run_dir / stage.name)
-        if not config.force and record and all(record.get(k) == v for k, v in key.items()):
+        unchanged = record and all(record.get(k) == v for k, v in key.items())
+        if unchanged and hashes[stage.name] != record.get("output_hash"):
+            logging.warning("%s: %s was changed after the stage made it; redoing it", prefix,
+                            run_dir / stage.name)
+            unchanged = False
+        if not config.force and unchanged:
             logging.info("%s: unchanged, skipped (use --force to redo)", prefix)
             summaries[stage.name] = record["summary"]
             continue
@@ -127,6 +213,7 @@ def run_pipeline(config: PipelineConfig) -> dict:
             if cached is not None:
                 logging.info("%s: restored from the cache %s", prefix, config.cache_dir)
                 summaries[stage.name] = cached["summary"]
+                hashes.pop(stage.name, None)
                 continue
         if record:
             logging.info("%s: settings or inputs changed since the last run; the old output "
@@ -134,30 +221,42 @@ def run_pipeline(config: PipelineConfig) -> dict:
         logging.info("%s: started", prefix)
         start = time.monotonic()
         summaries[stage.name] = run_stage(stage, config, run_dir, key)
+        hashes.pop(stage.name, None)
         logging.info("%s: finished in %.1f s: %s", prefix, time.monotonic() - start,
                      summaries[stage.name])
     return summaries
 
 
-def main(argv: list[str]) -> None:
+def main(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Exit 2: bad input, before any work; exit 1: a stage or the machine failed."""
     if len(argv) > 1:
         sys.stderr.write(f"error: unexpected arguments {argv[1:]}; every setting is a flag "
                          "(see --helpfull)\n")
         sys.exit(2)
     try:
-        config = pipeline_flags.config_from_flags()
+        config = pipeline_flags.config_from_flags(flag_values)
         check_dataset(config.data)
+        output = Path(config.output_dir)
+        if output.exists() and not output.is_dir():
+            raise ConfigError(f"--output_dir={output} is a file, not a folder; choose a folder "
+                              "for the run")
     except (ConfigError, DataError) as error:
         sys.stderr.write(f"error: {error}\n")
         sys.exit(2)
     logging.set_verbosity(logging.INFO)
     try:
         run_pipeline(config)
-    except (StageError, DataError, FileNotFoundError, ValueError) as error:
+    except (StageError, DataError, artifacts.RunLockedError, FileNotFoundError,
+            ValueError) as error:
         sys.stderr.write(f"error: {error}\n")
+        sys.exit(1)
+    except OSError as error:  # permissions, a full disk, a folder where a file should be
+        sys.stderr.write(f"error: {error.strerror or error} ({error.filename}); check that "
+                         f"{config.output_dir} is writable and the disk has room\n")
         sys.exit(1)
     logging.info("done: bundle in %s", Path(config.output_dir) / "bundle")
 
 
 if __name__ == "__main__":
+    pipeline_flags.define_flags()
     app.run(main, flags_parser=cli.parse_or_exit)

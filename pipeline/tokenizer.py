@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.config import TokenizerConfig
+from pipeline.reference_tokenizer import REWRITES
 
 PAD_TOKEN = "[PAD]"
 OOV_TOKEN = "[UNK]"
@@ -23,7 +24,6 @@ SUFFIX_INDICATOR = "##"
 MAX_BYTES_PER_WORD = 100  # FastWordpieceTokenizer maps longer words to the OOV token.
 # SST-2 follows the Penn Treebank: "didn't" is stored as "did n't". Raw text gets the same
 # treatment (after a typographic apostrophe becomes ASCII), or every negation would be new.
-PTB_REWRITES = (("\u2019", "'"), ("([A-Za-z])([nN]'[tT])", "\\1 \\2"))
 ENCODE_BATCH = 1024
 
 # Unicode Default_Ignorable_Code_Point (DerivedCoreProperties.txt), dropped by NFKC_Casefold.
@@ -81,7 +81,7 @@ def make_tokenizer(vocabulary: list[str], config: TokenizerConfig):
 def normalize(texts: tf.Tensor, config: TokenizerConfig) -> tf.Tensor:
     """Step 0 of the spec: the PTB rewrites, as RE2 regex replacements."""
     if config.ptb_contractions:
-        for pattern, rewrite in PTB_REWRITES:
+        for pattern, rewrite in REWRITES:
             texts = tf.strings.regex_replace(texts, pattern, rewrite)
     return texts
 
@@ -171,7 +171,10 @@ def tokenizer_spec(vocabulary: list[str], config: TokenizerConfig) -> dict:
         "steps": [
             "0. rewrites (if ptb_contractions): apply each [pattern, replacement] of "
             "rewrites in order to the whole text, as a global regular-expression replace "
-            "(\\1 is the first group)",
+            "(\\1 is the first group); only the two documented rewrites exist. Every step "
+            "up to 4 works within runs of non-whitespace characters, so a client may process "
+            "the text run by run and stop once it has max_length ids. Text that is not valid "
+            "Unicode (a lone surrogate) has U+FFFD in its place",
             "1. strip_accents (if true): Unicode NFD, then delete every character of "
             "general category Mn",
             "2. split: walk the characters; whitespace ([\\t\\n\\f\\r ] only) and categories "
@@ -188,7 +191,7 @@ def tokenizer_spec(vocabulary: list[str], config: TokenizerConfig) -> dict:
             "6. pad: add pad_id on the left up to max_length",
         ],
         "ptb_contractions": config.ptb_contractions,
-        "rewrites": [list(r) for r in PTB_REWRITES] if config.ptb_contractions else [],
+        "rewrites": [list(r) for r in REWRITES] if config.ptb_contractions else [],
         "strip_accents": config.strip_accents,
         "lowercase": config.lowercase,
         "lowercase_mapping": "NFKC_Casefold",

@@ -1,5 +1,7 @@
 """Shared fixtures. Real data comes from $PIPELINE_DATA_DIR (CI: ../shared/data)."""
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,3 +18,26 @@ def shared_data() -> Path:
         pytest.fail(f"real data not found in {folder}: set PIPELINE_DATA_DIR to the folder "
                     "holding sst2/ (../shared/data in CI)")
     return folder
+
+
+def run_sentiment_smoke(run_dir: Path, data_dir: Path, *extra: str):
+    """pipeline.run on configs/sentiment_smoke.flags in a subprocess, as a user runs it."""
+    env = {**os.environ, "PIPELINE_DATA_DIR": str(data_dir)}
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.run", "--flagfile=configs/sentiment_smoke.flags",
+         f"--output_dir={run_dir}", *extra],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="session")
+def sentiment_smoke(shared_data, tmp_path_factory):
+    """One real smoke run, every stage forced to run, its outputs also in a stage cache.
+
+    The end-to-end tests read the run; the bench test's magnitude cell has the same
+    settings and restores from the cache instead of training the same model again.
+    """
+    run_dir = tmp_path_factory.mktemp("smoke") / "run"
+    cache = tmp_path_factory.mktemp("smoke_cache")
+    result = run_sentiment_smoke(run_dir, shared_data, "--force", f"--cache_dir={cache}")
+    assert result.returncode == 0, result.stderr[-4000:]
+    return run_dir, result, cache

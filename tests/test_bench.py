@@ -3,30 +3,37 @@ import json
 import os
 import subprocess
 import sys
+from importlib import metadata
 
 import pytest
 
+from pipeline import bench as bench_module
 from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow  # real data and training: the integration layer
 
 METHODS = ["--method=dense:--pruning_method=none",
            "--method=magnitude:--pruning_method=magnitude",
            "--method=l1:--pruning_method=l1 --l1=1e-6 --pruning_schedule=one_shot"]
 
 
-def bench(out_dir, data_dir, *extra):
+def bench(out_dir, data_dir, *extra, cwd):
     env = {**os.environ, "PIPELINE_DATA_DIR": str(data_dir)}
     return subprocess.run(
         [sys.executable, "-m", "pipeline.bench", "--smoke", f"--output_dir={out_dir}",
          "--task=sentiment:configs/sentiment.flags", *METHODS, "--sparsities=0,0.5,0.8",
-         *extra], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+         *extra], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
 
 
 @pytest.fixture(scope="module")
-def smoke_bench(shared_data, tmp_path_factory):
-    out_dir = tmp_path_factory.mktemp("bench")
-    result = bench(out_dir, shared_data)
+def smoke_bench(shared_data, sentiment_smoke, tmp_path_factory):
+    # Run from an unrelated folder with a relative --output_dir: paths must not depend on it.
+    # The end-to-end smoke run's cache saves training its magnitude cell a second time.
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    result = bench("bench", shared_data, f"--run_flag=--cache_dir={sentiment_smoke[2]}",
+                   cwd=elsewhere)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return out_dir
+    return elsewhere / "bench"
 
 
 def read_rows(out_dir):
@@ -39,18 +46,19 @@ def test_every_expected_row_exists_with_sane_values(smoke_bench):
     assert keys == sorted((m, s, e) for m, s in [("dense", 0.0), ("magnitude", 0.8),
                                                 ("l1", 0.8)] for e in ("float", "int8"))
     for row in rows:
-        assert 0.0 <= row["metric_value"] <= 1.0 and row["metric"] == "accuracy"
+        assert row["metric"] == "accuracy" and row["metric_value"] >= 0.62, row  # it learned
         assert 0 < row["gzip_bytes"] < row["bytes"]
         assert 0 < row["latency_median_ms"] <= row["latency_p90_ms"]
         assert row["latency_ratio_vs_dense"] > 0
-        assert row["versions"]["tensorflow"] == "2.21.0" and row["cores"] >= 1
+        assert row["versions"]["tensorflow"] == metadata.version("tensorflow")
         expected = row["target_sparsity"]
         assert abs(row["measured_sparsity"] - expected) < 0.02, row
     dense = {r["export"]: r for r in rows if r["method"] == "dense"}
     assert all(r["gzip_bytes"] < dense[r["export"]]["gzip_bytes"]
                for r in rows if r["method"] != "dense")
     csv_lines = (smoke_bench / "results.csv").read_text().splitlines()
-    assert len(csv_lines) == len(rows) + 1 and "tensorflow=2.21.0" in csv_lines[1]
+    assert len(csv_lines) == len(rows) + 1
+    assert f"tensorflow={metadata.version('tensorflow')}" in csv_lines[1]
     report = (smoke_bench / "report.md").read_text()
     assert "| sentiment | magnitude | 0.8 | int8 |" in report and "sentiment.png" in report
     assert (smoke_bench / "sentiment.png").read_bytes()[:4] == b"\x89PNG"
@@ -58,20 +66,20 @@ def test_every_expected_row_exists_with_sane_values(smoke_bench):
 
 
 def test_dense_training_is_shared_through_the_cache(smoke_bench):
-    log = (smoke_bench / "runs" / "sentiment" / "magnitude" / "s0.8" / "bench.log").read_text()
-    assert "train: restored from the cache" in log
+    for cell in ("dense/s0", "magnitude/s0.8"):
+        log = (smoke_bench / "runs" / "sentiment" / cell / "bench.log").read_text()
+        assert "train: restored from the cache" in log
 
 
 def test_doctored_baseline_makes_the_gate_fail(smoke_bench, shared_data, tmp_path):
     rows = read_rows(smoke_bench)
+    assert bench_module.regressions(rows, rows, 0.01, 0.02, 0.25) == []
     doctored = tmp_path / "baseline.jsonl"
     target = next(r for r in rows if r["method"] == "magnitude" and r["export"] == "int8")
     target["metric_value"] += 0.05  # the baseline claims a better model than we have now
     doctored.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    result = bench(smoke_bench, shared_data, f"--baseline={doctored}")
+    result = bench(smoke_bench, shared_data, f"--baseline={doctored}", cwd=REPO)
     assert result.returncode == 1, result.stdout[-3000:]
     assert "REGRESSION: sentiment/magnitude/0.8/int8: accuracy" in result.stdout
     assert "sentiment/magnitude/0.8/int8" in (smoke_bench / "report.md").read_text()
-    clean = tmp_path / "clean.jsonl"
-    clean.write_text((smoke_bench / "results.jsonl").read_text())
-    assert bench(smoke_bench, shared_data, f"--baseline={clean}").returncode == 0
+    assert len(read_rows(smoke_bench)) == len(rows)  # the rerun measured every cell again

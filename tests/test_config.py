@@ -1,9 +1,12 @@
+import dataclasses
 import re
 import subprocess
 import sys
 
 import pytest
+from absl import flags as absl_flags
 
+from pipeline import cli
 from pipeline import config as cfg
 from pipeline import flags as pipeline_flags
 from tests.conftest import REPO
@@ -13,13 +16,16 @@ from tests.conftest import REPO
     ({"final_sparsity": 1.0}, "--final_sparsity=1.0 is outside [0, 1)"),
     ({"final_sparsity": -0.1}, "--final_sparsity=-0.1 is outside [0, 1)"),
     ({"initial_sparsity": 0.9, "final_sparsity": 0.5}, "--initial_sparsity=0.9 is above"),
-    ({"m": 4, "n": 4}, "needs 1 <= m < n"),
-    ({"m": 5, "n": 4}, "needs 1 <= m < n"),
-    ({"layers": ("lstm", "conv")}, "--pruning_layers names conv"),
-    ({"layers": ("lstm",), "layer_sparsity": (("dense", 0.5),)},
+    ({"pruning_m": 4, "pruning_n": 4}, "needs 1 <= m < n"),
+    ({"pruning_m": 5, "pruning_n": 4}, "needs 1 <= m < n"),
+    ({"pruning_layers": ("lstm", "conv")},
+     "--pruning_layers=lstm,conv: conv is not one of embedding, lstm, dense"),
+    ({"pruning_layers": ("lstm",), "layer_sparsity": (("dense", 0.5),)},
      "target for 'dense', which is not in --pruning_layers=lstm"),
-    ({"begin_step": 10, "end_step": 5}, "--pruning_end_step=5 must be -1"),
-    ({"method": "random"}, "--pruning_method=random is not one of"),
+    ({"pruning_begin_step": 10, "pruning_end_step": 5}, "--pruning_end_step=5 must be -1"),
+    ({"pruning_method": "random"}, "--pruning_method=random: random is not one of"),
+    ({"final_sparsity": float("nan")}, "--final_sparsity=nan is not a finite number"),
+    ({"pruning_learning_rate": float("inf")}, "--pruning_learning_rate=inf is not a finite"),
 ])
 def test_pruning_config_rejects_bad_values(kwargs, message):
     with pytest.raises(cfg.ConfigError, match=re.escape(message)):
@@ -27,49 +33,135 @@ def test_pruning_config_rejects_bad_values(kwargs, message):
 
 
 def test_per_layer_targets_override_the_default():
-    pruning = cfg.PruningConfig(layers=("embedding", "lstm"), final_sparsity=0.8,
+    pruning = cfg.PruningConfig(pruning_layers=("embedding", "lstm"), final_sparsity=0.8,
                                 layer_sparsity=(("embedding", 0.9),))
     assert pruning.targets() == {"embedding": 0.9, "lstm": 0.8}
-    assert cfg.PruningConfig(schedule="m_by_n", m=1, n=4, layers=("dense",)).targets() == \
+    assert cfg.PruningConfig(pruning_schedule="m_by_n", pruning_m=1, pruning_n=4, pruning_layers=("dense",)).targets() == \
         {"dense": 0.25}
 
 
 def test_bundle_export_must_be_converted():
     with pytest.raises(cfg.ConfigError, match="--bundle_export=int8 is not produced"):
         cfg.PipelineConfig(output_dir="x", convert=cfg.ConvertConfig(exports=("float",)),
-                           bundle=cfg.BundleConfig(export="int8"))
+                           bundle=cfg.BundleConfig(bundle_export="int8"))
 
 
-def test_section_hash_tracks_only_named_sections():
+def test_settings_hash_tracks_only_the_named_settings():
     base = cfg.PipelineConfig(output_dir="a")
     changed = cfg.PipelineConfig(output_dir="b", pruning=cfg.PruningConfig(final_sparsity=0.5))
-    assert base.section_hash(("model", "train")) == changed.section_hash(("model", "train"))
-    assert base.section_hash(("pruning",)) != changed.section_hash(("pruning",))
+    assert base.settings_hash(("model", "train")) == changed.settings_hash(("model", "train"))
+    assert base.settings_hash(("pruning",)) != changed.settings_hash(("pruning",))
+    assert base.settings_hash(("final_sparsity",)) != changed.settings_hash(("final_sparsity",))
+    assert base.settings(("seed", "model"))["embedding_dim"] == 128
+    with pytest.raises(KeyError, match="'output_dir' is neither"):
+        base.settings(("output_dir",))
+
+
+def test_a_view_reads_only_declared_settings():
+    view = cfg.PipelineConfig(output_dir="a").view(("train", "max_length"), "stage test")
+    assert view.train.epochs == 4 and view.tokenizer.max_length == 64
+    assert view.data.task == "sentiment"  # the task picks the code: always readable
+    with pytest.raises(cfg.UndeclaredSettingError, match="stage test read --vocabulary_size"):
+        view.tokenizer.vocabulary_size
+    with pytest.raises(cfg.UndeclaredSettingError, match="PruningConfig.targets"):
+        view.pruning.targets()
+    with pytest.raises(cfg.UndeclaredSettingError, match="--output_dir"):
+        view.output_dir
+    assert view.settings() == {"train": dataclasses.asdict(cfg.TrainConfig()),
+                               "tokenizer": {"max_length": 64}}
+
+
+def test_every_setting_is_one_flag_with_its_default_and_help(monkeypatch):
+    monkeypatch.delenv("PIPELINE_DATA_DIR", raising=False)
+    values = absl_flags.FlagValues()
+    pipeline_flags.define_flags(values)
+    assert set(values) == set(cfg.FIELDS)
+    for name, (_, field, _) in cfg.FIELDS.items():
+        assert len(values[name].help) > 10, name
+        assert values[name].default == (list(field.default) if isinstance(field.default, tuple)
+                                        else field.default), name
+    assert pipeline_flags.parse_config([]) == cfg.PipelineConfig()
+    monkeypatch.setenv("PIPELINE_DATA_DIR", "/some/mirror")
+    assert pipeline_flags.parse_config([]).data.data_dir == "/some/mirror"
+
+
+def test_a_flagfile_and_flags_build_the_same_config_as_the_dataclasses(tmp_path, monkeypatch):
+    monkeypatch.delenv("PIPELINE_DATA_DIR", raising=False)
+    flagfile = tmp_path / "x.flags"
+    flagfile.write_text("# comment\n--final_sparsity=0.5\n--layer_sparsity=embedding:0.9\n"
+                        "--pruning_layers=embedding,lstm\n--data_seed=7\n")
+    parsed = pipeline_flags.parse_config([f"--flagfile={flagfile}", "--bundle_export=float"])
+    assert parsed == cfg.PipelineConfig(
+        data=cfg.DataConfig(data_seed=7),
+        pruning=cfg.PruningConfig(final_sparsity=0.5, pruning_layers=("embedding", "lstm"),
+                                  layer_sparsity=(("embedding", 0.9),)),
+        bundle=cfg.BundleConfig(bundle_export="float"))
+
+
+def test_nested_flagfiles_are_relative_to_the_including_file(tmp_path):
+    (tmp_path / "base.flags").write_text("--epochs=9\n--seed=3\n")
+    (tmp_path / "small.flags").write_text("--flagfile=base.flags\n--seed=5\n")
+    assert cli.expand_flagfiles([f"--flagfile={tmp_path / 'small.flags'}", "--seed=6"]) == \
+        ["--epochs=9", "--seed=3", "--seed=5", "--seed=6"]
+    (tmp_path / "loop.flags").write_text("--flagfile=loop.flags\n")
+    with pytest.raises(cli.FlagfileError, match="includes itself"):
+        cli.expand_flagfiles([f"--flagfile={tmp_path / 'loop.flags'}"])
 
 
 def test_layer_sparsity_flag_parsing():
-    assert pipeline_flags._layer_sparsity(["lstm:0.8", "dense:0.5"]) == \
+    assert pipeline_flags.parse_pairs("layer_sparsity", ["lstm:0.8", "dense:0.5"]) == \
         (("lstm", 0.8), ("dense", 0.5))
-    with pytest.raises(cfg.ConfigError, match="'lstm=0.8' is not KIND:SPARSITY"):
-        pipeline_flags._layer_sparsity(["lstm=0.8"])
+    with pytest.raises(cfg.ConfigError, match="'lstm=0.8' is not KIND:VALUE"):
+        pipeline_flags.parse_pairs("layer_sparsity", ["lstm=0.8"])
 
 
-def run_cli(*args, tmp_path):
-    return subprocess.run([sys.executable, "-m", "pipeline.run", *args,
-                           f"--output_dir={tmp_path / 'run'}"],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+def run_main(args, tmp_path, capsys):
+    """pipeline.run's entry point in this process: (exit status, stderr)."""
+    from pipeline import run
+    values = absl_flags.FlagValues()
+    pipeline_flags.define_flags(values)
+    with pytest.raises(SystemExit) as stopped:
+        argv = cli.parse_or_exit(["pipeline.run", *args, f"--output_dir={tmp_path / 'run'}"],
+                                 values)
+        run.main(argv, values)
+    return stopped.value.code, capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--flagfile=/nonexistent/x.flags"], "/nonexistent/x.flags"),
+    (["--flagfile=/nonexistent/x.flags"], "--flagfile=/nonexistent/x.flags cannot be read"),
+    (["--learning_rate=inf"], "--learning_rate=inf is not a finite number"),
+    (["--pruning_method=l1", "--l1=1e-6"], "add --pruning_schedule=one_shot"),
     (["--dataset=mnist"], "--dataset=mnist is not a registered sentiment dataset"),
     (["--final_sparsity=1.5"], "--final_sparsity=1.5 is outside [0, 1)"),
     (["--pruning_schedule=m_by_n", "--pruning_m=4", "--pruning_n=2"], "needs 1 <= m < n"),
     (["--pruning_schedule=cubic"], "pruning_schedule"),
     (["--dataset=tsv:/nonexistent/file.tsv"], "file /nonexistent/file.tsv does not exist"),
+    (["--vocabulary=characters"], "--vocabulary=characters does not fit --task=sentiment"),
+    (["--pruning_method=structured", "--structured_units=1"],
+     "--structured_units=1.0 is outside [0, 1)"),
+    (["--pruning_method=structured", "--structured_units=-0.1"],
+     "--structured_units=-0.1 is outside [0, 1)"),
+    (["--pruning_method=structured", "--lstm_units=2", "--structured_units=0.9"],
+     "removing 0.9 of --lstm_units=2 leaves no group"),
+    (["--pruning_method=structured"], "needs --structured_units or --structured_embedding"),
+    (["--structured_units=0.5"], "apply only to --pruning_method=structured, not magnitude"),
+    (["--pruning_method=structured", "--structured_units=0.5", "--structured_steps=4"],
+     "--structured_epochs=3 must be at least --structured_steps=4"),
 ])
-def test_cli_rejects_bad_input_before_any_work(args, message, tmp_path):
-    result = run_cli(*args, tmp_path=tmp_path)
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert message in result.stderr
+def test_cli_rejects_bad_input_before_any_work(args, message, tmp_path, capsys):
+    status, stderr = run_main(args, tmp_path, capsys)
+    assert status == 2, stderr[-2000:]
+    assert message in stderr and "Traceback" not in stderr
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_the_installed_command_exits_2_without_a_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "pipeline.run",
+                             f"--flagfile={REPO / 'configs' / 'sentiment_smoke.flags'}",
+                             "--final_sparsity=1.5",
+                             f"--output_dir={tmp_path / 'run'}"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "--final_sparsity=1.5 is outside [0, 1)" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()

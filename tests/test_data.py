@@ -7,6 +7,7 @@ from pipeline import data
 from pipeline.config import DataConfig
 
 
+@pytest.mark.slow
 def test_mirror_is_used_first_and_reads_both_header_spellings(shared_data):
     splits = data.load_splits(DataConfig(dataset="sst2", data_dir=str(shared_data)))
     assert (len(splits.train), len(splits.validation), len(splits.test)) == (67349, 872, 1821)
@@ -18,6 +19,7 @@ def test_mirror_is_used_first_and_reads_both_header_spellings(shared_data):
 
 
 def test_missing_mirror_and_offline_tfds_names_every_place_tried(tmp_path):
+    (tmp_path / "mirror").mkdir()  # a mirror without sst2/ in it
     config = DataConfig(dataset="sst2", data_dir=str(tmp_path / "mirror"),
                         tfds_data_dir=str(tmp_path / "tfds"), tfds_download=False)
     with pytest.raises(data.DataError) as error:
@@ -68,23 +70,60 @@ def test_too_many_malformed_rows_name_file_and_lines(tmp_path):
 
 
 def test_jsonl_and_csv_files_split_with_a_fixed_seed(tmp_path):
-    rows = [{"review": f"text {i}", "stars": "pos" if i % 3 else "neg"} for i in range(100)]
+    rows = [{"review": f"text {i}", "stars": "pos" if i % 3 else "neg"} for i in range(200)]
     jsonl = tmp_path / "d.jsonl"
     jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    config = DataConfig(dataset=f"jsonl:{jsonl}", text_column="review", label_column="stars")
+    config = DataConfig(dataset=f"jsonl:{jsonl}", text_column="review", label_column="stars",
+                        labels=("neg", "pos"))
     first, second = data.load_splits(config), data.load_splits(config)
     assert first.label_names == ("neg", "pos")
-    assert (len(first.train), len(first.validation), len(first.test)) == (81, 9, 10)
+    assert (len(first.train), len(first.validation), len(first.test)) == (162, 18, 20)
     assert first.test.texts == second.test.texts
     assert not set(first.test.texts) & set(first.train.texts)
     csv_path = tmp_path / "d.csv"
-    csv_path.write_text('stars,review\npos,"good, really"\nneg,bad\n' * 20)
+    csv_path.write_text('stars,review\n' + 'pos,"good, really"\nneg,bad\n' * 100)
     splits = data.load_splits(DataConfig(dataset=f"csv:{csv_path}", text_column="review",
-                                         label_column="stars"))
+                                         label_column="stars", labels=("neg", "pos")))
     assert "good, really" in splits.train.texts
 
 
 def test_missing_column_is_named(tmp_path):
     path = write_tsv(tmp_path / "d.tsv", [("1", "x")], header="label\tbody")
     with pytest.raises(data.DataError, match="expected a text column \\(text\\)"):
-        data.load_splits(DataConfig(dataset=f"tsv:{path}", text_column="text"))
+        data.load_splits(DataConfig(dataset=f"tsv:{path}", text_column="text",
+                                    labels=("0", "1")))
+
+
+def balanced(count):
+    return [("1" if i % 2 else "0", f"sentence number {i}") for i in range(count)]
+
+
+def test_a_byte_order_mark_and_long_fields_are_read(tmp_path):
+    path = tmp_path / "d.tsv"
+    long_review = "word " * 60_000  # 300 KB: above csv's default field limit of 128 KiB
+    rows = balanced(200) + [("1", long_review)]
+    path.write_text("\ufeff" + "label\ttext\n" + "".join(f"{a}\t{b}\n" for a, b in rows))
+    splits = data.load_splits(DataConfig(dataset=f"tsv:{path}", text_column="text",
+                                         labels=("0", "1")))
+    assert len(splits.train) + len(splits.validation) + len(splits.test) == 201
+    assert any(len(t) == len(long_review) for part in (splits.train, splits.validation,
+                                                      splits.test) for t in part.texts)
+
+
+@pytest.mark.parametrize("rows, labels, message", [
+    (balanced(30), ("0", "1"), "the validation split has 3 usable rows, fewer than 10"),
+    ([("1", f"all positive {i}") for i in range(200)], ("0", "1"),
+     "the train split has no example of label\\(s\\) 0"),
+])
+def test_useless_data_is_refused(tmp_path, rows, labels, message):
+    path = write_tsv(tmp_path / "d.tsv", rows)
+    with pytest.raises(data.DataError, match=message):
+        data.load_splits(DataConfig(dataset=f"tsv:{path}", text_column="text", labels=labels))
+
+
+def test_file_datasets_declare_their_labels_and_data_dir_must_exist(tmp_path):
+    path = write_tsv(tmp_path / "d.tsv", balanced(200))
+    with pytest.raises(data.DataError, match="needs --labels"):
+        data.check_dataset(DataConfig(dataset=f"tsv:{path}", text_column="text"))
+    with pytest.raises(data.DataError, match="--data_dir=.*/typo is not a folder"):
+        data.check_dataset(DataConfig(dataset="sst2", data_dir=str(tmp_path / "typo")))

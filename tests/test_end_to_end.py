@@ -1,8 +1,10 @@
 """One real run: all stages on a small slice of SST-2, then the bundle as a phone uses it."""
 import json
 import os
+import shutil
 import subprocess
 import sys
+from importlib import metadata
 
 import numpy as np
 import pytest
@@ -12,24 +14,16 @@ from pipeline.config import DataConfig, EvalConfig, PipelineConfig
 from pipeline.predict import Classifier
 from pipeline.reference_tokenizer import ReferenceTokenizer
 from pipeline.stages import StageError
-from tests.conftest import REPO
+from tests.conftest import REPO, run_sentiment_smoke
+
+pytestmark = pytest.mark.slow  # real data and training: the integration layer
 
 STAGES = ("data", "train", "prune", "strip", "convert", "evaluate", "bundle")
 
 
-def run_pipeline(run_dir, data_dir, *extra):
-    env = {**os.environ, "PIPELINE_DATA_DIR": str(data_dir)}
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline.run", "--flagfile=configs/smoke.flags",
-         f"--output_dir={run_dir}", *extra],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-
-
 @pytest.fixture(scope="module")
-def smoke_run(shared_data, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("smoke") / "run"
-    result = run_pipeline(run_dir, shared_data)
-    assert result.returncode == 0, result.stderr[-4000:]
+def smoke_run(sentiment_smoke):
+    run_dir, result, _ = sentiment_smoke
     return run_dir, result
 
 
@@ -51,7 +45,9 @@ def test_bundle_files_match_the_manifest(smoke_run):
         assert artifacts.sha256_file(bundle / name) == entry["sha256"]
     assert manifest["export"] == "int8"
     assert manifest["config"]["pruning"]["final_sparsity"] == 0.8
-    assert manifest["versions"]["tensorflow"] == "2.21.0"
+    assert manifest["versions"]["tensorflow"] == metadata.version("tensorflow")
+    assert manifest["config"]["pruning"]["pruning_method"] == "magnitude"
+    assert "output_dir" not in manifest["config"]
     assert (bundle / "labels.txt").read_text().split() == ["negative", "positive"]
     assert litert.FUSED_LSTM in litert.op_names(bundle / "model.tflite")
 
@@ -88,7 +84,7 @@ def test_tflite_matches_keras_and_keeps_the_zeros(smoke_run):
 def test_reference_tokenizer_reproduces_the_run_ids(smoke_run, shared_data):
     run_dir, _ = smoke_run
     flags = dict(line.split("=", 1) for line in
-                 (REPO / "configs" / "smoke.flags").read_text().splitlines()
+                 (REPO / "configs" / "sentiment_smoke.flags").read_text().splitlines()
                  if line.startswith("--"))
     splits = data.load_splits(DataConfig(dataset="sst2", data_dir=str(shared_data),
                                          train_limit=int(flags["--train_limit"]),
@@ -98,21 +94,36 @@ def test_reference_tokenizer_reproduces_the_run_ids(smoke_run, shared_data):
     assert [reference.encode(t) for t in splits.test.texts] == test_ids.tolist()
 
 
-def test_predict_uses_the_bundle_alone(smoke_run, tmp_path):
+def test_the_smoke_model_learned_something(smoke_run):
+    run_dir, _ = smoke_run
+    metrics = artifacts.read_json(run_dir / "evaluate" / "metrics.json")
+    labels = np.load(run_dir / "data" / "test.npz")["labels"]
+    majority = max(np.mean(labels), 1 - np.mean(labels))
+    for name, entry in [("dense", metrics["keras"]["dense"]),
+                        *metrics["tflite"].items()]:
+        assert entry["test"]["accuracy"] >= majority + 0.08, (name, majority)
+
+
+def test_predict_uses_the_bundle_alone(smoke_run, shared_data, tmp_path):
     run_dir, _ = smoke_run
     bundle = run_dir / "bundle"
+    texts = [line.split("\t", 1)[1] for line in
+             (shared_data / "sst2" / "test.tsv").read_text().splitlines()[1:4]]
     result = subprocess.run([sys.executable, "-m", "pipeline.predict", f"--bundle={bundle}",
-                             "A gorgeous, witty film.", "Dull."], cwd=REPO,
-                            capture_output=True, text=True, timeout=300)
+                             *texts], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [r["text"] for r in rows] == ["A gorgeous, witty film.", "Dull."]
-    for row in rows:
-        assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert [r["text"] for r in rows] == texts
+    runner = litert.Runner(bundle / "model.tflite")
+    tokenizer = ReferenceTokenizer.from_bundle(bundle)
+    labels = (bundle / "labels.txt").read_text().split()
+    for row, text in zip(rows, texts):
+        expected = runner(np.asarray(tokenizer.encode(text), dtype=np.int32))
+        assert [row["probabilities"][label] for label in labels] == \
+            pytest.approx(expected.tolist(), abs=1e-4)
+        assert row["label"] == labels[int(np.argmax(expected))]
     tampered = tmp_path / "bundle"
-    tampered.mkdir()
-    for path in bundle.iterdir():
-        (tampered / path.name).write_bytes(path.read_bytes())
+    shutil.copytree(bundle, tampered)
     (tampered / "vocab.txt").write_text("[PAD]\n[UNK]\n")
     with pytest.raises(RuntimeError, match="does not match manifest.json"):
         Classifier(tampered)
@@ -121,14 +132,15 @@ def test_predict_uses_the_bundle_alone(smoke_run, tmp_path):
 def test_rerun_skips_every_stage_and_changes_nothing(smoke_run, shared_data):
     run_dir, _ = smoke_run
     before = {s: artifacts.stage_record(run_dir / s) for s in STAGES}
-    result = run_pipeline(run_dir, shared_data)
+    result = run_sentiment_smoke(run_dir, shared_data)
     assert result.returncode == 0, result.stderr[-4000:]
     assert result.stderr.count("unchanged, skipped") == len(STAGES)
     assert {s: artifacts.stage_record(run_dir / s) for s in STAGES} == before
 
 
-def test_parity_gate_failure_keeps_the_previous_evaluation(smoke_run, monkeypatch):
-    run_dir, _ = smoke_run
+def test_parity_gate_failure_keeps_the_previous_evaluation(smoke_run, monkeypatch, tmp_path):
+    run_dir = tmp_path / "run"  # a copy: this test makes a stage fail on purpose
+    shutil.copytree(smoke_run[0], run_dir)
     before = (run_dir / "evaluate" / "metrics.json").read_bytes()
     labels = np.load(run_dir / "data" / "test.npz")["labels"]
 
@@ -141,3 +153,15 @@ def test_parity_gate_failure_keeps_the_previous_evaluation(smoke_run, monkeypatc
     with pytest.raises(StageError, match="parity gate failed: model_float.tflite"):
         run.run_pipeline(config)
     assert (run_dir / "evaluate" / "metrics.json").read_bytes() == before
+
+
+def test_a_truncated_model_is_never_shipped(smoke_run, tmp_path):
+    run_dir = tmp_path / "run"  # a copy: this test damages a file on purpose
+    shutil.copytree(smoke_run[0], run_dir)
+    bundle_before = (run_dir / "bundle" / "manifest.json").read_bytes()
+    model = run_dir / "convert" / "model_int8.tflite"
+    model.write_bytes(model.read_bytes()[:1000])
+    config = PipelineConfig(output_dir=str(run_dir), stages=("bundle",), force=True)
+    with pytest.raises(StageError, match="convert was changed after stage convert made it"):
+        run.run_pipeline(config)
+    assert (run_dir / "bundle" / "manifest.json").read_bytes() == bundle_before

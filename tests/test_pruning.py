@@ -15,12 +15,12 @@ def tiny_model():
 
 
 def fine_tune(model, config: PruningConfig, tmp_path):
-    pruned = pruning.apply_pruning(model, config, steps_per_epoch=STEPS // config.epochs)
+    pruned = pruning.apply_pruning(model, config, steps_per_epoch=STEPS // config.pruning_epochs)
     pruned.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     rng = np.random.default_rng(0)
     x = rng.integers(0, 50, size=(STEPS * 4, 6)).astype("int32")
     y = rng.integers(0, 2, size=(STEPS * 4,)).astype("int32")
-    pruned.fit(x, y, batch_size=4, epochs=config.epochs, verbose=0,
+    pruned.fit(x, y, batch_size=4, epochs=config.pruning_epochs, verbose=0,
                callbacks=pruning.callbacks(str(tmp_path / "tb")))
     return pruning.strip(pruned)
 
@@ -32,10 +32,11 @@ def zero_fraction(model, layer_name, weight_suffix):
     return np.count_nonzero(values == 0) / values.size
 
 
+@pytest.mark.slow
 def test_per_layer_targets_reach_the_weights_and_skip_unselected_layers(tmp_path):
-    config = PruningConfig(schedule="constant", layers=("embedding", "lstm"),
+    config = PruningConfig(pruning_schedule="constant", pruning_layers=("embedding", "lstm"),
                            final_sparsity=0.5, layer_sparsity=(("embedding", 0.75),),
-                           frequency=1, epochs=2)
+                           pruning_frequency=1, pruning_epochs=2)
     stripped = fine_tune(tiny_model(), config, tmp_path)
     assert zero_fraction(stripped, "embedding", "embeddings") == pytest.approx(0.75, abs=0.01)
     assert zero_fraction(stripped, "lstm_0", "kernel") == pytest.approx(0.5, abs=0.01)
@@ -48,17 +49,19 @@ def test_per_layer_targets_reach_the_weights_and_skip_unselected_layers(tmp_path
                              "lstm_0/recurrent_kernel", "classifier/kernel"}
 
 
+@pytest.mark.slow
 def test_polynomial_decay_reaches_the_final_target(tmp_path):
-    config = PruningConfig(schedule="polynomial_decay", final_sparsity=0.8, frequency=1,
-                           epochs=2)
+    config = PruningConfig(pruning_schedule="polynomial_decay", final_sparsity=0.8, pruning_frequency=1,
+                           pruning_epochs=2)
     stripped = fine_tune(tiny_model(), config, tmp_path)
     for name, entry in pruning.weight_sparsity(stripped).items():
         assert entry["sparsity"] == pytest.approx(0.8, abs=0.02), name
 
 
+@pytest.mark.slow
 def test_m_by_n_leaves_m_zeros_in_every_block(tmp_path):
-    config = PruningConfig(schedule="m_by_n", layers=("lstm",), m=2, n=4, frequency=1,
-                           epochs=1)
+    config = PruningConfig(pruning_schedule="m_by_n", pruning_layers=("lstm",), pruning_m=2, pruning_n=4, pruning_frequency=1,
+                           pruning_epochs=1)
     stripped = fine_tune(tiny_model(), config, tmp_path)
     kernel = stripped.get_layer("lstm_0").weights[0].numpy()  # [input, 4 * units]
     # tfmot groups n consecutive weights along the input axis of each output column.
@@ -67,14 +70,14 @@ def test_m_by_n_leaves_m_zeros_in_every_block(tmp_path):
 
 
 def test_end_step_defaults_to_the_start_of_the_last_epoch():
-    assert pruning.resolve_end_step(PruningConfig(epochs=3, frequency=50),
+    assert pruning.resolve_end_step(PruningConfig(pruning_epochs=3, pruning_frequency=50),
                                     steps_per_epoch=100) == 200
     # Rounded down to a mask-update step so that the last update applies the full target.
-    assert pruning.resolve_end_step(PruningConfig(epochs=3, frequency=30),
+    assert pruning.resolve_end_step(PruningConfig(pruning_epochs=3, pruning_frequency=30),
                                     steps_per_epoch=100) == 180
-    assert pruning.resolve_end_step(PruningConfig(epochs=1, frequency=10),
+    assert pruning.resolve_end_step(PruningConfig(pruning_epochs=1, pruning_frequency=10),
                                     steps_per_epoch=100) == 70
-    assert pruning.resolve_end_step(PruningConfig(end_step=40), steps_per_epoch=100) == 40
+    assert pruning.resolve_end_step(PruningConfig(pruning_end_step=40), steps_per_epoch=100) == 40
 
 
 def test_keep_best_ignores_epochs_before_the_target_is_reached():

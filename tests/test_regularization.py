@@ -4,7 +4,7 @@ import pytest
 import tf_keras
 
 from models.sentiment import build_sentiment_model
-from pipeline import artifacts, pruning, run
+from pipeline import artifacts, methods, pruning
 from pipeline.config import (ConfigError, ModelConfig, PipelineConfig, PruningConfig,
                              RegularizationConfig)
 
@@ -26,45 +26,63 @@ def fine_tune(model, config, epochs=None, steps_per_epoch=16):
     pruned.compile(optimizer=tf_keras.optimizers.Adam(0.01),
                    loss="sparse_categorical_crossentropy")
     x, y = toy_data()
-    pruned.fit(x, y, batch_size=4, epochs=epochs or config.epochs, verbose=0, shuffle=False,
+    pruned.fit(x, y, batch_size=4, epochs=epochs or config.pruning_epochs, verbose=0, shuffle=False,
                callbacks=[pruning.sparsity.UpdatePruningStep()])
     return pruned
 
 
 def test_regularizers_attach_to_the_chosen_weights_only():
-    config = RegularizationConfig(l1=1e-4, weights=("embeddings", "recurrent_kernel"))
-    model = tiny_model(pruning.regularizers("l1", config))
+    config = RegularizationConfig(l1=1e-4, regularized_weights=("embeddings", "recurrent_kernel"))
+    model = tiny_model(pruning.regularizers(config))
     lstm = model.get_layer("lstm_0")
     assert model.get_layer("embedding").embeddings_regularizer.l1 == pytest.approx(1e-4)
     assert lstm.cell.recurrent_regularizer.l1 == pytest.approx(1e-4)
     assert lstm.cell.kernel_regularizer is None
     assert model.get_layer("classifier").kernel_regularizer is None
     assert len(model.losses) == 2
-    every = tiny_model(pruning.regularizers("l2", RegularizationConfig(l2=1e-3)))
+    every = tiny_model(pruning.regularizers(RegularizationConfig(l2=1e-3)))
     assert every.get_layer("classifier").kernel_regularizer.l2 == pytest.approx(1e-3)
     assert len(every.losses) == 4
-    assert pruning.regularizers("magnitude", RegularizationConfig()) == {}
-    assert pruning.regularizers("l1_l2", RegularizationConfig(l1=0.0, l2=0.0)) == {}
+    assert pruning.regularizers(RegularizationConfig()) == {}
+    assert pruning.regularizers(RegularizationConfig(l1=0.0, l2=0.0)) == {}
 
 
 def test_method_and_strengths_must_agree():
     with pytest.raises(ConfigError, match="--pruning_method=l1 needs --l1 > 0"):
-        PipelineConfig(output_dir="x", pruning=PruningConfig(method="l1"))
-    with pytest.raises(ConfigError, match="apply only to --pruning_method=l1|l2|l1_l2"):
+        PipelineConfig(output_dir="x", pruning=PruningConfig(pruning_method="l1"))
+    with pytest.raises(ConfigError, match="--pruning_method=l2 trains without --l1"):
+        PipelineConfig(output_dir="x", regularization=RegularizationConfig(l1=1e-6, l2=1e-5),
+                       pruning=PruningConfig(pruning_method="l2", pruning_schedule="one_shot"))
+    with pytest.raises(ConfigError, match=r"apply only to --pruning_method=l1\|l2\|l1_l2, not "
+                                          "magnitude"):
         PipelineConfig(output_dir="x", regularization=RegularizationConfig(l2=1e-4))
-    PipelineConfig(output_dir="x", pruning=PruningConfig(method="l1_l2"))
+    PipelineConfig(output_dir="x", pruning=PruningConfig(pruning_method="l1_l2",
+                                                         pruning_schedule="one_shot"))
 
 
+def test_regularized_methods_refuse_a_moving_mask():
+    with pytest.raises(ConfigError, match="--pruning_method=l1 cuts once and holds the mask "
+                                          "fixed: add --pruning_schedule=one_shot"):
+        PipelineConfig(output_dir="x", regularization=RegularizationConfig(l1=1e-6),
+                       pruning=PruningConfig(pruning_method="l1"))
+    with pytest.raises(ConfigError, match="--pruning_layers is empty"):
+        PipelineConfig(output_dir="x", regularization=RegularizationConfig(l2=1e-5),
+                       pruning=PruningConfig(pruning_method="l2", pruning_schedule="one_shot",
+                                             pruning_layers=()))
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("target", [0.5, 0.8, 0.9])
 def test_one_shot_threshold_reaches_the_target(target):
-    config = PruningConfig(method="l1", schedule="one_shot", final_sparsity=target, epochs=1)
+    config = PruningConfig(pruning_method="l1", pruning_schedule="one_shot", final_sparsity=target, pruning_epochs=1)
     stripped = pruning.strip(fine_tune(tiny_model(), config, steps_per_epoch=16))
     for name, entry in pruning.weight_sparsity(stripped).items():
         assert abs(entry["sparsity"] - target) <= 0.005 + 1 / entry["size"], name
 
 
+@pytest.mark.slow
 def test_zeros_stay_zero_through_fine_tuning():
-    config = PruningConfig(method="l2", schedule="one_shot", final_sparsity=0.8, epochs=1)
+    config = PruningConfig(pruning_method="l2", pruning_schedule="one_shot", final_sparsity=0.8, pruning_epochs=1)
     model = fine_tune(tiny_model(), config, epochs=1)
     first = {w.name: w.numpy() == 0 for w in pruning.strip(model).weights}
     model.fit(*toy_data(), batch_size=4, epochs=3, verbose=0,
@@ -77,17 +95,16 @@ def test_zeros_stay_zero_through_fine_tuning():
         np.testing.assert_array_equal(later[name], first[name])
 
 
+@pytest.mark.slow
 def test_l1_l2_at_zero_is_magnitude_one_shot():
     magnitude = PipelineConfig(output_dir="x", pruning=PruningConfig(
-        method="magnitude", schedule="one_shot"))
+        pruning_method="magnitude", pruning_schedule="one_shot"))
     regularized = PipelineConfig(output_dir="x", pruning=PruningConfig(
-        method="l1_l2", schedule="one_shot"), regularization=RegularizationConfig(0.0, 0.0))
-    train_stage = next(s for s in run.STAGES if s.name == "train")
-    assert magnitude.section_hash(train_stage.sections) == \
-        regularized.section_hash(train_stage.sections)  # the dense model is shared
+        pruning_method="l1_l2", pruning_schedule="one_shot"),
+        regularization=RegularizationConfig(0.0, 0.0))
     results = []
     for config in (magnitude, regularized):
-        model = tiny_model(pruning.regularizers(config.pruning.method, config.regularization))
+        model = tiny_model(methods.for_config(config).regularizers(config))
         tf_keras.utils.set_random_seed(1)
         results.append(pruning.strip(fine_tune(model, config.pruning)).get_weights())
     for a, b in zip(*results):
@@ -101,7 +118,7 @@ def test_group_lasso_groups_the_four_gate_columns_of_each_unit(tmp_path):
                          for j in range(5))
     assert float(penalty(tf_keras.backend.constant(kernel))) == pytest.approx(expected, rel=1e-5)
     config = RegularizationConfig(l1=1e-4, group_lasso=1e-3)
-    model = tiny_model(pruning.regularizers("l1", config))
+    model = tiny_model(pruning.regularizers(config))
     lstm = model.get_layer("lstm_0").cell
     assert isinstance(lstm.kernel_regularizer, pruning.GateGroupLasso)
     assert isinstance(lstm.recurrent_regularizer, pruning.GateGroupLasso)

@@ -1,4 +1,5 @@
 """Runner semantics with stand-in stages: skip, rerun on change, --force, failure safety."""
+import shutil
 import types
 
 import pytest
@@ -6,6 +7,7 @@ import pytest
 from pipeline import artifacts, run
 from pipeline.config import PipelineConfig, PruningConfig, TrainConfig
 from pipeline.stages import StageError
+from tests.conftest import REPO
 
 
 def fake_stage(name, calls, fail=False):
@@ -42,6 +44,36 @@ def test_rerun_skips_unchanged_stages_and_redoes_changed_ones(stages, tmp_path):
     assert stages[3:] == ["prune"]
     run.run_pipeline(config(tmp_path, pruning=PruningConfig(final_sparsity=0.5), force=True))
     assert stages[4:] == ["data", "train", "prune"]
+
+
+def test_other_code_reruns_every_stage(stages, tmp_path, monkeypatch):
+    run.run_pipeline(config(tmp_path))
+    record = artifacts.stage_record(tmp_path / "run" / "train")
+    assert record["code"] == run.code_fingerprint()
+    assert record["settings"]["epochs"] == 4 and "final_sparsity" not in record["settings"]
+    monkeypatch.setattr(run, "code_fingerprint", lambda: "edited sources")
+    run.run_pipeline(config(tmp_path))
+    assert stages == ["data", "train", "prune"] * 2
+    run.run_pipeline(config(tmp_path))  # unchanged code again: everything is skipped
+    assert stages == ["data", "train", "prune"] * 2
+    assert artifacts.stage_record(tmp_path / "run" / "prune")["code"] == "edited sources"
+
+
+def test_the_fingerprint_follows_every_source_file(tmp_path):
+    packages = {}
+    for name in ("pipeline", "models"):
+        shutil.copytree(REPO / name, tmp_path / name,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        packages[name] = tmp_path / name
+    before = run.source_fingerprint(packages, "0.1.0")
+    assert run.source_fingerprint(packages, "0.1.0") == before
+    assert run.source_fingerprint(packages, "0.1.1") != before
+    stage = tmp_path / "pipeline" / "stages" / "strip.py"
+    stage.write_text(stage.read_text() + "\n# a comment is a change too\n")
+    assert run.source_fingerprint(packages, "0.1.0") != before
+    assert run.code_fingerprint() == run.source_fingerprint(
+        {"pipeline": REPO / "pipeline", "models": REPO / "models"},
+        run.metadata.version("prune-pipeline"))
 
 
 def test_upstream_change_reruns_downstream(stages, tmp_path):
@@ -91,7 +123,6 @@ def test_cache_shares_unchanged_stages_between_run_directories(stages, tmp_path)
     assert stages == ["data", "train", "prune", "prune"]
     assert (tmp_path / "b" / "train" / "out.txt").read_text() == \
         (tmp_path / "a" / "train" / "out.txt").read_text()
-    assert artifacts.stage_record(tmp_path / "b" / "train")["elapsed_s"] >= 0
 
 
 def test_subset_warns_when_an_input_was_made_with_other_settings(stages, tmp_path, caplog):

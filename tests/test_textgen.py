@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -56,6 +57,7 @@ def lively_model(tmp_path_factory):
     return model, path
 
 
+@pytest.mark.slow
 def test_split_is_tfds_character_split(shared_data):
     splits = data.load_text_splits(DataConfig(task="textgen", dataset="tiny_shakespeare",
                                               data_dir=str(shared_data)))
@@ -80,6 +82,7 @@ def test_task_mismatches_fail_with_the_fix(tmp_path):
         data.load_text_splits(DataConfig(task="textgen", dataset=f"text:{short}"))
 
 
+@pytest.mark.slow
 def test_bundle_and_metrics(textgen_run):
     bundle = textgen_run / "bundle"
     manifest = artifacts.check_bundle(bundle)
@@ -107,6 +110,7 @@ def test_bundle_and_metrics(textgen_run):
             assert weight["sparsity"] >= 0.75, (export, name, weight)
 
 
+@pytest.mark.slow
 def test_a_schedule_ending_after_fine_tuning_is_refused(textgen_run):
     before = artifacts.stage_record(textgen_run / "prune")
     config = PipelineConfig(
@@ -114,12 +118,13 @@ def test_a_schedule_ending_after_fine_tuning_is_refused(textgen_run):
         data=DataConfig(task="textgen", dataset="tiny_shakespeare"),
         tokenizer=TokenizerConfig(vocabulary="characters",
                                   max_length=int(SMOKE_FLAGS["--max_length"])),
-        pruning=PruningConfig(end_step=10**6, epochs=2))
+        pruning=PruningConfig(pruning_end_step=10**6, pruning_epochs=2))
     with pytest.raises(StageError, match="the target would never be reached"):
         run.run_pipeline(config)
     assert artifacts.stage_record(textgen_run / "prune") == before
 
 
+@pytest.mark.slow
 def test_reference_tokenizer_reproduces_the_run_ids(textgen_run, shared_data):
     splits = data.load_text_splits(DataConfig(
         task="textgen", dataset="tiny_shakespeare", data_dir=str(shared_data),
@@ -131,6 +136,7 @@ def test_reference_tokenizer_reproduces_the_run_ids(textgen_run, shared_data):
     assert tokenizer.encode("ROMEO☃") == tokenizer.encode("ROMEO") + [tokenizer.spec["oov_id"]]
 
 
+@pytest.mark.slow
 def test_step_models_match_the_window_model(textgen_run):
     model = artifacts.load_keras_model(textgen_run / "strip" / "model.keras")
     length = int(SMOKE_FLAGS["--max_length"])
@@ -147,6 +153,7 @@ def test_step_models_match_the_window_model(textgen_run):
         np.testing.assert_allclose(tflite_logits, expected[position], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_greedy_generation_is_identical_in_keras_and_tflite(textgen_run, lively_model):
     model, step_path = lively_model
     prompt = [1, 2, 3]
@@ -167,6 +174,7 @@ def test_greedy_generation_is_identical_in_keras_and_tflite(textgen_run, lively_
                                    prompt, 200, generation.Sampling("greedy"), 0)
 
 
+@pytest.mark.slow
 def test_samplers_are_deterministic_per_seed(lively_model):
     model, step_path = lively_model
     runner, step_model = generation.StepRunner(step_path), build_step_model(model)
@@ -194,6 +202,7 @@ def test_next_token_limits_the_candidates():
         generation.Sampling("top_k", temperature=0)
 
 
+@pytest.mark.slow
 def test_generate_command_handles_unknown_characters_and_bad_input(textgen_run):
     bundle = textgen_run / "bundle"
     result = generate_cli(f"--bundle={bundle}", "--prompt=ROMEO ☃:", "--length=20",
@@ -211,3 +220,19 @@ def test_generate_command_handles_unknown_characters_and_bad_input(textgen_run):
     assert keras.stdout.startswith("ROMEO:")
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["metrics"]["characters_per_second"]["median"] > 0
+    for args, message in [(["--length=10000000"], "--length=10000000 must be in [1, 100,000]"),
+                          (["--temperature=nan"], "--temperature=nan must be a finite")]:
+        refused = generate_cli(f"--bundle={bundle}", "--prompt=ROMEO:", *args)
+        assert refused.returncode == 2 and message in refused.stderr, refused.stderr[-2000:]
+        assert "Traceback" not in refused.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("manifest", ["{}", "[]", "{not json"])
+def test_generate_names_a_broken_manifest(textgen_run, tmp_path, manifest):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(textgen_run / "bundle", bundle)
+    (bundle / "manifest.json").write_text(manifest)
+    result = generate_cli(f"--bundle={bundle}", "--prompt=ROMEO:", "--length=5")
+    assert result.returncode == 2 and "manifest.json" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -37,6 +37,7 @@ def sst2_bundle(shared_data, tmp_path_factory, request):
     return folder, vocabulary, config, splits
 
 
+@pytest.mark.slow
 def test_reference_matches_pipeline_on_every_sst2_test_sentence(sst2_bundle):
     folder, vocabulary, config, splits = sst2_bundle
     pipeline_ids = tokenizer.encode(splits.test.texts, vocabulary, config)
@@ -47,6 +48,7 @@ def test_reference_matches_pipeline_on_every_sst2_test_sentence(sst2_bundle):
     assert (pipeline_ids == 1).any() and (pipeline_ids[:, 0] == 0).any()
 
 
+@pytest.mark.slow
 def test_reference_matches_pipeline_on_raw_user_text(sst2_bundle):
     folder, vocabulary, config, _ = sst2_bundle
     pipeline_ids = tokenizer.encode(TRICKY, vocabulary, config)
@@ -55,6 +57,7 @@ def test_reference_matches_pipeline_on_raw_user_text(sst2_bundle):
         assert reference.encode(text) == ids.tolist(), repr(text)
 
 
+@pytest.mark.slow
 def test_padding_is_left_and_truncation_keeps_the_first_tokens(sst2_bundle):
     folder, vocabulary, config, _ = sst2_bundle
     reference = ReferenceTokenizer.from_bundle(folder)
@@ -81,8 +84,9 @@ def test_left_pad_shifts_rows_to_the_right():
     assert np.asarray(tokenizer.left_pad(ragged, 4)).dtype == np.int32
 
 
+@pytest.mark.slow
 def test_raw_contractions_meet_the_sst2_spelling(sst2_bundle):
     folder, _, _, _ = sst2_bundle
     reference = ReferenceTokenizer.from_bundle(folder)
-    assert reference.words("I didn't like it, it can’t") == \
-        reference.words("i did n't like it , it ca n't")
+    assert list(reference.words("I didn't like it, it can’t")) == \
+        list(reference.words("i did n't like it , it ca n't"))

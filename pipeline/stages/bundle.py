@@ -5,8 +5,9 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-from pipeline import artifacts, tasks
+from pipeline import artifacts, litert, tasks
 from pipeline.config import PipelineConfig
+from pipeline.stages import StageError
 
 PACKAGES = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "keras-nlp",
             "keras-hub", "tensorflow-text", "ai-edge-litert", "numpy", "absl-py")
@@ -25,7 +26,7 @@ def package_versions() -> dict[str, str]:
 
 def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
     task = tasks.for_config(config)
-    export = config.bundle.export
+    export = config.bundle.bundle_export
     metrics = artifacts.read_json(run_dir / "evaluate" / "metrics.json")
     shipped = metrics["tflite"][export]
     sources = {"model.tflite": run_dir / "convert" / shipped["file"],
@@ -33,6 +34,11 @@ def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
                "tokenizer.json": run_dir / "data" / "tokenizer.json"}
     for name, source in sources.items():
         artifacts.copy_file(source, out_dir / name)
+    # Ship only the file that was evaluated, and only if it loads and runs.
+    if artifacts.sha256_file(out_dir / "model.tflite") != shipped["sha256"]:
+        raise StageError(f"{sources['model.tflite']} is not the file evaluate measured (sha256 "
+                         "differs); rerun --stages=convert,evaluate,bundle")
+    litert.check_runs(out_dir / "model.tflite")
     task_fields = task.bundle(config, run_dir, out_dir, metrics)
     files = COMMON_FILES + tuple(task_fields.pop("files"))
     primary = task.primary_metric
@@ -49,12 +55,12 @@ def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
                         shipped["gzip_compression_vs_dense_float"],
                     "keras_dense_test": metrics["keras"]["dense"]["test"],
                     "keras_stripped_test": metrics["keras"]["stripped"]["test"],
-                    **({"characters_per_second": shipped["characters_per_second"]}
-                       if "characters_per_second" in shipped else {})},
+                    **{key: shipped[key] for key in ("characters_per_second",
+                                                     "latency_vs_dense") if key in shipped}},
         "sparsity": {"per_weight": shipped["sparsity"],
                      "pruned_weights_element_weighted": shipped["pruned_sparsity"]},
         "versions": package_versions(),
-        "config": config.to_dict(),
+        "config": config.settings(),
     }
     artifacts.atomic_write_json(out_dir / "manifest.json", manifest)
     return {"export": export, f"test_{primary}": round(shipped["test"][primary], 4)}

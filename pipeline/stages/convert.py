@@ -12,7 +12,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from pipeline import artifacts, litert, pruning, tasks
+from pipeline import artifacts, litert, methods, pruning, tasks
 from pipeline.config import PipelineConfig
 from pipeline.stages import StageError
 from pipeline.stages import strip as strip_stage
@@ -53,7 +53,7 @@ def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
     layer_names = keras_layer_names(model)
     shipped = tasks.for_config(config).shipped_program
     flatbuffers = convert_all(model, config)
-    if config.pruning.method == "none":
+    if not methods.for_config(config).changes_weights:
         dense = flatbuffers
     else:  # the unpruned parent converted the same way, for the compression ratios
         dense = convert_all(artifacts.load_keras_model(run_dir / "train" /
@@ -75,6 +75,10 @@ def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
         entry["sparsity"] = litert.weight_sparsity(window, layer_names)
         entry.update({key: entry["programs"][shipped][key]
                       for key in ("file", "bytes", "gzip_bytes", "dense_reference")})
+        if dense is not flatbuffers:  # kept so evaluate can time pruned and dense side by side
+            reference = out_dir / f"dense_{tflite_name(shipped, export)}"
+            artifacts.atomic_write_bytes(reference, dense[export][shipped])
+            entry["dense_reference"] = {**entry["dense_reference"], "file": reference.name}
         report[export] = entry
     dense_float = report["float"]["dense_reference"]["gzip_bytes"] if "float" in report else None
     for entry in report.values():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline import artifacts, litert, tasks
+from pipeline import artifacts, litert, methods, tasks
 from pipeline.config import PipelineConfig
 from pipeline.stages import strip as strip_stage
 from pipeline.stages import train as train_stage
@@ -26,12 +26,17 @@ def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
     metrics["primary"] = {"name": task.primary_metric, "higher_is_better": task.higher_is_better}
     for export, info in converted.items():
         metrics["tflite"][export].update(
-            file=info["file"], bytes=info["bytes"], gzip_bytes=info["gzip_bytes"],
+            file=info["file"], sha256=artifacts.sha256_file(run_dir / "convert" / info["file"]),
+            bytes=info["bytes"], gzip_bytes=info["gzip_bytes"],
             dense_reference=info["dense_reference"],
             gzip_compression_vs_dense_float=info["gzip_compression_vs_dense_float"],
             programs={name: {k: p[k] for k in ("file", "bytes", "gzip_bytes")}
                       for name, p in info["programs"].items()},
             sparsity=info["sparsity"], pruned_sparsity=pruned_fraction(info["sparsity"], config))
+        if "file" in info["dense_reference"]:
+            metrics["tflite"][export]["latency_vs_dense"] = litert.paired_latency(
+                run_dir / "convert" / info["file"],
+                run_dir / "convert" / info["dense_reference"]["file"], config.eval.latency_runs)
     metrics["keras_sparsity"] = artifacts.read_json(run_dir / "strip" / "sparsity.json")
     artifacts.atomic_write_json(out_dir / "metrics.json", metrics)
     artifacts.atomic_write_text(out_dir / "report.md", report(metrics))
@@ -61,6 +66,5 @@ def report(metrics: dict) -> str:
 
 def pruned_fraction(per_weight: dict, config: PipelineConfig) -> float | None:
     """Element-weighted zero fraction over the weights of the layers that were pruned."""
-    if config.pruning.method == "none":
-        return None
-    return litert.zero_fraction(per_weight, kinds=config.pruning.layers)
+    kinds = methods.for_config(config).pruned_kinds(config)
+    return litert.zero_fraction(per_weight, kinds=kinds) if kinds else None

@@ -8,6 +8,7 @@ bundle holds. Stages ask `for_config(config)` for the task and never branch on i
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ class FitData:
 
 class Task:
     name: str
+    reads: dict[str, tuple[str, ...]]  # stage → settings the task's part of it reads
     monitor: str          # the validation value early stopping and pruning keep-best watch
     monitor_mode: str     # "max" or "min"
     primary_metric: str   # the metric the bench reports
@@ -86,6 +88,11 @@ def write_tokenizer_files(out_dir: Path, vocabulary: list[str], spec: dict,
     artifacts.atomic_write_text(out_dir / "vocab.txt",
                                 tokenizer.vocabulary_file_text(vocabulary, config))
     artifacts.atomic_write_json(out_dir / "tokenizer.json", spec)
+
+
+def keras_verbosity() -> int:
+    """Progress bars on a terminal, one line per epoch in logs."""
+    return 1 if sys.stdout.isatty() else 2
 
 
 def compile_model(model: tf_keras.Model, task: Task, learning_rate: float,

@@ -115,6 +115,12 @@ class TextGenTask(Task):
     monitor, monitor_mode = "val_loss", "min"
     primary_metric, higher_is_better = "loss", False
     shipped_program = "step"
+    reads = {"data": ("dataset", "data_dir", "train_limit", "eval_limit", "tfds_data_dir",
+                      "tfds_download", "vocabulary"),
+             "train": ("max_length",), "prune": ("max_length",),
+             "convert": ("eval_window_length",),
+             "evaluate": ("eval_window_length", "latency_runs", "sample_prompt",
+                          "sample_length", "loss_parity_tolerance")}
 
     def prepare_data(self, config: PipelineConfig, out_dir: Path) -> dict:
         splits = data.load_text_splits(config.data)
@@ -163,13 +169,13 @@ class TextGenTask(Task):
     def tflite_programs(self, model: tf_keras.Model, config: PipelineConfig) -> dict:
         window = tf.function(lambda ids: model(ids, training=False))
         return {"model": window.get_concrete_function(
-                    tf.TensorSpec([1, config.eval.window_length], tf.int32,
+                    tf.TensorSpec([1, config.eval.eval_window_length], tf.int32,
                                   name="token_ids")),
                 "step": step_function(model)}
 
     def evaluate(self, config: PipelineConfig, run_dir: Path, keras_models: dict,
                  converted: dict) -> dict:
-        length = config.eval.window_length
+        length = config.eval.eval_window_length
         splits = {name: windows(load_ids(run_dir, name), length) for name in EVAL_SPLITS}
         character_tokenizer = CharacterTokenizer.from_bundle(run_dir / "data")
         prompt = character_tokenizer.encode(config.eval.sample_prompt)
@@ -222,18 +228,19 @@ class TextGenTask(Task):
 
     def bundle(self, config: PipelineConfig, run_dir: Path, out_dir: Path,
                metrics: dict) -> dict:
-        layers = [(f"h_{i}", f"c_{i}") for i in range(config.model.lstm_layers)]
-        state = {"shape": [1, config.model.lstm_units], "dtype": "float32"}
+        # The state sizes come from the shipped file: structured pruning may have shrunk them.
+        shapes = generation.StepRunner(out_dir / "model.tflite").state_shapes
+        state = {name: {"shape": [int(n) for n in shape], "dtype": "float32"}
+                 for name, shape in sorted(shapes.items())}
         return {
             "files": (),
             "signature": "serving_default",
-            "input": {generation.STEP_INPUT: {"shape": [1], "dtype": "int32"},
-                      **{name: state for pair in layers for name in pair}},
+            "input": {generation.STEP_INPUT: {"shape": [1], "dtype": "int32"}, **state},
             "output": {generation.STEP_LOGITS: {"shape": [1, vocabulary_size(run_dir)],
                                               "dtype": "float32",
                                               "meaning": "next-character logits, ids as in "
                                                          "vocab.txt"},
-                       **{name: state for pair in layers for name in pair}},
+                       **state},
             "state": "start every text with zero h_i and c_i; feed each output state back "
                      "as the next step's input state. The model holds no hidden state of its "
                      "own, so no reset is needed",

@@ -1,0 +1,116 @@
+"""structured: remove whole LSTM units and embedding dimensions, then prune by magnitude.
+
+LiteRT's fused LSTM never skips zeros, so only a smaller dense LSTM runs faster. This
+method ranks groups (see pipeline.surgery), removes the weakest in `--structured_steps`
+steps with fine-tuning in between, and rebuilds a genuinely smaller model after each step.
+The best validation epoch after the last step is kept; if `--final_sparsity` is above 0,
+magnitude pruning then runs on the smaller model exactly as `--pruning_method=magnitude`.
+"""
+from __future__ import annotations
+
+import itertools
+
+import tensorflow as tf
+
+from pipeline import surgery, tasks
+from pipeline.config import ConfigError
+from pipeline.methods.magnitude import MagnitudePruning
+
+
+def kept(size: int, fraction: float) -> int:
+    """Groups left after removing `fraction` of `size` (rounded to the nearest group)."""
+    return size - int(round(size * fraction))
+
+
+def training_batches(fit: tasks.FitData, count: int):
+    """Up to `count` (inputs, targets) training batches, for Taylor importance."""
+    arguments = fit.arguments
+    if isinstance(arguments["x"], tf.data.Dataset):
+        return list(itertools.islice(arguments["x"], count))
+    x, y, size = arguments["x"], arguments["y"], arguments["batch_size"]
+    return [(x[i:i + size], y[i:i + size]) for i in range(0, min(len(x), count * size), size)]
+
+
+class StructuredPruning(MagnitudePruning):
+    name = "structured"
+    owned = ("structured",)
+
+    def reads(self, stage: str) -> tuple[str, ...]:
+        return {"prune": ("pruning", "structured"), "evaluate": ("pruning",)}.get(stage, ())
+
+    def validate(self, config) -> None:
+        super().validate(config)
+        cfg, model = config.structured, config.model
+        if not (cfg.structured_units or cfg.structured_embedding):
+            raise ConfigError("--pruning_method=structured needs --structured_units or "
+                              "--structured_embedding above 0 (e.g. 0.5)")
+        for name, size, fraction in (("lstm_units", model.lstm_units, cfg.structured_units),
+                                     ("embedding_dim", model.embedding_dim,
+                                      cfg.structured_embedding)):
+            if kept(size, fraction) < 1:
+                raise ConfigError(f"removing {fraction:g} of --{name}={size} leaves no group; "
+                                  "lower the fraction")
+
+    def pruned_kinds(self, config) -> tuple[str, ...]:
+        return self.magnitude_kinds(config)
+
+    @staticmethod
+    def magnitude_kinds(config) -> tuple[str, ...]:
+        """The layer kinds the magnitude phase prunes (none if every target is 0)."""
+        return tuple(kind for kind, target in config.pruning.targets().items() if target > 0)
+
+    def prune(self, model, config, task, run_dir, out_dir):
+        cfg = config.structured
+        fit = task.fit_data(config, run_dir, seed=config.train.seed + 1)
+        layout = surgery.Layout.of(model)
+        original = {"embedding": layout.embedding.output_dim,
+                    **{lstm.name: lstm.units for lstm in layout.lstms}}
+        history, best, steps = [], None, []
+        for epoch in range(cfg.structured_epochs):
+            if epoch < cfg.structured_steps:
+                share = (epoch + 1) / cfg.structured_steps
+                model, removed = self.remove(model, config, task, fit, original, share)
+                steps.append({"epoch": epoch, **removed})
+                tasks.compile_model(model, task, config.pruning.pruning_learning_rate,
+                                    config.train, fit.steps_per_epoch *
+                                    (cfg.structured_epochs - epoch))
+            arguments = dict(fit.arguments)
+            if isinstance(arguments["x"], tf.data.Dataset):  # fresh windows every epoch
+                arguments["x"] = arguments["x"].skip(epoch * fit.steps_per_epoch)
+            logs = model.fit(**arguments, epochs=1, verbose=tasks.keras_verbosity()).history
+            history.append({key: float(values[-1]) for key, values in logs.items()})
+            value = history[-1][task.monitor]
+            better = best is None or (value > best[0] if task.monitor_mode == "max"
+                                      else value < best[0])
+            if epoch >= cfg.structured_steps - 1 and better:
+                best = (value, epoch, model.get_weights())
+        model.set_weights(best[2])
+        summary = {"method": self.name, "criterion": cfg.structured_criterion,
+                   "sizes_before": original, "steps": steps,
+                   "sizes_after": {"embedding": surgery.Layout.of(model).embedding.output_dim,
+                                   **{lstm.name: lstm.units
+                                      for lstm in surgery.Layout.of(model).lstms}},
+                   "kept_epoch": best[1], f"kept_{task.monitor}": best[0],
+                   "history": {key: [entry[key] for entry in history] for key in history[0]}}
+        if not self.magnitude_kinds(config):
+            return model, summary
+        model, magnitude = super().prune(model, config, task, run_dir, out_dir)
+        summary["magnitude_history"] = magnitude.pop("history")
+        return model, {**summary, "magnitude": {**magnitude, "method": "magnitude"}}
+
+    def remove(self, model, config, task, fit, original: dict, share: float):
+        """One removal step: rank the groups, keep the best, rebuild a smaller model."""
+        cfg = config.structured
+        if cfg.structured_criterion == "taylor":
+            scores = surgery.taylor_scores(model, training_batches(fit, cfg.taylor_batches),
+                                           task.loss())
+        else:
+            scores = surgery.l2_scores(model)
+        embedding_keep = kept(original["embedding"], cfg.structured_embedding * share)
+        units_keep = {name: kept(size, cfg.structured_units * share)
+                      for name, size in original.items() if name != "embedding"}
+        plan = surgery.plan(scores, embedding_keep, units_keep)
+        removed = {"embedding": original["embedding"] - embedding_keep,
+                   **{name: original[name] - count for name, count in units_keep.items()}}
+        return surgery.shrink(model, plan), removed
+

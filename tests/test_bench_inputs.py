@@ -1,0 +1,62 @@
+"""The bench checks its inputs before the first cell runs: no sweep is lost to a typo."""
+import json
+
+import pytest
+
+from pipeline import bench
+from tests.conftest import REPO
+
+GOOD_ROW = {"task": "sentiment", "method": "dense", "target_sparsity": 0.0, "export": "int8",
+            "metric": "accuracy", "metric_value": 0.8, "higher_is_better": True,
+            "gzip_bytes": 1000, "latency_ratio_vs_dense": 1.0}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("not json\n", ":1 is not JSON"),
+    (json.dumps({"task": "sentiment"}) + "\n", ":1 lacks method, target_sparsity"),
+    (json.dumps(GOOD_ROW) + "\n[]\n", ":2 lacks task"),
+    (json.dumps({**GOOD_ROW, "metric_value": "high"}) + "\n", "must be numbers"),
+    ("\n", "holds no rows"),
+])
+def test_a_bad_baseline_is_named_with_its_line(tmp_path, text, message):
+    path = tmp_path / "baseline.jsonl"
+    path.write_text(text)
+    with pytest.raises(bench.BenchError, match=message):
+        bench.load_baseline(str(path))
+    with pytest.raises(bench.BenchError, match="cannot be read"):
+        bench.load_baseline(str(tmp_path / "missing.jsonl"))
+
+
+def test_a_good_baseline_loads(tmp_path):
+    rows = [GOOD_ROW, {**GOOD_ROW, "export": "float"}]
+    path = tmp_path / "baseline.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + "\n")
+    assert bench.load_baseline(str(path)) == rows
+
+
+def test_a_bad_cell_is_refused_before_the_sweep(tmp_path):
+    flagfile = bench.resolve_flagfile("sentiment", "configs/sentiment.flags", smoke=True)
+    assert flagfile == REPO / "configs" / "sentiment_smoke.flags"
+    good = bench.cell_arguments(flagfile, "--pruning_method=none", 0.0, tmp_path / "r",
+                                tmp_path / "c", [f"--data_dir={tmp_path}"])
+    bench.check_cell("sentiment/dense/0", good)
+    bad = bench.cell_arguments(flagfile, "--pruning_method=l1 --l1=1e-6", 0.8, tmp_path / "r",
+                               tmp_path / "c", [])
+    with pytest.raises(bench.BenchError, match="cell sentiment/l1/0.8: .*--pruning_schedule="
+                                               "one_shot"):
+        bench.check_cell("sentiment/l1/0.8", bad)
+    with pytest.raises(bench.BenchError, match="flagfile not found"):
+        bench.resolve_flagfile("x", "configs/missing.flags", smoke=False)
+    with pytest.raises(bench.BenchError, match="--smoke needs"):
+        bench.resolve_flagfile("x", "configs/compare.flags", smoke=True)
+
+
+def test_the_gate_names_every_kind_of_regression():
+    row = {**GOOD_ROW, "latency_median_ms": 1.0}
+    worse = {**row, "metric_value": 0.7, "gzip_bytes": 1100, "latency_ratio_vs_dense": 1.5}
+    found = bench.regressions([worse], [row], 0.01, 0.02, 0.25)
+    assert [line.split(": ", 1)[1].split(" ")[0] for line in found] == \
+        ["accuracy", "gzip'd", "latency"]
+    assert bench.regressions([row], [row], 0.01, 0.02, 0.25) == []
+    assert bench.regressions([], [row], 0.01, 0.02, 0.25) == \
+        ["sentiment/dense/0.0/int8: row missing from this run"]

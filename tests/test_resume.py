@@ -1,0 +1,81 @@
+"""A killed stage resumes with its whole history and its best epoch, not just its weights."""
+import numpy as np
+import tf_keras
+
+from models.sentiment import build_sentiment_model
+from pipeline import pruning, resume
+from pipeline.config import ModelConfig
+
+OPTIONS = {"monitor": "val_accuracy", "mode": "max", "patience": 1,
+           "restore_best_weights": True}
+
+
+def tiny_model():
+    tf_keras.utils.set_random_seed(0)
+    return build_sentiment_model(ModelConfig(embedding_dim=4, lstm_units=4), 20, 5, 2)
+
+
+def set_bias(model, value):
+    model.get_layer("classifier").bias.assign([value, value])
+
+
+def bias(model):
+    return model.get_layer("classifier").bias.numpy()[0]
+
+
+def epoch(callback, model, number, bias_value, accuracy):
+    callback.on_epoch_begin(number)
+    set_bias(model, bias_value)
+    callback.on_epoch_end(number, {"val_accuracy": accuracy})
+
+
+def test_early_stopping_remembers_the_best_epoch_across_a_kill(tmp_path):
+    model = tiny_model()
+    before_kill = resume.ResumableEarlyStopping(tmp_path, **OPTIONS)
+    before_kill.set_model(model)
+    before_kill.on_train_begin()
+    epoch(before_kill, model, 0, 1.0, 0.9)  # the best epoch; the backup has it, then a kill
+
+    after_kill = resume.ResumableEarlyStopping(tmp_path, **OPTIONS)
+    after_kill.set_model(model)
+    after_kill.on_train_begin()
+    epoch(after_kill, model, 1, 2.0, 0.5)
+    assert model.stop_training  # patience 1 counts the epoch before the kill
+    after_kill.on_train_end()
+    assert bias(model) == 1.0 and after_kill.best_epoch == 0
+
+
+def test_a_kill_between_state_and_backup_rolls_the_state_back(tmp_path):
+    model = tiny_model()
+    first = resume.ResumableEarlyStopping(tmp_path, **OPTIONS)
+    first.set_model(model)
+    first.on_train_begin()
+    epoch(first, model, 0, 1.0, 0.6)
+    epoch(first, model, 1, 2.0, 0.9)  # state saved, then killed before the backup of epoch 1
+    again = resume.ResumableEarlyStopping(tmp_path, **OPTIONS)
+    again.set_model(model)
+    again.on_train_begin()
+    epoch(again, model, 1, 3.0, 0.7)  # the backup restarts at epoch 1: it is run again
+    assert again.best == 0.7 and again.best_epoch == 1 and not model.stop_training
+
+
+def test_keep_best_remembers_across_a_kill(tmp_path):
+    model = tiny_model()
+    first = pruning.KeepBestAtTarget(end_step=10, steps_per_epoch=10, state_folder=tmp_path)
+    first.set_model(model)
+    epoch(first, model, 0, 3.0, 0.8)
+    second = pruning.KeepBestAtTarget(end_step=10, steps_per_epoch=10, state_folder=tmp_path)
+    second.set_model(model)
+    epoch(second, model, 1, 4.0, 0.7)
+    second.on_train_end()
+    assert second.best_epoch == 0 and bias(model) == 3.0
+
+
+def test_the_epoch_log_keeps_every_epoch_in_order(tmp_path):
+    log = resume.EpochLog(tmp_path)
+    log.on_epoch_end(0, {"loss": np.float32(0.7), "val_loss": 0.8})
+    resumed = resume.EpochLog(tmp_path)
+    resumed.on_epoch_end(2, {"loss": 0.5, "val_loss": 0.6})
+    resumed.on_epoch_end(1, {"loss": 0.6, "val_loss": 0.7})
+    assert resumed.history() == {"loss": [0.699999988079071, 0.6, 0.5],
+                                 "val_loss": [0.8, 0.7, 0.6]}

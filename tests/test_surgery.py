@@ -1,0 +1,94 @@
+"""Unit surgery: the rebuilt smaller model computes exactly what the masked model computes."""
+import dataclasses
+
+import numpy as np
+import pytest
+import tf_keras
+
+from models.sentiment import build_sentiment_model
+from models.textgen import build_textgen_model
+from pipeline import surgery
+from pipeline.config import ModelConfig
+
+VOCABULARY, LENGTH = 30, 7
+
+
+def random_weights(model, seed=0):
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.normal(0, 0.5, w.shape).astype(np.float32)
+                       for w in model.get_weights()])
+    return model
+
+
+def models():
+    for layers in (1, 2):
+        config = ModelConfig(embedding_dim=10, lstm_units=8, lstm_layers=layers)
+        for pooling in ("max", "last"):
+            yield f"sentiment-{pooling}-{layers}", build_sentiment_model(
+                dataclasses.replace(config, pooling=pooling), VOCABULARY, LENGTH, 3)
+        yield f"textgen-{layers}", build_textgen_model(config, VOCABULARY)
+
+
+CASES = list(models())
+
+
+@pytest.mark.parametrize("name, model", CASES, ids=[name for name, _ in CASES])
+def test_shrink_gives_the_masked_models_outputs(name, model):
+    tf_keras.utils.set_random_seed(1)
+    random_weights(model)
+    layout = surgery.Layout.of(model)
+    ids = np.random.default_rng(2).integers(1, VOCABULARY, size=(5, LENGTH)).astype("int32")
+    kept = surgery.plan(surgery.l2_scores(model), 6,
+                        {lstm.name: 5 for lstm in layout.lstms})
+    smaller = surgery.shrink(model, kept)
+    surgery.mask(model, kept)
+    np.testing.assert_allclose(smaller(ids, training=False).numpy(),
+                               model(ids, training=False).numpy(), atol=1e-5)
+    small = surgery.Layout.of(smaller)
+    assert small.embedding.output_dim == 6 and [l.units for l in small.lstms] == \
+        [5] * len(layout.lstms)
+    assert [w.shape for w in small.lstms[0].get_weights()] == [(6, 20), (5, 20), (20,)]
+    assert small.head.get_weights()[0].shape[0] == 5
+    assert [layer.name for layer in smaller.layers] == [layer.name for layer in model.layers]
+
+
+def test_groups_are_one_unit_across_all_four_gates():
+    model = random_weights(build_textgen_model(
+        ModelConfig(embedding_dim=4, lstm_units=3, lstm_layers=1), VOCABULARY))
+    lstm = surgery.Layout.of(model).lstms[0]
+    kernel, recurrent, bias = lstm.get_weights()
+    kernel[:, [1, 4, 7, 10]] = 0  # unit 1 in gates i, f, c, o
+    recurrent[:, [1, 4, 7, 10]] = 0
+    recurrent[1, :] = 0
+    bias[[1, 4, 7, 10]] = 0
+    lstm.set_weights([kernel, recurrent, bias])
+    head = model.get_layer("next_token_logits")
+    head_kernel, head_bias = head.get_weights()
+    head_kernel[1] = 0
+    head.set_weights([head_kernel, head_bias])
+    _, units = surgery.l2_scores(model)
+    assert units["lstm_0"][1] == 0 and np.all(units["lstm_0"][[0, 2]] > 0)
+    kept = surgery.plan(surgery.l2_scores(model), 4, {"lstm_0": 2})
+    assert kept.units["lstm_0"].tolist() == [0, 2]
+
+
+def test_taylor_scores_rank_a_silent_unit_last():
+    model = random_weights(build_sentiment_model(
+        ModelConfig(embedding_dim=4, lstm_units=4, dropout=0, embedding_dropout=0),
+        VOCABULARY, LENGTH, 2))
+    lstm = surgery.Layout.of(model).lstms[0]
+    kept = surgery.Plan(np.arange(4), {lstm.name: np.array([0, 1, 3])})
+    surgery.mask(model, kept)  # unit 2 now outputs 0 at every step
+    rng = np.random.default_rng(0)
+    batches = [(rng.integers(1, VOCABULARY, size=(8, LENGTH)).astype("int32"),
+                rng.integers(0, 2, size=(8,))) for _ in range(3)]
+    _, units = surgery.taylor_scores(model, batches,
+                                     tf_keras.losses.SparseCategoricalCrossentropy())
+    assert units[lstm.name][2] == 0 and np.all(units[lstm.name][[0, 1, 3]] > 0)
+
+
+def test_other_architectures_are_refused():
+    inputs = tf_keras.Input(shape=(4,))
+    model = tf_keras.Model(inputs, tf_keras.layers.Dense(2)(inputs))
+    with pytest.raises(surgery.SurgeryError, match="needs Embedding, LSTM..., Dense"):
+        surgery.Layout.of(model)
