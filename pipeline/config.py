@@ -10,7 +10,6 @@ their values, are the settings part of its key.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import math
@@ -552,8 +551,3 @@ class _SectionView:
                 f"{self._reader} called {type(self._section).__name__}.{name}(), which reads "
                 "the whole section: declare the section")
         return getattr(self._section, name)
-
-
-@functools.lru_cache(maxsize=None)
-def defaults() -> PipelineConfig:
-    return PipelineConfig()

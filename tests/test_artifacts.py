@@ -1,5 +1,4 @@
 """Loading is safe and errors name the file; training resumes after a crash."""
-import numpy as np
 import pytest
 import tf_keras
 

@@ -60,3 +60,25 @@ def test_the_gate_names_every_kind_of_regression():
     assert bench.regressions([row], [row], 0.01, 0.02, 0.25) == []
     assert bench.regressions([], [row], 0.01, 0.02, 0.25) == \
         ["sentiment/dense/0.0/int8: row missing from this run"]
+
+
+def test_methods_with_their_own_target_run_once():
+    methods = {"dense": "--pruning_method=none",
+               "magnitude": "--pruning_method=magnitude",
+               "structured@0.5": "--pruning_method=structured --structured_units=0.5 "
+                                 "--final_sparsity=0",
+               "small_dense": "--pruning_method=none --lstm_units=64"}
+    assert bench.cells({"sentiment": "x"}, methods, [0, 0.5, 0.8], smoke=False) == [
+        ("sentiment", "dense", 0.0), ("sentiment", "magnitude", 0.5),
+        ("sentiment", "magnitude", 0.8), ("sentiment", "structured@0.5", 0.0),
+        ("sentiment", "small_dense", 0.0)]
+    with pytest.raises(bench.BenchError, match="--final_sparsity=high is not a number"):
+        bench.fixed_sparsity("--final_sparsity=high")
+
+
+def test_latency_ratios_are_against_the_dense_method():
+    rows = [{**GOOD_ROW, "method": method, "latency_median_ms": ms, "target_sparsity": 0.0,
+             "latency_ratio_vs_dense": None}
+            for method, ms in (("dense", 2.0), ("small_dense", 0.5), ("structured@0.5", 1.0))]
+    bench.add_latency_ratios(rows, "dense")
+    assert [r["latency_ratio_vs_dense"] for r in rows] == [1.0, 0.25, 0.5]

@@ -1,6 +1,5 @@
 """One real run: all stages on a small slice of SST-2, then the bundle as a phone uses it."""
 import json
-import os
 import shutil
 import subprocess
 import sys

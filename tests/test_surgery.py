@@ -92,3 +92,49 @@ def test_other_architectures_are_refused():
     model = tf_keras.Model(inputs, tf_keras.layers.Dense(2)(inputs))
     with pytest.raises(surgery.SurgeryError, match="needs Embedding, LSTM..., Dense"):
         surgery.Layout.of(model)
+
+
+@pytest.mark.slow
+def test_the_shrunk_tflite_has_smaller_tensors(tmp_path):
+    from pipeline import litert
+    from pipeline.config import PipelineConfig, TokenizerConfig
+    from pipeline.stages import convert
+    from pipeline.tasks.sentiment import SentimentTask
+    model = random_weights(build_sentiment_model(ModelConfig(embedding_dim=10, lstm_units=8),
+                                                 VOCABULARY, LENGTH, 2))
+    layout = surgery.Layout.of(model)
+    smaller = surgery.shrink(model, surgery.plan(surgery.l2_scores(model), 6,
+                                                 {layout.lstms[0].name: 4}))
+    config = PipelineConfig(tokenizer=TokenizerConfig(max_length=LENGTH))
+    path = tmp_path / "model.tflite"
+    path.write_bytes(convert.to_tflite(
+        SentimentTask().tflite_programs(smaller, config)["model"], smaller, "float"))
+    interpreter = litert._inspector(path)
+    lstm = next(op for op in interpreter._get_ops_details() if op["op_name"] == litert.FUSED_LSTM)
+    shapes = [tuple(interpreter.get_tensor_details()[i]["shape"]) for i in lstm["inputs"][1:9]]
+    assert shapes == [(4, 6)] * 4 + [(4, 4)] * 4  # input-to-gate, then recurrent-to-gate
+    gather = next(op for op in interpreter._get_ops_details() if op["op_name"] == "GATHER")
+    assert tuple(interpreter.get_tensor_details()[gather["inputs"][0]]["shape"]) == \
+        (VOCABULARY, 6)
+
+
+@pytest.mark.slow
+def test_the_shrunk_step_model_carries_smaller_states(tmp_path):
+    from pipeline import generation
+    from pipeline.stages import convert
+    from pipeline.tasks import textgen
+    model = random_weights(build_textgen_model(
+        ModelConfig(embedding_dim=8, lstm_units=8, lstm_layers=2), VOCABULARY))
+    kept = surgery.plan(surgery.l2_scores(model), 4, {"lstm_0": 5, "lstm_1": 3})
+    smaller = surgery.shrink(model, kept)
+    path = tmp_path / "step.tflite"
+    path.write_bytes(convert.to_tflite(textgen.step_function(smaller), smaller, "float"))
+    runner = generation.StepRunner(path)
+    assert runner.state_shapes == {"h_0": (1, 5), "c_0": (1, 5), "h_1": (1, 3), "c_1": (1, 3)}
+    window = np.arange(1, 9)
+    surgery.mask(model, kept)
+    expected = model(window[None], training=False).numpy()[0]
+    state = runner.initial_state()
+    for position, token in enumerate(window):
+        logits, state = runner(int(token), state)
+        np.testing.assert_allclose(logits, expected[position], atol=1e-4)

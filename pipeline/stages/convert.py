@@ -31,11 +31,12 @@ def to_tflite(concrete, model, export: str) -> bytes:
     return converter.convert()
 
 
-def convert_all(model, config: PipelineConfig) -> dict[str, dict[str, bytes]]:
-    """export → program → flatbuffer, for every program the task defines."""
+def convert_all(model, config: PipelineConfig,
+                only: str | None = None) -> dict[str, dict[str, bytes]]:
+    """export → program → flatbuffer, for every program the task defines (or just `only`)."""
     programs = tasks.for_config(config).tflite_programs(model, config)
     return {export: {name: to_tflite(concrete, model, export)
-                     for name, concrete in programs.items()}
+                     for name, concrete in programs.items() if only in (None, name)}
             for export in config.convert.exports}
 
 
@@ -55,9 +56,9 @@ def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
     flatbuffers = convert_all(model, config)
     if not methods.for_config(config).changes_weights:
         dense = flatbuffers
-    else:  # the unpruned parent converted the same way, for the compression ratios
+    else:  # the unpruned parent's shipped program, converted the same way: the reference
         dense = convert_all(artifacts.load_keras_model(run_dir / "train" /
-                                                       train_stage.MODEL_FILE), config)
+                                                       train_stage.MODEL_FILE), config, shipped)
     report = {}
     for export, programs in flatbuffers.items():
         entry = {"programs": {}}
@@ -65,8 +66,9 @@ def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
             path = out_dir / tflite_name(name, export)
             artifacts.atomic_write_bytes(path, flatbuffer)
             entry["programs"][name] = {"file": path.name, **litert.sizes(flatbuffer),
-                                       "ops": sorted(set(litert.op_names(path))),
-                                       "dense_reference": litert.sizes(dense[export][name])}
+                                       "ops": sorted(set(litert.op_names(path)))}
+            if name in dense[export]:
+                entry["programs"][name]["dense_reference"] = litert.sizes(dense[export][name])
         window = out_dir / entry["programs"]["model"]["file"]
         if litert.FUSED_LSTM not in entry["programs"]["model"]["ops"]:
             raise StageError(f"{window.name} has no fused {litert.FUSED_LSTM} op (ops: "

@@ -42,8 +42,7 @@ class SentimentTask(Task):
     primary_metric, higher_is_better = "accuracy", True
     shipped_program = "model"
     reads = {"data": ("data", "tokenizer"), "train": ("max_length",),
-             "convert": ("max_length",), "evaluate": ("parity_tolerance", "latency_runs"),
-             "bundle": ("max_length",)}
+             "convert": ("max_length",), "evaluate": ("parity_tolerance", "latency_runs")}
 
     def prepare_data(self, config: PipelineConfig, out_dir: Path) -> dict:
         splits = data.load_splits(config.data)
