@@ -13,7 +13,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    folder = Path(os.environ.get("PIPELINE_DATA_DIR", REPO.parent / "shared" / "data"))
+    # Absolute: tests run commands from other folders (CI passes ../shared/data).
+    folder = Path(os.environ.get("PIPELINE_DATA_DIR", REPO.parent / "shared" / "data")).resolve()
     if not (folder / "sst2" / "test.tsv").is_file():
         pytest.fail(f"real data not found in {folder}: set PIPELINE_DATA_DIR to the folder "
                     "holding sst2/ (../shared/data in CI)")
