@@ -86,6 +86,23 @@ def read_json(path: Path):
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+class JsonLinesError(ValueError):
+    """A JSON-lines file has a line that is not JSON; the message names the line."""
+
+
+def json_lines(lines) -> list[tuple[int, object]]:
+    """(line number, value) of every non-blank line of a JSON-lines text."""
+    values = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            values.append((number, json.loads(line)))
+        except json.JSONDecodeError as error:
+            raise JsonLinesError(f"{number}: not JSON ({error.msg})") from None
+    return values
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path):
     """Yields a temporary path for a writer that insists on a file name (Keras, TFLite)."""

@@ -353,15 +353,13 @@ def load_baseline(path: str) -> list[dict]:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise BenchError(f"--baseline={path} cannot be read ({error})") from None
+    try:
+        values = artifacts.json_lines(lines)
+    except artifacts.JsonLinesError as error:
+        raise BenchError(f"--baseline={path}:{error}; give a results.jsonl written by "
+                         "pipeline.bench") from None
     rows = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise BenchError(f"--baseline={path}:{number} is not JSON ({error.msg}); give a "
-                             "results.jsonl written by pipeline.bench") from None
+    for number, row in values:
         missing = [f for f in BASELINE_FIELDS if not isinstance(row, dict) or f not in row]
         if missing:
             raise BenchError(f"--baseline={path}:{number} lacks {', '.join(missing)}; give a "

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
 
+from pipeline import artifacts
 from pipeline.config import DataConfig
 
 FILE_SCHEMES = ("tsv", "csv", "jsonl")
@@ -165,16 +165,12 @@ def _read_rows(path: Path, scheme: str) -> tuple[list[str], list[tuple[int, dict
     try:
         with open(path, encoding="utf-8-sig", newline="") as handle:  # -sig: drop a BOM
             if scheme == "jsonl":
-                rows = []
-                for number, line in enumerate(handle, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError as error:
-                        raise DataError(f"{path}:{number}: not a JSON object ({error.msg}); "
-                                        "a jsonl file holds one JSON object per line") from None
-                    rows.append((number, row if isinstance(row, dict) else {}))
+                try:
+                    rows = [(number, row if isinstance(row, dict) else {})
+                            for number, row in artifacts.json_lines(handle)]
+                except artifacts.JsonLinesError as error:
+                    raise DataError(f"{path}:{error}; a jsonl file holds one JSON object per "
+                                    "line") from None
                 columns = sorted({key for _, row in rows for key in row})
                 return columns, rows
             delimiter = "\t" if scheme == "tsv" else ","

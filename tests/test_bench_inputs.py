@@ -12,7 +12,7 @@ GOOD_ROW = {"task": "sentiment", "method": "dense", "target_sparsity": 0.0, "exp
 
 
 @pytest.mark.parametrize("text, message", [
-    ("not json\n", ":1 is not JSON"),
+    ("not json\n", ":1: not JSON"),
     (json.dumps({"task": "sentiment"}) + "\n", ":1 lacks method, target_sparsity"),
     (json.dumps(GOOD_ROW) + "\n[]\n", ":2 lacks task"),
     (json.dumps({**GOOD_ROW, "metric_value": "high"}) + "\n", "must be numbers"),

@@ -127,3 +127,11 @@ def test_file_datasets_declare_their_labels_and_data_dir_must_exist(tmp_path):
         data.check_dataset(DataConfig(dataset=f"tsv:{path}", text_column="text"))
     with pytest.raises(data.DataError, match="--data_dir=.*/typo is not a folder"):
         data.check_dataset(DataConfig(dataset="sst2", data_dir=str(tmp_path / "typo")))
+
+
+def test_a_broken_jsonl_line_is_named(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"review": "fine", "stars": "pos"}\n{"review": oops}\n')
+    with pytest.raises(data.DataError, match="d.jsonl:2: not JSON"):
+        data.load_splits(DataConfig(dataset=f"jsonl:{path}", text_column="review",
+                                    label_column="stars", labels=("neg", "pos")))
