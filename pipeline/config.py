@@ -222,8 +222,9 @@ class RegularizationConfig(_Section):
     l2: float = setting(0.0, "L2 penalty per weight for --pruning_method=l2|l1_l2.")
     group_lasso: float = setting(
         0.0, "Group lasso strength over LSTM hidden units (the four gate columns of a unit "
-        "form one group) for --pruning_method=l1|l2|l1_l2; adds to --l1/--l2 on the LSTM "
-        "kernels.")
+        "form one group) for --pruning_method=l1|l2|l1_l2 (adds to --l1/--l2 on the LSTM "
+        "kernels) and structured (the only penalty there: units it drives to zero are the "
+        "ones removed).")
     regularized_weights: tuple[str, ...] = setting(
         REGULARIZABLE_WEIGHTS, "Weights that get the penalty: embeddings, kernel (LSTM input "
         "and dense kernels), recurrent_kernel.", choices=REGULARIZABLE_WEIGHTS)

@@ -48,22 +48,31 @@ class Sampling:
 
 
 def next_token(logits: np.ndarray, sampling: Sampling, rng: np.random.Generator) -> int:
-    """Picks the next id from one step's logits, as the keras-nlp sampler of that name does."""
+    """Picks the next id from one step's logits, as the keras-nlp sampler of that name does.
+
+    Per character this runs on every step of generation, so it avoids work that does not
+    change the distribution: top-k softmaxes only its k candidates (found by a partial
+    sort), and one uniform draw picks from the cumulative probabilities.
+    """
     if sampling.sampler == "greedy":
         return int(np.argmax(logits))
-    scaled = logits.astype(np.float64) / sampling.temperature
-    probabilities = np.exp(scaled - scaled.max())
-    probabilities /= probabilities.sum()
-    if sampling.sampler == "top_k":
-        keep = np.argsort(-probabilities, kind="stable")[:sampling.k]
-    elif sampling.sampler == "top_p":
-        order = np.argsort(-probabilities, kind="stable")
-        before = np.cumsum(probabilities[order]) - probabilities[order]
-        keep = order[before < sampling.p]
+    if sampling.sampler == "top_k" and sampling.k < len(logits):
+        keep = np.argpartition(logits, len(logits) - sampling.k)[-sampling.k:]
+        candidates = logits[keep]
     else:
-        keep = np.arange(len(probabilities))
-    chosen = probabilities[keep] / probabilities[keep].sum()
-    return int(keep[rng.choice(len(keep), p=chosen)])
+        keep, candidates = None, logits
+    scaled = candidates.astype(np.float64) / sampling.temperature
+    weights = np.exp(scaled - scaled.max())
+    if sampling.sampler == "top_p":
+        order = np.argsort(-weights, kind="stable")
+        ordered = weights[order]
+        before = np.cumsum(ordered) - ordered
+        nucleus = before < sampling.p * ordered.sum()
+        keep, weights = order[nucleus], ordered[nucleus]
+    cumulative = np.cumsum(weights)
+    chosen = min(int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right")),
+                 len(weights) - 1)
+    return int(chosen if keep is None else keep[chosen])
 
 
 class StepRunner:
@@ -73,27 +82,44 @@ class StepRunner:
         from ai_edge_litert.interpreter import Interpreter
         try:
             interpreter = Interpreter(model_path=str(path), num_threads=threads)
-            self.runner = interpreter.get_signature_runner()
+            interpreter.allocate_tensors()
+            signature = interpreter.get_signature_runner()
+            details, outputs = signature.get_input_details(), signature.get_output_details()
         except (ValueError, RuntimeError) as error:
             raise GenerateError(f"{path} is not a loadable one-step .tflite ({error})") from None
-        details = self.runner.get_input_details()
+        # Only the tensor indices are kept: a live signature runner would make LiteRT refuse
+        # the interpreter's own invoke().
+        del signature
         if STEP_INPUT not in details:
             raise GenerateError(f"{path} has no {STEP_INPUT} input: it is not a textgen step "
                                 "model")
         self.state_shapes = {name: tuple(d["shape"]) for name, d in details.items()
                              if name != STEP_INPUT}
-        outputs = self.runner.get_output_details()
         if STEP_LOGITS not in outputs:
             raise GenerateError(f"{path} has no {STEP_LOGITS} output: it is not a textgen step "
                                 "model")
         self.vocabulary_size = int(outputs[STEP_LOGITS]["shape"][-1])
+        self.interpreter = interpreter
+        self.token = np.zeros([1], np.int32)
+        self.token_index = details[STEP_INPUT]["index"]
+        self.state_indices = {name: details[name]["index"] for name in self.state_shapes}
+        self.logits_index = outputs[STEP_LOGITS]["index"]
+        self.output_indices = {name: outputs[name]["index"] for name in self.state_shapes}
 
     def initial_state(self) -> dict[str, np.ndarray]:
         return {name: np.zeros(shape, np.float32) for name, shape in self.state_shapes.items()}
 
     def __call__(self, token: int, state: dict) -> tuple[np.ndarray, dict]:
-        outputs = self.runner(**{STEP_INPUT: np.array([token], np.int32)}, **state)
-        return outputs.pop(STEP_LOGITS)[0], outputs
+        # Tensors are set and read by index: the signature runner's call would resize and
+        # re-allocate every tensor on every character, a large share of a small step's time.
+        self.token[0] = token
+        self.interpreter.set_tensor(self.token_index, self.token)
+        for name, value in state.items():
+            self.interpreter.set_tensor(self.state_indices[name], value)
+        self.interpreter.invoke()
+        return (self.interpreter.get_tensor(self.logits_index)[0],
+                {name: self.interpreter.get_tensor(index)
+                 for name, index in self.output_indices.items()})
 
 
 def generate_litert(runner: StepRunner, prompt_ids: list[int], length: int,

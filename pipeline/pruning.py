@@ -167,7 +167,10 @@ def regularizers(config: RegularizationConfig) -> dict:
     chosen = {}
     for weight in config.regularized_weights:
         for key in targets[weight]:
-            chosen[key] = lstm if key in ("lstm_kernel", "recurrent_kernel") else plain
+            if key in ("lstm_kernel", "recurrent_kernel"):
+                chosen[key] = lstm
+            elif config.l1 or config.l2:  # the group lasso alone leaves the rest unpenalised
+                chosen[key] = plain
     return chosen
 
 

@@ -87,7 +87,7 @@ def later_stages(name: str) -> list[str]:
 def stage_settings(stage: Stage, config: PipelineConfig) -> tuple[str, ...]:
     """Everything the stage may read: its own, its task's and its pruning method's reads."""
     return (("task",) + stage.reads + tasks.for_config(config).reads.get(stage.name, ())
-            + methods.for_config(config).reads(stage.name))
+            + methods.for_config(config).reads(stage.name, config))
 
 
 class Hashes(dict):

@@ -53,8 +53,8 @@ def test_method_and_strengths_must_agree():
     with pytest.raises(ConfigError, match="--pruning_method=l2 trains without --l1"):
         PipelineConfig(output_dir="x", regularization=RegularizationConfig(l1=1e-6, l2=1e-5),
                        pruning=PruningConfig(pruning_method="l2", pruning_schedule="one_shot"))
-    with pytest.raises(ConfigError, match=r"apply only to --pruning_method=l1\|l2\|l1_l2, not "
-                                          "magnitude"):
+    with pytest.raises(ConfigError, match=r"apply only to --pruning_method=l1\|l2\|l1_l2 "
+                                          r"\(--group_lasso also structured\), not magnitude"):
         PipelineConfig(output_dir="x", regularization=RegularizationConfig(l2=1e-4))
     PipelineConfig(output_dir="x", pruning=PruningConfig(pruning_method="l1_l2",
                                                          pruning_schedule="one_shot"))
@@ -128,3 +128,31 @@ def test_group_lasso_groups_the_four_gate_columns_of_each_unit(tmp_path):
     model.save(path)
     loaded = artifacts.load_keras_model(path)  # safe mode accepts the registered class
     assert loaded.get_layer("lstm_0").cell.kernel_regularizer.group == pytest.approx(1e-3)
+
+
+def structured(**penalties) -> PipelineConfig:
+    from pipeline.config import StructuredConfig
+    return PipelineConfig(output_dir="x", pruning=PruningConfig(pruning_method="structured"),
+                          structured=StructuredConfig(structured_units=0.5),
+                          regularization=RegularizationConfig(**penalties))
+
+
+def test_structured_trains_with_the_group_lasso_on_the_lstm_kernels_only():
+    config = structured(group_lasso=1e-3)
+    model = tiny_model(methods.for_config(config).regularizers(config))
+    cell = model.get_layer("lstm_0").cell
+    assert cell.kernel_regularizer.group == pytest.approx(1e-3)
+    assert cell.recurrent_regularizer.group == pytest.approx(1e-3)
+    assert model.get_layer("embedding").embeddings_regularizer is None
+    assert model.get_layer("classifier").kernel_regularizer is None
+    assert methods.for_config(structured()).regularizers(structured()) == {}
+
+
+@pytest.mark.parametrize("penalties, message", [
+    ({"l1": 1e-5, "group_lasso": 1e-3}, "trains with --group_lasso only"),
+    ({"l2": 1e-5}, "trains with --group_lasso only"),
+    ({"regularized_weights": ("kernel",)}, "only with --group_lasso > 0"),
+])
+def test_structured_refuses_the_per_weight_penalties(penalties, message):
+    with pytest.raises(ConfigError, match=message):
+        structured(**penalties)

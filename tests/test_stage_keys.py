@@ -94,6 +94,7 @@ ROWS = [
     ("structured", {"taylor_batches": 5}, "prune"),
     ("structured", {"final_sparsity": 0.0}, "prune"),
     ("structured", {"lstm_units": 64}, "train"),
+    ("structured", {"group_lasso": 1e-3}, "train"),
     ("magnitude", {"exports": ("int8",)}, "convert"),
     ("magnitude", {"parity_tolerance": 1.0}, "evaluate"),
     ("magnitude", {"latency_runs": 300}, "evaluate"),

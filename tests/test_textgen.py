@@ -104,6 +104,9 @@ def test_bundle_and_metrics(textgen_run):
                                                             rel=1e-3)
         assert abs(entry["parity_gap_nats"]) <= float(SMOKE_FLAGS["--loss_parity_tolerance"])
         assert entry["characters_per_second"]["runs"] >= 5
+        paired = entry["characters_per_second_vs_dense"]  # timed alternately with the parent
+        assert paired["ratio"] == pytest.approx(entry["characters_per_second"]["median"] /
+                                                paired["dense_median"])
         assert entry["pruned_sparsity"] >= 0.79
         assert entry["sparsity"]["lstm_0/kernel"]["tensors"] == 4
         for name, weight in entry["sparsity"].items():  # read from the .tflite, per weight
@@ -200,6 +203,21 @@ def test_next_token_limits_the_candidates():
             for _ in range(50)} == {1}
     with pytest.raises(generation.GenerateError, match="--temperature=0"):
         generation.Sampling("top_k", temperature=0)
+
+
+@pytest.mark.parametrize("sampling, expected", [
+    (generation.Sampling("top_k", k=3), {1: np.e, 2: np.e ** 2, 3: np.e ** 3}),
+    (generation.Sampling("top_k", k=2, temperature=0.5), {2: np.e ** 4, 3: np.e ** 6}),
+    (generation.Sampling("top_p", p=0.7), {2: np.e ** 2, 3: np.e ** 3}),
+    (generation.Sampling("random"), {i: np.e ** i for i in range(4)}),
+])
+def test_next_token_draws_from_the_sampler_distribution(sampling, expected):
+    logits, rng, draws = np.arange(4, dtype=np.float32), np.random.default_rng(1), 20000
+    counts = np.bincount([generation.next_token(logits, sampling, rng) for _ in range(draws)],
+                         minlength=4)
+    total = sum(expected.values())
+    for token in range(4):
+        assert counts[token] / draws == pytest.approx(expected.get(token, 0) / total, abs=0.015)
 
 
 @pytest.mark.slow

@@ -27,15 +27,19 @@ REGISTRY = {
     "structured": "pipeline.methods.structured:StructuredPruning",
 }
 # Sections that belong to some methods only: any other method needs them at their defaults.
-OWNED_SECTIONS = {"regularization": "l1|l2|l1_l2", "structured": "structured"}
+OWNED_SECTIONS = {"regularization": "l1|l2|l1_l2 (--group_lasso also structured)",
+                  "structured": "structured"}
 
 
 class PruningMethod:
     name: str
     changes_weights = True  # False: the prune stage passes the dense model through
 
-    def reads(self, stage: str) -> tuple[str, ...]:
-        """Settings (fields or sections) this method's part in `stage` depends on."""
+    def reads(self, stage: str, config: PipelineConfig) -> tuple[str, ...]:
+        """Settings (fields or sections) this method's part in `stage` depends on.
+
+        `config` lets a method read a setting only when an option that uses it is on.
+        """
         return ()
 
     def validate(self, config: PipelineConfig) -> None:

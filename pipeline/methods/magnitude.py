@@ -14,7 +14,7 @@ from pipeline.stages import StageError
 class MagnitudePruning(PruningMethod):
     name = "magnitude"
 
-    def reads(self, stage: str) -> tuple[str, ...]:
+    def reads(self, stage: str, config) -> tuple[str, ...]:
         return {"prune": ("pruning",), "evaluate": ("pruning_layers",)}.get(stage, ())
 
     owned: tuple[str, ...] = ()  # the sections of OWNED_SECTIONS this method uses

@@ -15,8 +15,8 @@ class _RegularizedPruning(MagnitudePruning):
     required: tuple[str, ...]   # penalties that must be > 0
     forbidden: tuple[str, ...]  # penalties that must be 0 (another method has them)
 
-    def reads(self, stage: str) -> tuple[str, ...]:
-        return ("regularization",) if stage == "train" else super().reads(stage)
+    def reads(self, stage: str, config) -> tuple[str, ...]:
+        return ("regularization",) if stage == "train" else super().reads(stage, config)
 
     def validate(self, config) -> None:
         super().validate(config)

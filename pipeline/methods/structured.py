@@ -12,7 +12,7 @@ import itertools
 
 import tensorflow as tf
 
-from pipeline import surgery, tasks
+from pipeline import pruning, surgery, tasks
 from pipeline.config import ConfigError
 from pipeline.methods.magnitude import MagnitudePruning
 
@@ -33,14 +33,26 @@ def training_batches(fit: tasks.FitData, count: int):
 
 class StructuredPruning(MagnitudePruning):
     name = "structured"
-    owned = ("structured",)
+    owned = ("structured", "regularization")  # of regularization, only --group_lasso
 
-    def reads(self, stage: str) -> tuple[str, ...]:
+    def reads(self, stage: str, config) -> tuple[str, ...]:
+        # Dense training is the magnitude method's unless --group_lasso is on, so runs
+        # without it share the dense parent's cached train stage.
+        if stage == "train" and config.regularization.group_lasso:
+            return ("regularization",)
         return {"prune": ("pruning", "structured"), "evaluate": ("pruning",)}.get(stage, ())
 
     def validate(self, config) -> None:
         super().validate(config)
-        cfg, model = config.structured, config.model
+        cfg, model, penalty = config.structured, config.model, config.regularization
+        if penalty.l1 or penalty.l2:
+            raise ConfigError(f"--pruning_method=structured trains with --group_lasso only "
+                              f"(got --l1={penalty.l1}, --l2={penalty.l2}); the per-weight "
+                              "penalties belong to --pruning_method=l1|l2|l1_l2")
+        if (penalty.regularized_weights != type(penalty)().regularized_weights
+                and not penalty.group_lasso):
+            raise ConfigError("--regularized_weights applies to --pruning_method=structured "
+                              "only with --group_lasso > 0")
         if not (cfg.structured_units or cfg.structured_embedding):
             raise ConfigError("--pruning_method=structured needs --structured_units or "
                               "--structured_embedding above 0 (e.g. 0.5)")
@@ -50,6 +62,10 @@ class StructuredPruning(MagnitudePruning):
             if kept(size, fraction) < 1:
                 raise ConfigError(f"removing {fraction:g} of --{name}={size} leaves no group; "
                                   "lower the fraction")
+
+    def regularizers(self, config) -> dict:
+        """The group lasso alone (when on): whole units driven to zero before removal."""
+        return pruning.regularizers(config.regularization)
 
     def pruned_kinds(self, config) -> tuple[str, ...]:
         return self.magnitude_kinds(config)

@@ -56,6 +56,7 @@ def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
                     "keras_dense_test": metrics["keras"]["dense"]["test"],
                     "keras_stripped_test": metrics["keras"]["stripped"]["test"],
                     **{key: shipped[key] for key in ("characters_per_second",
+                                                     "characters_per_second_vs_dense",
                                                      "latency_vs_dense") if key in shipped}},
         "sparsity": {"per_weight": shipped["sparsity"],
                      "pruned_weights_element_weighted": shipped["pruned_sparsity"]},

@@ -93,16 +93,22 @@ def step_function(model: tf_keras.Model):
     return step.get_concrete_function()
 
 
-def characters_per_second(runner: generation.StepRunner, prompt: list[int], length: int,
-                          oov_id: int) -> dict:
-    """Median generation speed over SPEED_RUNS runs of `length` characters, 1 thread."""
-    rates = []
+def characters_per_second(runners: list[generation.StepRunner], prompt: list[int],
+                          length: int, oov_id: int) -> list[dict]:
+    """Median generation speed of each runner over SPEED_RUNS runs of `length` characters.
+
+    Sampling and the Python around each invoke are included, as an app pays them. With two
+    runners (a pruned model and its dense parent) the runs alternate, so the machine's
+    noise falls on both alike and their ratio is fair.
+    """
+    rates: list[list[float]] = [[] for _ in runners]
     for _ in range(SPEED_RUNS):
-        start = time.perf_counter()
-        generation.generate_litert(runner, prompt, length, SAMPLE, oov_id)
-        rates.append(length / (time.perf_counter() - start))
-    return {"median": float(np.median(rates)), "runs": SPEED_RUNS, "characters": length,
-            "sampler": SAMPLE.sampler, "threads": 1}
+        for runner, runner_rates in zip(runners, rates):
+            start = time.perf_counter()
+            generation.generate_litert(runner, prompt, length, SAMPLE, oov_id)
+            runner_rates.append(length / (time.perf_counter() - start))
+    return [{"median": float(np.median(r)), "runs": SPEED_RUNS, "characters": length,
+             "sampler": SAMPLE.sampler, "threads": 1} for r in rates]
 
 
 def step_latency(runner: generation.StepRunner, runs: int) -> dict:
@@ -209,8 +215,15 @@ class TextGenTask(Task):
                      for name, (x, y) in splits.items()}
             step = generation.StepRunner(run_dir / "convert" / info["programs"]["step"]["file"])
             entry["latency"] = step_latency(step, config.eval.latency_runs)
-            entry["characters_per_second"] = characters_per_second(
-                step, prompt, config.eval.sample_length, oov_id)
+            reference = info["dense_reference"].get("file")
+            runners = [step] + ([generation.StepRunner(run_dir / "convert" / reference)]
+                                if reference else [])
+            speeds = characters_per_second(runners, prompt, config.eval.sample_length, oov_id)
+            entry["characters_per_second"] = speeds[0]
+            if reference:
+                entry["characters_per_second_vs_dense"] = {
+                    "dense_median": speeds[1]["median"],
+                    "ratio": speeds[0]["median"] / speeds[1]["median"]}
             entry["parity_gap_nats"] = entry["test"]["loss"] - source_loss
             metrics["samples"][f"tflite_{export}"] = sample_text(generation.generate_litert(
                 step, prompt, config.eval.sample_length, SAMPLE, oov_id))
