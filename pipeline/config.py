@@ -466,6 +466,10 @@ class PipelineConfig:
     def view(self, names, reader: str) -> "ConfigView":
         return ConfigView(self, expand(names), reader)
 
+    def declares(self, name: str) -> bool:
+        """Whether `name` may be read: always, on the whole config (see ConfigView)."""
+        return name in FIELDS
+
 
 RUN_FIELDS = tuple(f.name for f in dataclasses.fields(PipelineConfig) if f.name not in SECTIONS)
 # Fields that choose which code runs (the task, the pruning method): any stage may read them
@@ -527,6 +531,10 @@ class ConfigView:
             raise UndeclaredSettingError(f"{self._reader} read --{name}, which only steers the "
                                          "runner and is in no stage key")
         raise AttributeError(name)
+
+    def declares(self, name: str) -> bool:
+        """Whether the stage may read `name`: for settings a method reads only when on."""
+        return name in self._allowed
 
     def settings(self) -> dict:
         """Every readable setting by section, for a manifest."""

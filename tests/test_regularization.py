@@ -156,3 +156,15 @@ def test_structured_trains_with_the_group_lasso_on_the_lstm_kernels_only():
 def test_structured_refuses_the_per_weight_penalties(penalties, message):
     with pytest.raises(ConfigError, match=message):
         structured(**penalties)
+
+
+@pytest.mark.parametrize("penalties, penalised", [({}, False), ({"group_lasso": 1e-3}, True)])
+def test_structured_train_stage_reads_the_group_lasso_only_when_on(penalties, penalised):
+    from pipeline import run
+    config = structured(**penalties)
+    train = next(stage for stage in run.STAGES if stage.name == "train")
+    view = config.view(run.stage_settings(train, config), "stage train")
+    assert bool(methods.for_config(view).regularizers(view)) == penalised
+    magnitude = PipelineConfig(output_dir="x")  # the dense parent a plain structured run shares
+    assert (config.settings(run.stage_settings(train, config)) ==
+            magnitude.settings(run.stage_settings(train, magnitude))) != penalised

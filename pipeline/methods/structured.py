@@ -65,6 +65,8 @@ class StructuredPruning(MagnitudePruning):
 
     def regularizers(self, config) -> dict:
         """The group lasso alone (when on): whole units driven to zero before removal."""
+        if not config.declares("group_lasso"):  # off: reads() left the penalty out
+            return {}
         return pruning.regularizers(config.regularization)
 
     def pruned_kinds(self, config) -> tuple[str, ...]:
