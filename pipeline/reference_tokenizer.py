@@ -52,6 +52,12 @@ class ReferenceTokenizer:
         self.whitespace = set(spec["whitespace"])
         self.punct_ranges = [(ord(lo), ord(hi)) for lo, hi in spec["punctuation_ascii_ranges"]]
         self.punct_categories = set(spec["punctuation_categories"])
+        policy = spec.get("long_text") or {"policy": "first"}
+        if policy.get("policy") == "windows" and not all(
+                isinstance(policy.get(key), int) and policy[key] >= 1
+                for key in ("stride", "max_windows")):
+            raise SpecError(f"tokenizer.json: long_text {policy} needs whole numbers stride "
+                            "and max_windows >= 1")
 
     @classmethod
     def from_bundle(cls, bundle_dir) -> "ReferenceTokenizer":
@@ -122,14 +128,43 @@ class ReferenceTokenizer:
             for word in self.split(chunk):
                 yield self.casefold(word) if self.spec["lowercase"] else word
 
-    def encode(self, text: str) -> list[int]:
-        length, ids = self.spec["max_length"], []
+    def ids(self, text: str, limit: int) -> list[int]:
+        """Steps 0-4 (and 5): the text's first `limit` ids, reading no further than needed."""
+        ids: list[int] = []
         for word in self.words(text):
-            if len(ids) >= length:
+            if len(ids) >= limit:
                 break
             ids.extend(self.wordpiece(word))
-        ids = ids[:length]
+        return ids[:limit]
+
+    def encode(self, text: str) -> list[int]:
+        """Steps 0-6: the model's input for the text's first max_length ids."""
+        length = self.spec["max_length"]
+        ids = self.ids(text, length)
         return [self.spec["pad_id"]] * (length - len(ids)) + ids
+
+    def encode_windows(self, text: str) -> list[list[int]]:
+        """The inputs the spec's long_text policy scores; their mean probability is the answer.
+
+        "first" (or no long_text entry): one input, the first max_length ids. "windows":
+        a text longer than max_length becomes windows of exactly max_length ids starting
+        every `stride` ids, plus one ending at its last id, from at most
+        max_length + (max_windows - 1) * stride ids; a shorter text is one padded input.
+        """
+        policy = self.spec.get("long_text") or {"policy": "first"}
+        if policy["policy"] == "first":
+            return [self.encode(text)]
+        if policy["policy"] != "windows":
+            raise SpecError(f"tokenizer.json: unknown long_text policy {policy['policy']!r} "
+                            "(first or windows)")
+        length, stride = self.spec["max_length"], int(policy["stride"])
+        ids = self.ids(text, length + (int(policy["max_windows"]) - 1) * stride)
+        if len(ids) <= length:
+            return [[self.spec["pad_id"]] * (length - len(ids)) + ids]
+        starts = list(range(0, len(ids) - length + 1, stride))
+        if starts[-1] != len(ids) - length:
+            starts.append(len(ids) - length)
+        return [ids[start:start + length] for start in starts]
 
 
 def read_vocabulary(path, spec: dict) -> list[str]:

@@ -25,7 +25,7 @@ from absl import app, flags, logging
 
 import models
 import pipeline
-from pipeline import artifacts, cli, methods, tasks
+from pipeline import artifacts, cli, methods, tasks, vectors
 from pipeline import flags as pipeline_flags
 from pipeline.config import SECTIONS, ConfigError, PipelineConfig
 from pipeline.data import DataError, check_dataset
@@ -236,6 +236,7 @@ def main(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> None:
     try:
         config = pipeline_flags.config_from_flags(flag_values)
         check_dataset(config.data)
+        vectors.check(config)
         output = Path(config.output_dir)
         if output.exists() and not output.is_dir():
             raise ConfigError(f"--output_dir={output} is a file, not a folder; choose a folder "

@@ -58,13 +58,25 @@ def build_vocabulary(texts: list[str], config: TokenizerConfig) -> list[str]:
     return list(vocabulary)
 
 
+def _word_splitter(config: TokenizerConfig):
+    """Steps 0-3 of the spec (rewrites, accents, split, lower-case), in plain Python."""
+    from pipeline.reference_tokenizer import ReferenceTokenizer
+    return ReferenceTokenizer(tokenizer_spec(list(RESERVED_TOKENS), config),
+                              list(RESERVED_TOKENS))
+
+
+def whole_word_check(config: TokenizerConfig):
+    """A test of whether the tokenizer can produce a word whole (so a vocabulary entry for
+    it can ever be used): "n't" or "U.S." are split at their punctuation, "Paris" folded."""
+    splitter = _word_splitter(config)
+    # A line break of any kind would also break vocab.txt for a client reading lines.
+    return lambda word: len(word.splitlines()) == 1 and list(splitter.words(word)) == [word]
+
+
 def _word_vocabulary(texts: list[str], config: TokenizerConfig) -> list[str]:
     from collections import Counter
 
-    from pipeline.reference_tokenizer import ReferenceTokenizer
-
-    splitter = ReferenceTokenizer(tokenizer_spec(list(RESERVED_TOKENS), config),
-                                  list(RESERVED_TOKENS))
+    splitter = _word_splitter(config)
     counts = Counter(word for text in texts for word in splitter.words(text))
     size = config.vocabulary_size - len(RESERVED_TOKENS)
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:size]
@@ -187,7 +199,8 @@ def tokenizer_spec(vocabulary: list[str], config: TokenizerConfig) -> dict:
             "otherwise take the longest vocabulary entry that prefixes it, then repeatedly "
             "the longest entry equal to suffix_indicator + a prefix of the rest; if some "
             "rest matches nothing the whole word is one oov id",
-            "5. truncate: keep the first max_length ids",
+            "5. truncate: keep the first max_length ids (a longer text: see long_text, "
+            "which the bundle's copy of this file holds)",
             "6. pad: add pad_id on the left up to max_length",
         ],
         "ptb_contractions": config.ptb_contractions,

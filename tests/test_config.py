@@ -147,6 +147,14 @@ def run_main(args, tmp_path, capsys):
     (["--structured_units=0.5"], "apply only to --pruning_method=structured, not magnitude"),
     (["--pruning_method=structured", "--structured_units=0.5", "--structured_steps=4"],
      "--structured_epochs=3 must be at least --structured_steps=4"),
+    (["--pretrained_embeddings=glove-6b-50d"],
+     "has 50 dimensions but --embedding_dim=128: set --embedding_dim=50"),
+    (["--pretrained_embeddings=/nonexistent/vectors.txt", "--embedding_dim=50"],
+     "no such file, and not a registered name"),
+    (["--extra_vocabulary=1000"], "set --pretrained_embeddings too"),
+    (["--pretrained_embeddings=glove-6b-50d", "--embedding_dim=50", "--vocabulary=wordpiece"],
+     "use --vocabulary=words"),
+    (["--long_text_stride=65"], "--long_text_stride=65 is longer than a window"),
 ])
 def test_cli_rejects_bad_input_before_any_work(args, message, tmp_path, capsys):
     status, stderr = run_main(args, tmp_path, capsys)

@@ -230,6 +230,35 @@ def test_a_long_text_is_cut_before_the_rest_is_tokenized(bundle, monkeypatch):
     assert reference.encode(unbroken)[-1] == reference.spec["oov_id"]
 
 
+def test_a_huge_text_under_the_windows_policy_reads_a_bounded_prefix(bundle_copy, monkeypatch):
+    spec = json.loads((bundle_copy / "tokenizer.json").read_text())
+    spec["long_text"] = {"policy": "windows", "stride": 6, "max_windows": 4}
+    reference = ReferenceTokenizer(spec, (bundle_copy / "vocab.txt").read_text().split("\n"))
+    calls = []
+    real = reference.wordpiece
+    monkeypatch.setattr(reference, "wordpiece", lambda word: calls.append(word) or real(word))
+    windows = reference.encode_windows("a gorgeous , witty film . " * 40_000)
+    assert len(windows) == 4 and len(calls) <= 12 + 3 * 6
+
+
+def test_predict_scores_long_text_as_the_spec_says(bundle_copy):
+    from pipeline import litert
+    text = " ".join(TEXTS * 6)  # far longer than the 12-id window
+    first = predict.Classifier(bundle_copy)(text)["probabilities"]
+    spec = json.loads((bundle_copy / "tokenizer.json").read_text())
+    spec["long_text"] = {"policy": "windows", "stride": 5, "max_windows": 8}
+    (bundle_copy / "tokenizer.json").write_text(json.dumps(spec))
+    write_manifest(bundle_copy)
+    classifier = predict.Classifier(bundle_copy)
+    windows = classifier.tokenizer.encode_windows(text)
+    runner = litert.Runner(bundle_copy / "model.tflite")
+    expected = np.mean([runner(np.asarray(w, np.int32)) for w in windows], axis=0)
+    answer = classifier(text)["probabilities"]
+    assert len(windows) == 8
+    assert [answer["negative"], answer["positive"]] == pytest.approx(expected, abs=1e-4)
+    assert answer != first
+
+
 def random_text(rng: random.Random) -> str:
     pools = [
         lambda: chr(rng.randrange(0x20, 0x7F)),                      # ASCII

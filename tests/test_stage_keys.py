@@ -10,8 +10,9 @@ import dataclasses
 import pytest
 
 from pipeline import run
-from pipeline.config import (FIELDS, STAGE_NAMES, DataConfig, PipelineConfig, PruningConfig,
-                             RegularizationConfig, StructuredConfig, TokenizerConfig)
+from pipeline.config import (FIELDS, STAGE_NAMES, DataConfig, EmbeddingsConfig, ModelConfig,
+                             PipelineConfig, PruningConfig, RegularizationConfig,
+                             StructuredConfig, TokenizerConfig)
 
 BASES = {
     "magnitude": PipelineConfig(),
@@ -21,6 +22,8 @@ BASES = {
                                                pruning_schedule="one_shot")),
     "structured": PipelineConfig(pruning=PruningConfig(pruning_method="structured"),
                                  structured=StructuredConfig(structured_units=0.5)),
+    "glove": PipelineConfig(embeddings=EmbeddingsConfig(pretrained_embeddings="glove-6b-50d"),
+                            model=ModelConfig(embedding_dim=50)),
     "textgen": PipelineConfig(data=DataConfig(task="textgen", dataset="tiny_shakespeare"),
                               tokenizer=TokenizerConfig(vocabulary="characters")),
 }
@@ -52,6 +55,10 @@ ROWS = [
     ("magnitude", {"ptb_contractions": False}, "data"),
     ("magnitude", {"lowercase": False}, "data"),
     ("magnitude", {"strip_accents": False}, "data"),
+    ("magnitude", {"pretrained_embeddings": "vectors.txt"}, "data"),
+    ("glove", {"extra_vocabulary": 1000}, "data"),
+    ("glove", {"missing_vectors": "zero"}, "data"),
+    ("glove", {"freeze_embeddings": True}, "train"),
     ("magnitude", {"embedding_dim": 64}, "train"),
     ("magnitude", {"lstm_units": 64}, "train"),
     ("magnitude", {"lstm_layers": 2}, "train"),
@@ -98,6 +105,10 @@ ROWS = [
     ("magnitude", {"exports": ("int8",)}, "convert"),
     ("magnitude", {"parity_tolerance": 1.0}, "evaluate"),
     ("magnitude", {"latency_runs": 300}, "evaluate"),
+    ("magnitude", {"long_text": "first"}, "evaluate"),
+    ("magnitude", {"long_text_stride": 16}, "evaluate"),
+    ("magnitude", {"long_text_max_windows": 4}, "evaluate"),
+    ("textgen", {"long_text": "first"}, "bundle"),
     # Text-generation settings mean nothing to sentiment, and the reverse.
     ("magnitude", {"loss_parity_tolerance": 0.1}, "bundle"),
     ("magnitude", {"eval_window_length": 50}, "bundle"),

@@ -24,12 +24,18 @@ TRICKY = [
 ]
 
 
-@pytest.fixture(scope="module", params=["wordpiece", "words"])
+@pytest.fixture(scope="module", params=["wordpiece", "words", "words+glove"])
 def sst2_bundle(shared_data, tmp_path_factory, request):
     splits = data.load_splits(DataConfig(dataset="sst2", data_dir=str(shared_data),
                                          train_limit=3000))
-    config = TokenizerConfig(vocabulary=request.param, vocabulary_size=3000, max_length=48)
+    kind, _, extra = request.param.partition("+")
+    config = TokenizerConfig(vocabulary=kind, vocabulary_size=3000, max_length=48)
     vocabulary = tokenizer.build_vocabulary(splits.train.texts, config)
+    if extra:  # the open vocabulary: frequent GloVe words the training slice lacks
+        from pipeline import vectors
+        vocabulary = vectors.extend_vocabulary(vocabulary, vectors.load("glove-6b-50d", 0),
+                                               30000, tokenizer.whole_word_check(config))
+        assert len(vocabulary) == len(set(vocabulary)) > 30000
     folder = tmp_path_factory.mktemp("bundle")
     (folder / "vocab.txt").write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
     (folder / "tokenizer.json").write_text(
@@ -90,3 +96,35 @@ def test_raw_contractions_meet_the_sst2_spelling(sst2_bundle):
     reference = ReferenceTokenizer.from_bundle(folder)
     assert list(reference.words("I didn't like it, it can’t")) == \
         list(reference.words("i did n't like it , it ca n't"))
+
+
+def windows_tokenizer(stride, max_windows, max_length=4):
+    vocabulary = ["[PAD]", "[UNK]"] + [f"w{i}" for i in range(20)]
+    spec = tokenizer.tokenizer_spec(vocabulary, TokenizerConfig(max_length=max_length))
+    spec["long_text"] = {"policy": "windows", "stride": stride, "max_windows": max_windows}
+    return ReferenceTokenizer(spec, vocabulary)
+
+
+def text_of(count):
+    return " ".join(f"w{i}" for i in range(count))
+
+
+def test_long_text_windows_cover_the_text_up_to_the_limit():
+    reference = windows_tokenizer(stride=2, max_windows=3)
+    assert reference.encode_windows(text_of(3)) == [[0, 2, 3, 4]]  # short: one padded input
+    assert reference.encode_windows(text_of(4)) == [[2, 3, 4, 5]]
+    assert reference.encode_windows(text_of(7)) == [[2, 3, 4, 5], [4, 5, 6, 7], [5, 6, 7, 8]]
+    # At most max_length + (max_windows - 1) * stride = 8 ids are read.
+    assert reference.encode_windows(text_of(20)) == [[2, 3, 4, 5], [4, 5, 6, 7], [6, 7, 8, 9]]
+    first = ReferenceTokenizer({**reference.spec, "long_text": {"policy": "first"}},
+                               list(reference.vocabulary))
+    assert first.encode_windows(text_of(20)) == [[2, 3, 4, 5]]
+
+
+@pytest.mark.parametrize("policy", [{"policy": "windows", "stride": 0, "max_windows": 2},
+                                    {"policy": "windows", "stride": "2", "max_windows": 2}])
+def test_a_bad_long_text_entry_is_refused(policy):
+    from pipeline.reference_tokenizer import SpecError
+    spec = {**windows_tokenizer(2, 2).spec, "long_text": policy}
+    with pytest.raises(SpecError, match="needs whole numbers stride and max_windows"):
+        ReferenceTokenizer(spec, ["[PAD]", "[UNK]"])

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline import artifacts, data, tasks
+from pipeline import artifacts, data, tasks, vectors
 from pipeline.config import PipelineConfig
 
 
@@ -15,5 +15,7 @@ def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
 
 def external_inputs(config: PipelineConfig) -> dict[str, str]:
     """sha256 of the local files the stage reads, so edited data triggers a rerun."""
-    return {str(path): artifacts.sha256_file(path) for path in data.source_files(config.data)
-            if path.is_file()}
+    files = data.source_files(config.data)
+    if config.declares("pretrained_embeddings"):
+        files += vectors.source_files(config.embeddings.pretrained_embeddings)
+    return {str(path): artifacts.sha256_file(path) for path in files if path.is_file()}

@@ -59,6 +59,24 @@ def report(metrics: dict) -> str:
     for label, entry in models.items():
         cells = [f"{entry[split][name]:.4f}" for split in ("validation", "test") for name in names]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if metrics.get("long_text"):
+        lines += ["", "## Long texts (paragraphs of 6-10 validation sentences)", "",
+                  "| model | policy | one label | mixed (3:1) | all | inputs per text |",
+                  "|---|---|---|---|---|---|"]
+        for model, policies in metrics["long_text"].items():
+            for policy, result in policies.items():
+                lines.append(f"| {model} | {policy} | {result['one_label']:.4f} | "
+                             f"{result['mixed']:.4f} | {result['all']:.4f} | "
+                             f"{result['inputs_per_text']:.1f} |")
+    if metrics.get("behaviour"):
+        categories = list(next(iter(metrics["behaviour"].values()))["categories"])
+        lines += ["", "## Behavioural suite (accuracy per category)", "",
+                  "| model | " + " | ".join(categories) + " | negation |",
+                  "|---|" + "---|" * (len(categories) + 1)]
+        for model, result in metrics["behaviour"].items():
+            lines.append(f"| {model} | " + " | ".join(
+                f"{result['categories'][c]:.3f}" for c in categories) +
+                f" | {result['negation']:.3f} |")
     for label, text in metrics.get("samples", {}).items():
         lines += ["", f"## Sample: {label}", "", "```", text, "```"]
     return "\n".join(lines) + "\n"

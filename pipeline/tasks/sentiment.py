@@ -10,14 +10,17 @@ import tf_keras
 from absl import logging
 
 from models.sentiment import build_sentiment_model
-from pipeline import artifacts, data, litert, tokenizer
+from pipeline import artifacts, behaviour, data, litert, long_text, tokenizer, vectors
 from pipeline.config import PipelineConfig
+from pipeline.reference_tokenizer import ReferenceTokenizer, read_spec_and_vocabulary
 from pipeline.stages import StageError
 from pipeline.tasks import (FitData, Task, load_split_arrays, save_split, vocabulary_size,
                             write_tokenizer_files)
 
 SPLITS = ("train", "validation", "test")
 EVAL_SPLITS = ("validation", "test")
+EMBEDDING_FILE = "embedding_init.npy"  # data/: the pretrained rows of the vocabulary
+PARAGRAPHS_FILE = "paragraphs.json"    # data/: long texts built from validation sentences
 
 
 def load_split(run_dir: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -41,8 +44,12 @@ class SentimentTask(Task):
     monitor, monitor_mode = "val_accuracy", "max"
     primary_metric, higher_is_better = "accuracy", True
     shipped_program = "model"
-    reads = {"data": ("data", "tokenizer"), "train": ("max_length",),
-             "convert": ("max_length",), "evaluate": ("parity_tolerance", "latency_runs")}
+    reads = {"data": ("data", "tokenizer", "pretrained_embeddings", "extra_vocabulary",
+                      "missing_vectors"),
+             "train": ("max_length", "pretrained_embeddings", "freeze_embeddings"),
+             "convert": ("max_length",),
+             "evaluate": ("parity_tolerance", "latency_runs", "max_length", "long_text",
+                          "long_text_stride", "long_text_max_windows")}
 
     def prepare_data(self, config: PipelineConfig, out_dir: Path) -> dict:
         splits = data.load_splits(config.data)
@@ -50,26 +57,69 @@ class SentimentTask(Task):
                      len(splits.train), len(splits.validation), splits.validation_source,
                      len(splits.test), splits.malformed)
         vocabulary = tokenizer.build_vocabulary(splits.train.texts, config.tokenizer)
+        pretrained = self.pretrained_rows(config, vocabulary, out_dir)
+        vocabulary = pretrained.pop("vocabulary", vocabulary)
         write_tokenizer_files(out_dir, vocabulary,
                               tokenizer.tokenizer_spec(vocabulary, config.tokenizer),
                               config.tokenizer)
         artifacts.atomic_write_text(out_dir / "labels.txt",
                                     "\n".join(splits.label_names) + "\n")
-        counts = {}
+        artifacts.atomic_write_json(out_dir / PARAGRAPHS_FILE, long_text.build_paragraphs(
+            splits.validation.texts, splits.validation.labels, config.data.data_seed))
+        counts, unknown = {}, {}
         for name in SPLITS:
             examples = getattr(splits, name)
             ids = tokenizer.encode(examples.texts, vocabulary, config.tokenizer)
             save_split(out_dir, name, ids=ids, labels=examples.labels)
             counts[name] = len(examples)
+            unknown[name] = round(float(np.mean(ids[ids > 0] == 1)), 4)
+        logging.info("data: vocabulary %d ids; share of [UNK] tokens: %s", len(vocabulary),
+                     unknown)
         return {"rows": counts, "malformed_rows": splits.malformed, "sources": splits.sources,
                 "validation_source": splits.validation_source,
-                "vocabulary_size": len(vocabulary), "labels": list(splits.label_names)}
+                "vocabulary_size": len(vocabulary), "labels": list(splits.label_names),
+                "unknown_token_share": unknown, **pretrained}
+
+    @staticmethod
+    def pretrained_rows(config: PipelineConfig, vocabulary: list[str], out_dir: Path) -> dict:
+        """With --pretrained_embeddings: the vocabulary extended by --extra_vocabulary and
+        data/embedding_init.npy, its vectors (stats, plus "vocabulary" when extended)."""
+        cfg = config.embeddings
+        if not cfg.pretrained_embeddings:
+            return {}
+        found = vectors.load(cfg.pretrained_embeddings, config.data.max_malformed_fraction)
+        if found.malformed_lines:
+            logging.warning("data: %s: %d malformed lines skipped (lines %s)",
+                            cfg.pretrained_embeddings, len(found.malformed_lines),
+                            ", ".join(map(str, found.malformed_lines[:vectors.MALFORMED_NAMED])))
+        extended = vectors.extend_vocabulary(
+            vocabulary, found, cfg.extra_vocabulary,
+            tokenizer.whole_word_check(config.tokenizer))
+        matrix, lacking = vectors.initial_embedding(extended, found, tokenizer.RESERVED_TOKENS,
+                                                    cfg.missing_vectors, config.data.data_seed)
+        with artifacts.atomic_path(out_dir / EMBEDDING_FILE) as tmp:
+            with open(tmp, "wb") as stream:
+                np.save(stream, matrix)
+        logging.info("data: %d training words + %d added from %s; %d words without a vector",
+                     len(vocabulary), len(extended) - len(vocabulary), cfg.pretrained_embeddings,
+                     lacking)
+        return {"vocabulary": extended,
+                "pretrained": {"vectors": cfg.pretrained_embeddings, "dimension": found.dimension,
+                               "training_words": len(vocabulary),
+                               "added_words": len(extended) - len(vocabulary),
+                               "words_without_vector": lacking,
+                               "malformed_lines": len(found.malformed_lines)}}
 
     def build_model(self, config: PipelineConfig, run_dir: Path,
                     regularizers: dict) -> tf_keras.Model:
-        return build_sentiment_model(config.model, vocabulary_size(run_dir),
-                                     config.tokenizer.max_length, len(label_names(run_dir)),
-                                     regularizers=regularizers)
+        model = build_sentiment_model(config.model, vocabulary_size(run_dir),
+                                      config.tokenizer.max_length, len(label_names(run_dir)),
+                                      regularizers=regularizers)
+        if config.embeddings.pretrained_embeddings:
+            embedding = model.get_layer("embedding")
+            embedding.set_weights([np.load(Path(run_dir) / "data" / EMBEDDING_FILE)])
+            embedding.trainable = not config.embeddings.freeze_embeddings
+        return model
 
     def loss(self) -> tf_keras.losses.Loss:
         return tf_keras.losses.SparseCategoricalCrossentropy()
@@ -118,11 +168,46 @@ class SentimentTask(Task):
                                 f"--parity_tolerance={config.eval.parity_tolerance})")
         if failures:
             raise StageError("parity gate failed: " + "; ".join(failures))
+        self.evaluate_behaviour(config, run_dir, converted, metrics)
         return metrics
+
+    @staticmethod
+    def evaluate_behaviour(config: PipelineConfig, run_dir: Path, converted: dict,
+                           metrics: dict) -> None:
+        """Long texts (each policy, on paragraphs of validation sentences) and the
+        behavioural suite, on every .tflite and its dense parent, through the tokenizer
+        spec as an app reads it."""
+        spec, vocabulary = read_spec_and_vocabulary(run_dir / "data")
+        policies = {"first": {**spec, "long_text": {"policy": "first"}},
+                    config.eval.long_text: {**spec, "long_text": long_text.spec_entry(config)}}
+        paragraphs = artifacts.read_json(run_dir / "data" / PARAGRAPHS_FILE)
+        labels = label_names(run_dir)
+        metrics["long_text"], metrics["behaviour"] = {}, {}
+        for export, info in converted.items():
+            models = {export: info["programs"]["model"]["file"]}
+            if "file" in info["dense_reference"]:
+                models[f"dense {export}"] = info["dense_reference"]["file"]
+            for label, file in models.items():
+                runner = litert.Runner(run_dir / "convert" / file)
+                tokenizers = {name: ReferenceTokenizer(policy_spec, vocabulary)
+                              for name, policy_spec in policies.items()}
+                if label == export:  # the policies on the shipped candidate
+                    metrics["long_text"][export] = {
+                        name: long_text.accuracy(runner, chosen, paragraphs)
+                        for name, chosen in tokenizers.items()}
+                if behaviour.applies(labels):
+                    chosen = tokenizers[config.eval.long_text]
+                    metrics["behaviour"][label] = behaviour.run_suite(
+                        lambda text: long_text.classify(runner, chosen, text)[0], labels)
+        metrics["long_text_policy"] = long_text.spec_entry(config)
 
     def bundle(self, config: PipelineConfig, run_dir: Path, out_dir: Path,
                metrics: dict) -> dict:
         artifacts.copy_file(run_dir / "data" / "labels.txt", out_dir / "labels.txt")
+        # The long-text policy evaluate measured joins the spec, so an app does the same.
+        spec = artifacts.read_json(run_dir / "data" / "tokenizer.json")
+        artifacts.atomic_write_json(out_dir / "tokenizer.json",
+                                    {**spec, "long_text": long_text.spec_entry(config)})
         labels = label_names(run_dir)
         return {
             "files": ("labels.txt",),
