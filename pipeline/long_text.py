@@ -50,20 +50,20 @@ def build_paragraphs(texts: list[str], labels: np.ndarray, seed: int) -> list[di
     return paragraphs
 
 
-def classify(runner, tokenizer, text: str) -> tuple[np.ndarray, int]:
-    """Mean probabilities over the inputs the tokenizer's long_text policy makes of `text`,
-    and how many inputs that took."""
-    windows = tokenizer.encode_windows(text)
+def classify(runner, windows_of, text: str) -> tuple[np.ndarray, int]:
+    """Mean probabilities over the inputs `windows_of(text)` makes (a tokenizer's
+    `encode_windows`: its long_text policy), and how many inputs that took."""
+    windows = windows_of(text)
     return np.mean([runner(np.asarray(ids, dtype=np.int32)) for ids in windows],
                    axis=0), len(windows)
 
 
-def accuracy(runner, tokenizer, paragraphs: list[dict]) -> dict:
+def accuracy(runner, windows_of, paragraphs: list[dict]) -> dict:
     """Accuracy per paragraph kind and overall, and the mean count of inputs per paragraph."""
     hits: dict[str, list[bool]] = {}
     inputs = []
     for paragraph in paragraphs:
-        probabilities, count = classify(runner, tokenizer, paragraph["text"])
+        probabilities, count = classify(runner, windows_of, paragraph["text"])
         inputs.append(count)
         hits.setdefault(paragraph["kind"], []).append(
             int(np.argmax(probabilities)) == paragraph["label"])

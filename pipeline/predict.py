@@ -53,7 +53,7 @@ class Classifier:
             share = round(1.0 / len(self.labels), 4)
             return {"text": text, "label": None, "empty": True,
                     "probabilities": {label: share for label in self.labels}}
-        probabilities, _ = long_text.classify(self.runner, self.tokenizer, text)
+        probabilities, _ = long_text.classify(self.runner, self.tokenizer.encode_windows, text)
         best = int(np.argmax(probabilities))
         return {"text": text, "label": self.labels[best],
                 "probabilities": {label: round(float(p), 4)

@@ -1,6 +1,7 @@
 """Sentiment classification: left-padded token ids → class probabilities."""
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -180,6 +181,10 @@ class SentimentTask(Task):
         spec, vocabulary = read_spec_and_vocabulary(run_dir / "data")
         policies = {"first": {**spec, "long_text": {"policy": "first"}},
                     config.eval.long_text: {**spec, "long_text": long_text.spec_entry(config)}}
+        # Every model reads the same texts: tokenize each once, not once per model.
+        windows_of = {name: functools.lru_cache(maxsize=None)(
+                          ReferenceTokenizer(policy_spec, vocabulary).encode_windows)
+                      for name, policy_spec in policies.items()}
         paragraphs = artifacts.read_json(run_dir / "data" / PARAGRAPHS_FILE)
         labels = label_names(run_dir)
         metrics["long_text"], metrics["behaviour"] = {}, {}
@@ -189,14 +194,12 @@ class SentimentTask(Task):
                 models[f"dense {export}"] = info["dense_reference"]["file"]
             for label, file in models.items():
                 runner = litert.Runner(run_dir / "convert" / file)
-                tokenizers = {name: ReferenceTokenizer(policy_spec, vocabulary)
-                              for name, policy_spec in policies.items()}
                 if label == export:  # the policies on the shipped candidate
                     metrics["long_text"][export] = {
-                        name: long_text.accuracy(runner, chosen, paragraphs)
-                        for name, chosen in tokenizers.items()}
+                        name: long_text.accuracy(runner, windows, paragraphs)
+                        for name, windows in windows_of.items()}
                 if behaviour.applies(labels):
-                    chosen = tokenizers[config.eval.long_text]
+                    chosen = windows_of[config.eval.long_text]
                     metrics["behaviour"][label] = behaviour.run_suite(
                         lambda text: long_text.classify(runner, chosen, text)[0], labels)
         metrics["long_text_policy"] = long_text.spec_entry(config)
