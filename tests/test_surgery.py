@@ -139,24 +139,3 @@ def test_the_shrunk_step_model_carries_smaller_states(tmp_path):
         logits, state = runner(int(token), state)
         np.testing.assert_allclose(logits, expected[position], atol=1e-4)
 
-
-@pytest.mark.slow
-def test_a_structured_run_shares_the_dense_parent_and_ships_the_smaller_model(
-        sentiment_smoke, shared_data, tmp_path):
-    from pipeline import artifacts, litert
-    from tests.conftest import run_sentiment_smoke
-    run_dir = tmp_path / "structured"
-    result = run_sentiment_smoke(run_dir, shared_data, f"--cache_dir={sentiment_smoke[2]}",
-                                 "--pruning_method=structured", "--structured_units=0.5",
-                                 "--structured_embedding=0.25", "--final_sparsity=0")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "train: restored from the cache" in result.stderr  # the magnitude run's parent
-    summary = artifacts.read_json(run_dir / "prune" / "stage.json")["summary"]
-    assert summary["sizes_after"] == {"embedding": 12, "lstm_0": 8}
-    interpreter = litert._inspector(run_dir / "bundle" / "model.tflite")
-    lstm = next(op for op in interpreter._get_ops_details() if op["op_name"] == litert.FUSED_LSTM)
-    shapes = [tuple(interpreter.get_tensor_details()[i]["shape"]) for i in lstm["inputs"][1:9]]
-    assert shapes == [(8, 12)] * 4 + [(8, 8)] * 4
-    metrics = artifacts.read_json(run_dir / "evaluate" / "metrics.json")
-    assert metrics["tflite"]["int8"]["latency_vs_dense"]["dense_median_ms"] > 0
-    assert metrics["tflite"]["int8"]["test"]["accuracy"] >= 0.62  # still learned

@@ -27,7 +27,7 @@ TRICKY = [
 @pytest.fixture(scope="module", params=["wordpiece", "words", "words+glove"])
 def sst2_bundle(shared_data, tmp_path_factory, request):
     splits = data.load_splits(DataConfig(dataset="sst2", data_dir=str(shared_data),
-                                         train_limit=3000))
+                                         train_limit=1500))
     kind, _, extra = request.param.partition("+")
     config = TokenizerConfig(vocabulary=kind, vocabulary_size=3000, max_length=48)
     vocabulary = tokenizer.build_vocabulary(splits.train.texts, config)

@@ -79,16 +79,20 @@ def test_pretrained_settings_must_fit_together():
 
 
 @pytest.mark.slow
-def test_a_glove_run_opens_the_vocabulary_and_ships_the_long_text_policy(shared_data, tmp_path):
-    from pipeline import artifacts, data
+def test_a_glove_run_with_structured_pruning_opens_the_vocabulary_and_ships_smaller_tensors(
+        shared_data, tmp_path):
+    """One real run for two paths (it keeps the suite short): GloVe vectors with an open
+    vocabulary, and structured pruning down to a smaller model."""
+    from pipeline import artifacts, data, litert
     from pipeline.config import DataConfig
     from pipeline.reference_tokenizer import ReferenceTokenizer
     from tests.conftest import run_sentiment_smoke
     run_dir = tmp_path / "run"
-    # Dense only and one epoch: what is checked is the vectors' path, not pruning.
     result = run_sentiment_smoke(run_dir, shared_data, "--pretrained_embeddings=glove-6b-50d",
                                  "--embedding_dim=50", "--extra_vocabulary=5000", "--epochs=1",
-                                 "--pruning_method=none")
+                                 "--pruning_method=structured", "--structured_units=0.5",
+                                 "--structured_embedding=0.25", "--structured_epochs=2",
+                                 "--final_sparsity=0")
     assert result.returncode == 0, result.stderr[-3000:]
     stats = artifacts.read_json(run_dir / "data" / "stats.json")
     assert stats["pretrained"]["added_words"] == 5000
@@ -112,8 +116,16 @@ def test_a_glove_run_opens_the_vocabulary_and_ships_the_long_text_policy(shared_
     run_ids = np.load(run_dir / "data" / "test.npz")["ids"]
     assert [reference.encode(text) for text in splits.test.texts] == run_ids.tolist()
     assert reference.spec["long_text"]["policy"] == "windows"
+    # Structured pruning shipped genuinely smaller tensors: 50 → 38 dimensions, 16 → 8 units.
+    summary = artifacts.read_json(run_dir / "prune" / "stage.json")["summary"]
+    assert summary["sizes_after"] == {"embedding": 38, "lstm_0": 8}
+    interpreter = litert._inspector(bundle / "model.tflite")
+    lstm = next(op for op in interpreter._get_ops_details() if op["op_name"] == litert.FUSED_LSTM)
+    shapes = [tuple(interpreter.get_tensor_details()[i]["shape"]) for i in lstm["inputs"][1:9]]
+    assert shapes == [(8, 38)] * 4 + [(8, 8)] * 4
     metrics = artifacts.read_json(run_dir / "evaluate" / "metrics.json")
-    assert set(metrics["behaviour"]) == {"float", "int8"}
-    assert metrics["behaviour"]["int8"]["plain"] >= 0.6  # GloVe knows "good" from "awful"
+    assert metrics["tflite"]["int8"]["latency_vs_dense"]["dense_median_ms"] > 0
+    assert set(metrics["behaviour"]) == {"float", "int8", "dense float", "dense int8"}
+    assert metrics["behaviour"]["dense int8"]["plain"] >= 0.6  # GloVe: "good" is not "awful"
     assert set(metrics["long_text"]["int8"]) == {"first", "windows"}
     assert metrics["long_text"]["int8"]["windows"]["inputs_per_text"] > 1.5
