@@ -7,6 +7,7 @@ acting is good, but the story is dull." negative (the clause after "but" decides
 """
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
@@ -71,6 +72,7 @@ def _templates():
             "intensifier": intensified, "typo": typos}
 
 
+@functools.lru_cache(maxsize=None)  # every model of a run meets the same cases: build once
 def cases(seed: int = 0) -> dict[str, list[tuple[str, int]]]:
     """CASES_PER_CATEGORY cases per category, as many of each label as the category has
     labels, drawn without replacement (fixed seed)."""

@@ -50,12 +50,16 @@ def build_paragraphs(texts: list[str], labels: np.ndarray, seed: int) -> list[di
     return paragraphs
 
 
+def mean_probabilities(runner, windows: list[list[int]]) -> np.ndarray:
+    """The model's probabilities averaged over a text's inputs (its long-text windows)."""
+    return np.mean([runner(np.asarray(ids, dtype=np.int32)) for ids in windows], axis=0)
+
+
 def classify(runner, windows_of, text: str) -> tuple[np.ndarray, int]:
     """Mean probabilities over the inputs `windows_of(text)` makes (a tokenizer's
     `encode_windows`: its long_text policy), and how many inputs that took."""
     windows = windows_of(text)
-    return np.mean([runner(np.asarray(ids, dtype=np.int32)) for ids in windows],
-                   axis=0), len(windows)
+    return mean_probabilities(runner, windows), len(windows)
 
 
 def accuracy(runner, windows_of, paragraphs: list[dict]) -> dict:

@@ -48,12 +48,12 @@ class Classifier:
                               f"{[1, len(self.labels)]}: the files are from different runs")
 
     def __call__(self, text: str) -> dict:
-        ids = self.tokenizer.encode(text)
-        if not any(ids):  # no token: nothing to classify
+        windows = self.tokenizer.encode_windows(text)  # tokenized once
+        if not any(windows[0]):  # no token: nothing to classify
             share = round(1.0 / len(self.labels), 4)
             return {"text": text, "label": None, "empty": True,
                     "probabilities": {label: share for label in self.labels}}
-        probabilities, _ = long_text.classify(self.runner, self.tokenizer.encode_windows, text)
+        probabilities = long_text.mean_probabilities(self.runner, windows)
         best = int(np.argmax(probabilities))
         return {"text": text, "label": self.labels[best],
                 "probabilities": {label: round(float(p), 4)
