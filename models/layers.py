@@ -15,14 +15,21 @@ def embed(ids, config, vocabulary_size: int, regularizers: dict):
 
 
 def lstm_stack(hidden, config, regularizers: dict, last_returns_sequences: bool):
-    """`config.lstm_layers` LSTMs named lstm_0, lstm_1, ..., each followed by dropout."""
+    """`config.lstm_layers` LSTMs named lstm_0, lstm_1, ..., each followed by dropout.
+
+    With `config.bidirectional` each is a Bidirectional layer of that name whose two
+    directions (forward_lstm_i, backward_lstm_i) are concatenated.
+    """
     for index in range(config.lstm_layers):
         last = index == config.lstm_layers - 1
-        hidden = tf_keras.layers.LSTM(
+        lstm = tf_keras.layers.LSTM(
             config.lstm_units, return_sequences=not last or last_returns_sequences,
             kernel_regularizer=regularizers.get("lstm_kernel"),
             recurrent_regularizer=regularizers.get("recurrent_kernel"),
-            name=f"lstm_{index}")(hidden)
+            name=f"lstm_{index}")
+        if config.bidirectional:
+            lstm = tf_keras.layers.Bidirectional(lstm, name=f"lstm_{index}")
+        hidden = lstm(hidden)
         if config.dropout:
             hidden = tf_keras.layers.Dropout(config.dropout, name=f"dropout_{index}")(hidden)
     return hidden

@@ -30,7 +30,7 @@ SMOKE_SUFFIX = "_smoke.flags"  # --smoke runs configs/X_smoke.flags instead of c
 KEY_FIELDS = ("task", "method", "target_sparsity", "export")
 CSV_FIELDS = KEY_FIELDS + (
     "metric", "metric_value", "higher_is_better", "test_loss", "bytes", "gzip_bytes",
-    "measured_sparsity", "latency_median_ms", "latency_p90_ms", "latency_ratio_vs_dense",
+    "measured_sparsity", "lstm_min_sparsity", "latency_median_ms", "latency_p90_ms", "latency_ratio_vs_dense",
     "plain", "negation", "long_text", "train_wall_s", "git_commit", "cpu_model", "cores",
     "versions")
 HTML_FIELDS = CSV_FIELDS[:CSV_FIELDS.index("train_wall_s")]  # what the HTML table shows
@@ -45,7 +45,7 @@ flags.DEFINE_multi_string("method", [], "NAME:FLAGS, one per method; FLAGS are p
                           f"{DENSE_FLAG} runs once (sparsity 0); one with its own "
                           "--final_sparsity runs once at that target; the others run at every "
                           "--sparsities target. NAME@X (structured@0.5) joins line NAME in "
-                          "the plots.")
+                          "the plots; TASK/NAME runs for that --task only.")
 flags.DEFINE_string("dense_method", "dense", "The method whose rows are the latency "
                     "reference of every row of the same task and export.")
 flags.DEFINE_list("sparsities", ["0", "0.5", "0.8", "0.9", "0.95"], "Target sparsities for "
@@ -90,13 +90,27 @@ def fixed_sparsity(method_flags: str) -> float | None:
     return None
 
 
+def method_name(method: str) -> tuple[str | None, str]:
+    """(the only task it runs for or None, its name): TASK/NAME restricts NAME to TASK."""
+    task, _, name = method.rpartition("/")
+    return task or None, name
+
+
 def cells(tasks: dict, methods: dict, sparsities: list[float], smoke: bool) -> list[tuple]:
+    """(task, method as given, target sparsity) for every cell of the sweep."""
     nonzero = sorted(s for s in sparsities if s > 0)
     if smoke and nonzero:
         nonzero = [min(nonzero, key=lambda s: abs(s - 0.8))]
+    for method in methods:
+        only = method_name(method)[0]
+        if only is not None and only not in tasks:
+            raise BenchError(f"--method={method}: no --task named {only} (tasks: "
+                             f"{', '.join(tasks)})")
     result = []
     for task in tasks:
         for method, method_flags in methods.items():
+            if method_name(method)[0] not in (None, task):
+                continue
             fixed = fixed_sparsity(method_flags)
             if DENSE_FLAG in shlex.split(method_flags):
                 if 0 in sparsities:
@@ -187,6 +201,7 @@ def rows_for(run_dir: Path, task: str, method: str, sparsity: float, context: di
         measured = entry["pruned_sparsity"]
         if measured is None:
             measured = litert.zero_fraction(entry["sparsity"])
+        lstm = [w["sparsity"] for w in entry["sparsity"].values() if w["kind"] == "lstm"]
         rows.append({
             "task": task, "method": method, "target_sparsity": sparsity, "export": export,
             "metric": metrics["primary"]["name"],
@@ -194,6 +209,8 @@ def rows_for(run_dir: Path, task: str, method: str, sparsity: float, context: di
             "higher_is_better": metrics["primary"]["higher_is_better"],
             "test_loss": entry["test"]["loss"], "bytes": entry["bytes"],
             "gzip_bytes": entry["gzip_bytes"], "measured_sparsity": round(measured, 5),
+            # the least pruned LSTM weight (each direction, each layer), from the .tflite
+            "lstm_min_sparsity": round(min(lstm), 5) if lstm else None,
             "latency_median_ms": entry["latency"]["median_ms"],
             "latency_p90_ms": entry["latency"]["p90_ms"], "latency_ratio_vs_dense": None,
             "plain": suite.get("plain"), "negation": suite.get("negation"),
@@ -299,19 +316,21 @@ def plots(rows: list[dict], out_dir: Path) -> list[Path]:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    header = ("| task | method | target | export | metric | gzip KiB | measured sparsity | "
-              "latency ms (median / p90) | × dense | plain / negation / long text | train s |")
+    header = ("| task | method | target | export | metric | gzip KiB | measured sparsity "
+              "(all / least LSTM weight) | latency ms (median / p90) | × dense | "
+              "plain / negation / long text | train s |")
     lines = [header, "|" + "---|" * 11]
 
-    def share(value):
-        return "–" if value is None else f"{value:.2f}"
+    def share(value, digits=2):
+        return "–" if value is None else f"{value:.{digits}f}"
     for r in rows:
         ratio = r["latency_ratio_vs_dense"]
         behaviour = " / ".join(share(r.get(key)) for key in ("plain", "negation", "long_text"))
         lines.append(
             f"| {r['task']} | {r['method']} | {r['target_sparsity']:g} | {r['export']} | "
             f"{r['metric']} {r['metric_value']:.4f} | {r['gzip_bytes'] / 1024:.1f} | "
-            f"{r['measured_sparsity']:.3f} | {r['latency_median_ms']:.3f} / "
+            f"{r['measured_sparsity']:.3f} / {share(r.get('lstm_min_sparsity'), 3)} | "
+            f"{r['latency_median_ms']:.3f} / "
             f"{r['latency_p90_ms']:.3f} | {'' if ratio is None else f'{ratio:.2f}'} | "
             f"{behaviour} | {r['train_wall_s']:.0f} |")
     return "\n".join(lines)
@@ -400,11 +419,12 @@ def bench(out_dir: Path) -> int:
     baseline = load_baseline(FLAGS.baseline) if FLAGS.baseline else None
     sweep = []
     for task, method, sparsity in cells(tasks, methods, sparsities, FLAGS.smoke):
-        run_dir = out_dir / "runs" / task / method / f"s{sparsity:g}"
+        name = method_name(method)[1]
+        run_dir = out_dir / "runs" / task / name / f"s{sparsity:g}"
         arguments = cell_arguments(flagfiles[task], methods[method], sparsity, run_dir,
                                    out_dir / "cache", list(FLAGS.run_flag))
-        check_cell(f"{task}/{method}/{sparsity:g}", arguments)
-        sweep.append((task, method, sparsity, run_dir, arguments))
+        check_cell(f"{task}/{name}/{sparsity:g}", arguments)
+        sweep.append((task, name, sparsity, run_dir, arguments))
     context = {**machine(), "git_commit": git_commit()}
     rows, failed = [], []
     results = out_dir / "results.jsonl"

@@ -200,6 +200,10 @@ class ModelConfig(_Section):
     embedding_dim: int = setting(128, "Embedding width.")
     lstm_units: int = setting(128, "Units per LSTM layer.")
     lstm_layers: int = setting(1, "Stacked LSTM layers.")
+    bidirectional: bool = setting(
+        False, "Each LSTM layer reads the text in both directions (two LSTMs of --lstm_units "
+        "each, outputs side by side: twice the LSTM cost). Sentiment only: a language model "
+        "may not read ahead.")
     embedding_dropout: float = setting(
         0.3, "Dropout on the embedded tokens (training only; the exported model does not "
         "contain it).")
@@ -496,6 +500,9 @@ class PipelineConfig:
         _require(not vectors or vocabulary == "words", f"--pretrained_embeddings={vectors} "
                  "holds whole words: use --vocabulary=words (WordPiece pieces have no "
                  "vectors)")
+        _require(not self.model.bidirectional or task == "sentiment", "--bidirectional reads "
+                 "the text backwards too, which a language model predicting the next character "
+                 "may not do: use it with --task=sentiment")
         _require(task != "sentiment" or self.eval.long_text_stride <= self.tokenizer.max_length,
                  f"--long_text_stride={self.eval.long_text_stride} is longer than a window "
                  f"(--max_length={self.tokenizer.max_length}): tokens between windows would "

@@ -135,14 +135,22 @@ def weight_sparsity(path: Path, keras_layers: dict[str, list[str]]) -> dict[str,
 
     `keras_layers` maps a layer kind to the Keras layer names in model order; the i-th
     GATHER / fused LSTM / FULLY_CONNECTED op belongs to the i-th embedding / LSTM / dense
-    layer. The LSTM's gate tensors are summed, so the fraction is element-weighted.
+    layer. A Bidirectional layer converts to two fused LSTMs, the backward one reading a
+    REVERSE_V2 of its input: those are matched, in order, to the names ending in
+    "/backward", the others to the rest. The LSTM's gate tensors are summed, so the
+    fraction is element-weighted.
     """
     interpreter = _inspector(path)
-    seen = {"GATHER": 0, FUSED_LSTM: 0, "FULLY_CONNECTED": 0}
+    operations = interpreter._get_ops_details()
+    reversed_tensors = {op["outputs"][0] for op in operations if op["op_name"] == "REVERSE_V2"}
+    lstm_names = keras_layers.get("lstm", [])
+    lstm_queues = {True: [n for n in lstm_names if n.endswith("/backward")],
+                   False: [n for n in lstm_names if not n.endswith("/backward")]}
+    seen = {"GATHER": 0, "FULLY_CONNECTED": 0}
     result = {}
     # Quantized weights may reach an op through DEQUANTIZE, whose output holds no data
     # until the model runs: read the constant it dequantizes instead.
-    dequantized = {op["outputs"][0]: op["inputs"][0] for op in interpreter._get_ops_details()
+    dequantized = {op["outputs"][0]: op["inputs"][0] for op in operations
                    if op["op_name"] == "DEQUANTIZE"}
     details = {d["index"]: d for d in interpreter.get_tensor_details()}
 
@@ -164,8 +172,15 @@ def weight_sparsity(path: Path, keras_layers: dict[str, list[str]]) -> dict[str,
         result[name] = {"kind": kind, "size": size, "zeros": zeros, "sparsity": zeros / size,
                         "tensors": len(counted)}
 
-    for op in interpreter._get_ops_details():
+    for op in operations:
         name = op["op_name"]
+        if name == FUSED_LSTM:
+            queue = lstm_queues[op["inputs"][0] in reversed_tensors]
+            if queue:
+                layer = queue.pop(0)
+                for weight, positions in LSTM_WEIGHT_INPUTS.items():
+                    add(f"{layer}/{weight}", "lstm", [op["inputs"][i] for i in positions])
+            continue
         if name not in seen:
             continue
         position = seen[name]
@@ -173,10 +188,6 @@ def weight_sparsity(path: Path, keras_layers: dict[str, list[str]]) -> dict[str,
         if name == "GATHER" and position < len(keras_layers.get("embedding", [])):
             add(f"{keras_layers['embedding'][position]}/embeddings", "embedding",
                 [op["inputs"][0]])
-        elif name == FUSED_LSTM and position < len(keras_layers.get("lstm", [])):
-            for weight, positions in LSTM_WEIGHT_INPUTS.items():
-                add(f"{keras_layers['lstm'][position]}/{weight}", "lstm",
-                    [op["inputs"][i] for i in positions])
         elif name == "FULLY_CONNECTED" and position < len(keras_layers.get("dense", [])):
             add(f"{keras_layers['dense'][position]}/kernel", "dense", [op["inputs"][1]])
     return result

@@ -20,15 +20,23 @@ sparsity = tfmot.sparsity.keras
 
 LAYER_KINDS = {
     "embedding": tf_keras.layers.Embedding,
-    "lstm": tf_keras.layers.LSTM,
+    "lstm": (tf_keras.layers.LSTM, tf_keras.layers.Bidirectional),
     "dense": tf_keras.layers.Dense,
 }
 # The weights each layer kind prunes (tfmot's registry), by the suffix of their name.
 PRUNED_WEIGHTS = ("embeddings", "kernel", "recurrent_kernel")
 
 
+def unwrapped(layer):
+    """The layer inside a pruning wrapper (a Bidirectional wrapper is itself the layer)."""
+    if (isinstance(layer, tf_keras.layers.Wrapper)
+            and not isinstance(layer, tf_keras.layers.Bidirectional)):
+        return layer.layer
+    return layer
+
+
 def layer_kind(layer) -> str | None:
-    layer = getattr(layer, "layer", layer)  # see through a pruning wrapper
+    layer = unwrapped(layer)
     for kind, cls in LAYER_KINDS.items():
         if isinstance(layer, cls):
             return kind
@@ -114,13 +122,49 @@ def _schedule(config: PruningConfig, target: float, end_step: int):
                                      end_step=end_step, frequency=config.pruning_frequency)
 
 
+@tf_keras.saving.register_keras_serializable(package="prune_pipeline")
+class PrunableBidirectional(tf_keras.layers.Bidirectional, sparsity.PrunableLayer):
+    """A Bidirectional LSTM that tfmot can wrap: it names both directions' LSTM kernels.
+
+    tfmot refuses to wrap Bidirectional (tensorflow/model-optimization#374); a layer that
+    implements PrunableLayer itself is wrapped, and its forward and backward `kernel` and
+    `recurrent_kernel` get masks like a plain LSTM's. Used only while pruning: `strip`
+    turns it back into a plain Bidirectional.
+    """
+
+    def get_prunable_weights(self):
+        return [weight for direction in (self.forward_layer, self.backward_layer)
+                for weight in (direction.cell.kernel, direction.cell.recurrent_kernel)]
+
+
+def _swap_bidirectional(model: tf_keras.Model, cls, wrap=lambda layer: layer):
+    """A clone of `model` whose Bidirectional layers are of class `cls`, then `wrap`ped.
+
+    Other layers are reused (their weights carry over); a swapped layer is a new object
+    and gets the original's weights once the clone is built.
+    """
+    swapped = []
+
+    def clone(layer):
+        if isinstance(layer, tf_keras.layers.Bidirectional) and type(layer) is not cls:
+            replacement = cls.from_config(layer.get_config())
+            swapped.append((replacement, layer.get_weights()))
+            layer = replacement
+        return wrap(layer)
+
+    clone_model = tf_keras.models.clone_model(model, clone_function=clone)
+    for replacement, weights in swapped:
+        replacement.set_weights(weights)
+    return clone_model
+
+
 def apply_pruning(model: tf_keras.Model, config: PruningConfig,
                   steps_per_epoch: int) -> tf_keras.Model:
     """Returns a clone of `model` whose selected layers are wrapped for magnitude pruning."""
     targets = config.targets()
     end_step = resolve_end_step(config, steps_per_epoch)
 
-    def wrap(layer):  # reuses the trained layer objects, so their weights carry over
+    def wrap(layer):
         kind = layer_kind(layer)
         if kind not in targets:
             return layer
@@ -129,7 +173,7 @@ def apply_pruning(model: tf_keras.Model, config: PruningConfig,
             options["sparsity_m_by_n"] = (config.pruning_m, config.pruning_n)
         return sparsity.prune_low_magnitude(layer, **options)
 
-    return tf_keras.models.clone_model(model, clone_function=wrap)
+    return _swap_bidirectional(model, PrunableBidirectional, wrap)
 
 
 @tf_keras.saving.register_keras_serializable(package="prune_pipeline")
@@ -174,17 +218,27 @@ def regularizers(config: RegularizationConfig) -> dict:
     return chosen
 
 
+def weight_owners(layer) -> list[tuple[str, object]]:
+    """(name prefix, layer holding the weights): a Bidirectional layer holds two LSTMs,
+    named LAYER/forward and LAYER/backward; any other layer is its own owner."""
+    layer = unwrapped(layer)
+    if isinstance(layer, tf_keras.layers.Bidirectional):
+        return [(f"{layer.name}/forward", layer.forward_layer),
+                (f"{layer.name}/backward", layer.backward_layer)]
+    return [(layer.name, layer)]
+
+
 def prunable_weights(model: tf_keras.Model):
     """Yields (Keras name, layer kind, values) for every weight magnitude pruning touches."""
     for layer in model.layers:
         kind = layer_kind(layer)
         if kind is None:
             continue
-        inner = getattr(layer, "layer", layer)
-        for weight in inner.weights:
-            short = weight.name.split("/")[-1].split(":")[0]
-            if short in PRUNED_WEIGHTS:
-                yield f"{inner.name}/{short}", kind, weight.numpy()
+        for prefix, owner in weight_owners(layer):
+            for weight in owner.weights:
+                short = weight.name.split("/")[-1].split(":")[0]
+                if short in PRUNED_WEIGHTS:
+                    yield f"{prefix}/{short}", kind, weight.numpy()
 
 
 def magnitude_histograms(model: tf_keras.Model) -> dict[str, dict]:
@@ -206,7 +260,11 @@ def callbacks(log_dir: str) -> list:
 
 
 def strip(model: tf_keras.Model) -> tf_keras.Model:
-    return sparsity.strip_pruning(model)
+    """The model without pruning wrappers, made of plain tf_keras layers only."""
+    stripped = sparsity.strip_pruning(model)
+    if any(isinstance(layer, PrunableBidirectional) for layer in stripped.layers):
+        return _swap_bidirectional(stripped, tf_keras.layers.Bidirectional)
+    return stripped
 
 
 def load_scope():

@@ -76,6 +76,38 @@ def test_methods_with_their_own_target_run_once():
         bench.fixed_sparsity("--final_sparsity=high")
 
 
+def test_a_task_prefix_restricts_a_method_to_that_task():
+    methods = {"dense": "--pruning_method=none",
+               "textgen/small_dense@0.5": "--pruning_method=none --lstm_units=256"}
+    tasks = {"sentiment": "x", "textgen": "y"}
+    assert bench.cells(tasks, methods, [0, 0.8], smoke=True) == [
+        ("sentiment", "dense", 0.0), ("textgen", "dense", 0.0),
+        ("textgen", "textgen/small_dense@0.5", 0.0)]
+    assert bench.method_name("textgen/small_dense@0.5") == ("textgen", "small_dense@0.5")
+    with pytest.raises(bench.BenchError, match="--method=imdb/dense: no --task named imdb"):
+        bench.cells(tasks, {"imdb/dense": "--pruning_method=none"}, [0], smoke=False)
+
+
+def test_every_cell_of_the_nightly_flagfile_validates(tmp_path, monkeypatch):
+    """configs/nightly.flags: every cell's config is valid (datasets not looked up)."""
+    from pipeline import data
+    monkeypatch.setattr(data, "check_dataset", lambda config: None)
+    bench.FLAGS.unparse_flags()
+    bench.FLAGS(["pipeline.bench", f"--flagfile={REPO / 'configs' / 'nightly.flags'}"])
+    tasks = bench.parse_pairs(bench.FLAGS.task, "task")
+    methods = bench.parse_pairs(bench.FLAGS.method, "method")
+    labels = set()
+    for task, method, sparsity in bench.cells(
+            tasks, methods, [float(s) for s in bench.FLAGS.sparsities], smoke=False):
+        flagfile = bench.resolve_flagfile(task, tasks[task], smoke=False)
+        bench.check_cell(task, bench.cell_arguments(flagfile, methods[method], sparsity,
+                                                    tmp_path / "run", tmp_path / "cache", []))
+        labels.add(f"{task}/{bench.method_name(method)[1]}")
+    assert {"textgen_stacked/l2", "sentiment_bidirectional/magnitude",
+            "textgen/structured@0.5", "sentiment/structured@0.9"} <= labels
+    bench.FLAGS.unparse_flags()
+
+
 def test_latency_ratios_are_against_the_dense_method():
     rows = [{**GOOD_ROW, "method": method, "latency_median_ms": ms, "target_sparsity": 0.0,
              "latency_ratio_vs_dense": None}

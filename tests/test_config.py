@@ -155,6 +155,10 @@ def run_main(args, tmp_path, capsys):
     (["--pretrained_embeddings=glove-6b-50d", "--embedding_dim=50", "--vocabulary=wordpiece"],
      "use --vocabulary=words"),
     (["--long_text_stride=65"], "--long_text_stride=65 is longer than a window"),
+    (["--task=textgen", "--dataset=tiny_shakespeare", "--vocabulary=characters",
+      "--bidirectional"], "--bidirectional reads the text backwards too"),
+    (["--bidirectional", "--pruning_method=structured", "--structured_units=0.5"],
+     "does not yet remove units from --bidirectional layers"),
 ])
 def test_cli_rejects_bad_input_before_any_work(args, message, tmp_path, capsys):
     status, stderr = run_main(args, tmp_path, capsys)

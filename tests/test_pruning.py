@@ -3,15 +3,26 @@ import pytest
 import tf_keras
 
 from models.sentiment import build_sentiment_model
-from pipeline import pruning
-from pipeline.config import ModelConfig, PruningConfig
+from pipeline import artifacts, litert, pruning
+from pipeline.config import ModelConfig, PipelineConfig, PruningConfig, TokenizerConfig
+from pipeline.stages import convert
+from pipeline.tasks.sentiment import SentimentTask
 
 STEPS = 8
 
 
-def tiny_model():
+def tiny_model(**model):
     tf_keras.utils.set_random_seed(0)
-    return build_sentiment_model(ModelConfig(embedding_dim=8, lstm_units=8), 50, 6, 2)
+    return build_sentiment_model(ModelConfig(embedding_dim=8, lstm_units=8, **model), 50, 6, 2)
+
+
+def random_ids(rows=5, seed=3):
+    return np.random.default_rng(seed).integers(0, 50, size=(rows, 6)).astype("int32")
+
+
+BIDIRECTIONAL_WEIGHTS = {f"lstm_{layer}/{direction}/{weight}" for layer in (0, 1)
+                         for direction in ("forward", "backward")
+                         for weight in ("kernel", "recurrent_kernel")}
 
 
 def fine_tune(model, config: PruningConfig, tmp_path):
@@ -92,3 +103,49 @@ def test_keep_best_ignores_epochs_before_the_target_is_reached():
     keep.on_train_end()
     assert keep.best_epoch == 2  # epoch 0 scored higher but was not yet at full sparsity
     assert layer.bias.numpy().tolist() == [3.0, 3.0]
+
+
+def test_a_bidirectional_layer_is_wrapped_with_its_trained_weights(tmp_path):
+    model = tiny_model(bidirectional=True)  # one layer: stacked ones are in the slow test
+    config = PruningConfig(pruning_schedule="one_shot", pruning_layers=("lstm",))
+    wrapped = pruning.apply_pruning(model, config, steps_per_epoch=4)
+    masked = [w.name for w in wrapped.get_layer("prune_low_magnitude_lstm_0").weights
+              if w.name.endswith("mask:0")]
+    assert len(masked) == 4  # forward and backward kernel and recurrent kernel
+    x = random_ids()
+    expected = model(x, training=False).numpy()
+    np.testing.assert_allclose(wrapped(x, training=False), expected, atol=1e-6)
+    artifacts.save_keras_model(wrapped, tmp_path / "wrapped.keras")  # as the prune stage does
+    loaded = artifacts.load_keras_model(tmp_path / "wrapped.keras", scope=pruning.load_scope())
+    stripped = pruning.strip(loaded)
+    assert type(stripped.get_layer("lstm_0")) is tf_keras.layers.Bidirectional  # plain
+    np.testing.assert_allclose(stripped(x, training=False), expected, atol=1e-6)
+    names = {name for name, kind, _ in pruning.prunable_weights(stripped) if kind == "lstm"}
+    assert names == {name for name in BIDIRECTIONAL_WEIGHTS if name.startswith("lstm_0")}
+
+
+@pytest.mark.slow
+def test_bidirectional_lstms_prune_both_directions_and_convert(tmp_path):
+    config = PruningConfig(pruning_schedule="constant", pruning_layers=("lstm",),
+                           final_sparsity=0.8, pruning_frequency=1, pruning_epochs=2)
+    stripped = fine_tune(tiny_model(bidirectional=True, lstm_layers=2), config, tmp_path)
+    measured = pruning.weight_sparsity(stripped)
+    for name in BIDIRECTIONAL_WEIGHTS:
+        assert measured[name]["sparsity"] == pytest.approx(0.8, abs=0.01), name
+    programs = SentimentTask().tflite_programs(
+        stripped, PipelineConfig(tokenizer=TokenizerConfig(max_length=6)))
+    layer_names = convert.keras_layer_names(stripped)
+    for export in ("float", "int8"):
+        path = tmp_path / f"{export}.tflite"
+        path.write_bytes(convert.to_tflite(programs["model"], stripped, export))
+        ops = litert.op_names(path)
+        assert ops.count(litert.FUSED_LSTM) == 4 and "REVERSE_V2" in ops
+        from_file = litert.weight_sparsity(path, layer_names)
+        for name in BIDIRECTIONAL_WEIGHTS:  # each direction's zeros, read back by name
+            zeros, kept = from_file[name]["zeros"], measured[name]["zeros"]
+            # int8 may round more small weights to zero, never fewer
+            assert zeros == kept if export == "float" else zeros >= kept, (export, name)
+        if export == "float":
+            x = random_ids()
+            np.testing.assert_allclose(litert.Runner(path).predict(x),
+                                       stripped.predict(x, verbose=0), atol=1e-4)

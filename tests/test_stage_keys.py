@@ -62,6 +62,7 @@ ROWS = [
     ("magnitude", {"embedding_dim": 64}, "train"),
     ("magnitude", {"lstm_units": 64}, "train"),
     ("magnitude", {"lstm_layers": 2}, "train"),
+    ("magnitude", {"bidirectional": True}, "train"),
     ("magnitude", {"embedding_dropout": 0.1}, "train"),
     ("magnitude", {"dropout": 0.1}, "train"),
     ("magnitude", {"pooling": "last"}, "train"),

@@ -53,6 +53,9 @@ class StructuredPruning(MagnitudePruning):
                 and not penalty.group_lasso):
             raise ConfigError("--regularized_weights applies to --pruning_method=structured "
                               "only with --group_lasso > 0")
+        if model.bidirectional:
+            raise ConfigError("--pruning_method=structured does not yet remove units from "
+                              "--bidirectional layers: use magnitude, l1 or l2 with them")
         if not (cfg.structured_units or cfg.structured_embedding):
             raise ConfigError("--pruning_method=structured needs --structured_units or "
                               "--structured_embedding above 0 (e.g. 0.5)")

@@ -46,11 +46,13 @@ def convert_all(model, config: PipelineConfig,
 
 
 def keras_layer_names(model) -> dict[str, list[str]]:
+    """Layer kind → the names of the layers holding its weights, in model order (a
+    Bidirectional layer holds two LSTMs: LAYER/forward, then LAYER/backward)."""
     names: dict[str, list[str]] = {}
     for layer in model.layers:
         kind = pruning.layer_kind(layer)
         if kind:
-            names.setdefault(kind, []).append(layer.name)
+            names.setdefault(kind, []).extend(name for name, _ in pruning.weight_owners(layer))
     return names
 
 
