@@ -24,6 +24,7 @@ TASKS = ("sentiment", "textgen")
 VOCABULARIES = ("wordpiece", "words", "characters")
 TASK_VOCABULARIES = {"sentiment": ("wordpiece", "words"), "textgen": ("characters",)}
 LEARNING_RATE_SCHEDULES = ("constant", "cosine")
+DISTRIBUTIONS = ("none", "mirrored", "multi_worker")  # see pipeline.distribute
 POOLINGS = ("last", "max")
 STRUCTURED_CRITERIA = ("l2", "taylor")
 
@@ -239,6 +240,12 @@ class TrainConfig(_Section):
         0.0, "Clip each gradient to this global norm in training and fine-tuning (0: no "
         "clipping).")
     seed: int = setting(1, "Seed for weight initialisation and shuffling.")
+    distribution: str = setting(
+        "none", "How the train and prune stages spread over devices: none (one device), "
+        "mirrored (every local GPU), multi_worker (one process per worker, from TF_CONFIG; "
+        "every worker runs the same command). --batch_size is the global batch, split "
+        "across replicas; the learning rate is not scaled. See README, \"Training on "
+        "several machines\".", choices=DISTRIBUTIONS)
 
     def validate(self):
         _require(self.clip_norm >= 0, f"--clip_norm={self.clip_norm} must be >= 0 "

@@ -25,7 +25,7 @@ from absl import app, flags, logging
 
 import models
 import pipeline
-from pipeline import artifacts, cli, methods, tasks, vectors
+from pipeline import artifacts, cli, distribute, methods, tasks, vectors
 from pipeline import flags as pipeline_flags
 from pipeline.config import SECTIONS, ConfigError, PipelineConfig
 from pipeline.data import DataError, check_dataset
@@ -170,7 +170,8 @@ def run_stage(stage: Stage, config: PipelineConfig, run_dir: Path, key: dict) ->
     artifacts.atomic_write_json(partial / KEY_FILE, key)
     start = time.monotonic()
     view = config.view(stage_settings(stage, config), f"stage {stage.name}")
-    summary = stage.module.run(view, run_dir, partial)
+    with distribute.scope(stage.name):
+        summary = stage.module.run(view, run_dir, partial)
     (partial / KEY_FILE).unlink()
     record = {**key, "stage": stage.name, "summary": summary,
               "elapsed_s": round(time.monotonic() - start, 2),
@@ -204,11 +205,12 @@ def _run_locked(config: PipelineConfig, run_dir: Path) -> dict:
             logging.warning("%s: %s was changed after the stage made it; redoing it", prefix,
                             run_dir / stage.name)
             unchanged = False
-        if not config.force and unchanged:
+        everywhere = distribute.runs_on_every_worker(stage.name)  # never skipped alone
+        if not config.force and unchanged and not everywhere:
             logging.info("%s: unchanged, skipped (use --force to redo)", prefix)
             summaries[stage.name] = record["summary"]
             continue
-        if not config.force:
+        if not config.force and not everywhere:
             cached = restore_from_cache(cache_entry(config, stage, key), stage, run_dir)
             if cached is not None:
                 logging.info("%s: restored from the cache %s", prefix, config.cache_dir)
@@ -237,6 +239,7 @@ def main(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> None:
         config = pipeline_flags.config_from_flags(flag_values)
         check_dataset(config.data)
         vectors.check(config)
+        distribute.check(config)
         output = Path(config.output_dir)
         if output.exists() and not output.is_dir():
             raise ConfigError(f"--output_dir={output} is a file, not a folder; choose a folder "
@@ -245,8 +248,11 @@ def main(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> None:
         sys.stderr.write(f"error: {error}\n")
         sys.exit(2)
     logging.set_verbosity(logging.INFO)
+    distribute.start(config)
+    config = distribute.for_this_worker(config)
     try:
         run_pipeline(config)
+        distribute.barrier()
     except (StageError, DataError, artifacts.RunLockedError, FileNotFoundError,
             ValueError) as error:
         sys.stderr.write(f"error: {error}\n")
@@ -255,7 +261,10 @@ def main(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> None:
         sys.stderr.write(f"error: {error.strerror or error} ({error.filename}); check that "
                          f"{config.output_dir} is writable and the disk has room\n")
         sys.exit(1)
-    logging.info("done: bundle in %s", Path(config.output_dir) / "bundle")
+    if "bundle" in config.stages:
+        logging.info("done: bundle in %s", Path(config.output_dir) / "bundle")
+    else:
+        logging.info("done: %s in %s", ", ".join(config.stages), config.output_dir)
 
 
 if __name__ == "__main__":

@@ -159,6 +159,9 @@ def run_main(args, tmp_path, capsys):
       "--bidirectional"], "--bidirectional reads the text backwards too"),
     (["--bidirectional", "--pruning_method=structured", "--structured_units=0.5"],
      "does not yet remove units from --bidirectional layers"),
+    (["--distribution=multi_worker"], "--distribution=multi_worker needs TF_CONFIG"),
+    (["--distribution=mirrored", "--pruning_method=structured", "--structured_units=0.5"],
+     "use --distribution=none with it"),
 ])
 def test_cli_rejects_bad_input_before_any_work(args, message, tmp_path, capsys):
     status, stderr = run_main(args, tmp_path, capsys)

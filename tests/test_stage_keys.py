@@ -73,6 +73,7 @@ ROWS = [
     ("magnitude", {"learning_rate_schedule": "cosine"}, "train"),
     ("magnitude", {"clip_norm": 1.0}, "train"),
     ("magnitude", {"seed": 2}, "train"),
+    ("magnitude", {"distribution": "mirrored"}, "train"),
     ("l2", {"l1": 1e-6, "pruning_method": "l1_l2"}, "train"),
     ("l2", {"l2": 1e-4}, "train"),
     ("l2", {"group_lasso": 1e-3}, "train"),

@@ -53,6 +53,9 @@ class StructuredPruning(MagnitudePruning):
                 and not penalty.group_lasso):
             raise ConfigError("--regularized_weights applies to --pruning_method=structured "
                               "only with --group_lasso > 0")
+        if config.train.distribution != "none":
+            raise ConfigError("--pruning_method=structured runs its own removal loop on one "
+                              "process: use --distribution=none with it")
         if model.bidirectional:
             raise ConfigError("--pruning_method=structured does not yet remove units from "
                               "--bidirectional layers: use magnitude, l1 or l2 with them")

@@ -1,0 +1,120 @@
+"""tf.distribute: TF_CONFIG checks, each worker's part, and two real workers pruning together."""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from pipeline import artifacts, distribute, pruning
+from pipeline.config import ConfigError, PipelineConfig, TrainConfig
+from pipeline.stages import prune as prune_stage
+from tests.conftest import REPO
+
+
+def tf_config(index, workers=2, chief=False):
+    cluster = {"worker": [f"localhost:{2000 + i}" for i in range(workers)]}
+    if chief:
+        cluster["chief"] = ["localhost:1999"]
+    return json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+
+
+@pytest.mark.parametrize("value, message", [
+    ("", "--distribution=multi_worker needs TF_CONFIG"),
+    ("{not json", "TF_CONFIG is not a cluster description (JSONDecodeError"),
+    ('{"cluster": {"worker": ["a:1"]}}', "TF_CONFIG is not a cluster description (KeyError"),
+    ('{"cluster": {"ps": ["a:1"]}, "task": {"type": "ps", "index": 0}}',
+     "task type 'ps': this pipeline runs chief and worker tasks only"),
+    (tf_config(2), "TF_CONFIG task worker 2 is not in its cluster (2 worker addresses)"),
+])
+def test_a_bad_tf_config_is_named(value, message):
+    with pytest.raises(ConfigError) as error:
+        distribute.worker_from_environment({"TF_CONFIG": value})
+    assert message in str(error.value)
+
+
+def test_worker_zero_is_the_chief_unless_there_is_a_chief_task():
+    assert distribute.worker_from_environment({"TF_CONFIG": tf_config(0)}).is_chief
+    assert not distribute.worker_from_environment({"TF_CONFIG": tf_config(1)}).is_chief
+    with_chief = distribute.worker_from_environment({"TF_CONFIG": tf_config(0, chief=True)})
+    assert not with_chief.is_chief and with_chief.workers == 3
+
+
+def test_the_global_batch_must_split_evenly(monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", tf_config(0, workers=3))
+    config = PipelineConfig(train=TrainConfig(distribution="multi_worker", batch_size=128))
+    with pytest.raises(ConfigError, match="--batch_size=128 does not split evenly over 3"):
+        distribute.check(config)
+
+
+def test_another_worker_runs_the_training_stages_in_its_own_folder(monkeypatch):
+    config = PipelineConfig(output_dir="runs/x", cache_dir="/tmp/cache",
+                            train=TrainConfig(distribution="multi_worker"))
+    monkeypatch.setattr(distribute, "_worker",
+                        lambda: distribute.Worker("worker", 1, 2, has_chief=False))
+    mine = distribute.for_this_worker(config)
+    assert (mine.output_dir, mine.stages, mine.cache_dir) == (
+        os.path.join("runs/x", "workers", "1"), ("data", "train", "prune"), "")
+    assert distribute.runs_on_every_worker("train") and not distribute.runs_on_every_worker(
+        "convert")
+    monkeypatch.setattr(distribute, "_worker",
+                        lambda: distribute.Worker("worker", 0, 2, has_chief=False))
+    assert distribute.for_this_worker(config) is config
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+SMALL = ["--flagfile=configs/sentiment_smoke.flags", "--train_limit=1000", "--epochs=1",
+         "--pruning_epochs=1", "--stages=data,train,prune,strip"]
+
+
+def start_run(run_dir, data_dir, *extra, tf_config_value=None):
+    env = {**os.environ, "PIPELINE_DATA_DIR": str(data_dir)}
+    env.pop("TF_CONFIG", None)
+    if tf_config_value is not None:
+        env["TF_CONFIG"] = tf_config_value
+    return subprocess.Popen([sys.executable, "-m", "pipeline.run", *SMALL,
+                             f"--output_dir={run_dir}", *extra], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def stripped_weights(run_dir):
+    model = artifacts.load_keras_model(run_dir / "prune" / prune_stage.MODEL_FILE,
+                                       scope=pruning.load_scope())
+    return pruning.strip(model)
+
+
+@pytest.mark.slow
+def test_two_workers_prune_to_the_target_with_identical_weights(shared_data, tmp_path):
+    addresses = [f"localhost:{port}" for port in free_ports(2)]
+    run_dir = tmp_path / "run"
+    workers = [start_run(run_dir, shared_data, "--distribution=multi_worker",
+                         tf_config_value=json.dumps({"cluster": {"worker": addresses},
+                                                     "task": {"type": "worker", "index": i}}))
+               for i in range(2)]
+    single = start_run(tmp_path / "single", shared_data)  # the same run in one process
+    for process in (*workers, single):
+        output = process.communicate(timeout=600)[0]
+        assert process.returncode == 0, output[-3000:]
+
+    chief, other = stripped_weights(run_dir), stripped_weights(run_dir / "workers" / "1")
+    for mine, theirs in zip(chief.get_weights(), other.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)  # the same masks and values everywhere
+    distributed = pruning.weight_sparsity(chief)
+    alone = pruning.weight_sparsity(stripped_weights(tmp_path / "single"))
+    assert set(distributed) == set(alone)
+    for name, entry in distributed.items():
+        assert entry["sparsity"] == pytest.approx(0.8, abs=1 / entry["size"]), name
+        assert entry["zeros"] == alone[name]["zeros"], name  # exactly as one process prunes
+    assert (run_dir / "strip").is_dir()  # the chief's work only:
+    assert not (run_dir / "workers" / "1" / "strip").exists()
