@@ -1,4 +1,6 @@
 """Shared fixtures. Real data comes from $PIPELINE_DATA_DIR (CI: ../shared/data)."""
+import fcntl
+import json
 import os
 import subprocess
 import sys
@@ -35,10 +37,22 @@ def sentiment_smoke(shared_data, tmp_path_factory):
     """One real smoke run, every stage forced to run, its outputs also in a stage cache.
 
     The end-to-end tests read the run; the bench test's magnitude cell has the same
-    settings and restores from the cache instead of training the same model again.
+    settings and restores from the cache instead of training the same model again. Under
+    pytest-xdist each test process has its own session: the first to get here makes the
+    run (holding a lock), the others wait for it and read the same folders.
     """
-    run_dir = tmp_path_factory.mktemp("smoke") / "run"
-    cache = tmp_path_factory.mktemp("smoke_cache")
-    result = run_sentiment_smoke(run_dir, shared_data, "--force", f"--cache_dir={cache}")
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # this pytest run
+    run_dir, cache = shared / "smoke" / "run", shared / "smoke" / "cache"
+    done = shared / "smoke.json"
+    with open(shared / "smoke.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not done.exists():
+            result = run_sentiment_smoke(run_dir, shared_data, "--force", f"--cache_dir={cache}")
+            done.write_text(json.dumps({"returncode": result.returncode,
+                                        "stdout": result.stdout, "stderr": result.stderr}))
+    outcome = json.loads(done.read_text())
+    result = subprocess.CompletedProcess([], outcome["returncode"], outcome["stdout"],
+                                         outcome["stderr"])
     assert result.returncode == 0, result.stderr[-4000:]
     return run_dir, result, cache

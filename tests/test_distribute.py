@@ -74,8 +74,8 @@ def free_ports(count):
     return ports
 
 
-SMALL = ["--flagfile=configs/sentiment_smoke.flags", "--train_limit=1000", "--epochs=1",
-         "--pruning_epochs=1", "--stages=data,train,prune,strip"]
+SMALL = ["--flagfile=configs/sentiment_smoke.flags", "--train_limit=512", "--eval_limit=100",
+         "--epochs=1", "--pruning_epochs=1", "--stages=data,train,prune,strip"]
 
 
 def start_run(run_dir, data_dir, *extra, tf_config_value=None):
