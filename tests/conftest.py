@@ -23,32 +23,34 @@ def shared_data() -> Path:
     return folder
 
 
-def run_sentiment_smoke(run_dir: Path, data_dir: Path, *extra: str):
-    """pipeline.run on configs/sentiment_smoke.flags in a subprocess, as a user runs it."""
+def run_smoke(flagfile: str, run_dir: Path, data_dir: Path, *extra: str):
+    """pipeline.run on a smoke flagfile in a subprocess, as a user runs it."""
     env = {**os.environ, "PIPELINE_DATA_DIR": str(data_dir)}
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.run", "--flagfile=configs/sentiment_smoke.flags",
+        [sys.executable, "-m", "pipeline.run", f"--flagfile={flagfile}",
          f"--output_dir={run_dir}", *extra],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
 
 
-@pytest.fixture(scope="session")
-def sentiment_smoke(shared_data, tmp_path_factory):
-    """One real smoke run, every stage forced to run, its outputs also in a stage cache.
+def run_sentiment_smoke(run_dir: Path, data_dir: Path, *extra: str):
+    return run_smoke("configs/sentiment_smoke.flags", run_dir, data_dir, *extra)
 
-    The end-to-end tests read the run; the bench test's magnitude cell has the same
-    settings and restores from the cache instead of training the same model again. Under
-    pytest-xdist each test process has its own session: the first to get here makes the
-    run (holding a lock), the others wait for it and read the same folders.
+
+def smoke_once(name: str, data_dir: Path, tmp_path_factory):
+    """One real smoke run per pytest run, every stage forced, its outputs also in the stage
+    cache both smoke runs share: (run folder, finished process, cache folder).
+
+    Under pytest-xdist each test process has its own session: the first to get here makes
+    the run (holding a lock), the others wait for it and read the same folders.
     """
     base = tmp_path_factory.getbasetemp()
     shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # this pytest run
-    run_dir, cache = shared / "smoke" / "run", shared / "smoke" / "cache"
-    done = shared / "smoke.json"
-    with open(shared / "smoke.lock", "w") as lock:
+    run_dir, cache, done = shared / name / "run", shared / "smoke_cache", shared / f"{name}.json"
+    with open(shared / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         if not done.exists():
-            result = run_sentiment_smoke(run_dir, shared_data, "--force", f"--cache_dir={cache}")
+            result = run_smoke(f"configs/{name}.flags", run_dir, data_dir, "--force",
+                               f"--cache_dir={cache}")
             done.write_text(json.dumps({"returncode": result.returncode,
                                         "stdout": result.stdout, "stderr": result.stderr}))
     outcome = json.loads(done.read_text())
@@ -56,3 +58,17 @@ def sentiment_smoke(shared_data, tmp_path_factory):
                                          outcome["stderr"])
     assert result.returncode == 0, result.stderr[-4000:]
     return run_dir, result, cache
+
+
+@pytest.fixture(scope="session")
+def sentiment_smoke(shared_data, tmp_path_factory):
+    """configs/sentiment_smoke.flags: read by the end-to-end tests; the bench's cells and
+    the two-worker test reuse its training and its sparsity."""
+    return smoke_once("sentiment_smoke", shared_data, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def textgen_smoke(shared_data, tmp_path_factory):
+    """configs/textgen_smoke.flags: read by the text-generation tests; the bench's textgen
+    cells restore it from the cache."""
+    return smoke_once("textgen_smoke", shared_data, tmp_path_factory)

@@ -74,18 +74,18 @@ def free_ports(count):
     return ports
 
 
+# Fewer rows and epochs than the smoke run, the same shapes (512 rows still fill its 1,000
+# words), so its single-process sparsity is the reference.
 SMALL = ["--flagfile=configs/sentiment_smoke.flags", "--train_limit=512", "--eval_limit=100",
          "--epochs=1", "--pruning_epochs=1", "--stages=data,train,prune,strip"]
 
 
-def start_run(run_dir, data_dir, *extra, tf_config_value=None):
-    env = {**os.environ, "PIPELINE_DATA_DIR": str(data_dir)}
-    env.pop("TF_CONFIG", None)
-    if tf_config_value is not None:
-        env["TF_CONFIG"] = tf_config_value
+def start_worker(run_dir, data_dir, tf_config_value):
+    env = {**os.environ, "PIPELINE_DATA_DIR": str(data_dir), "TF_CONFIG": tf_config_value}
     return subprocess.Popen([sys.executable, "-m", "pipeline.run", *SMALL,
-                             f"--output_dir={run_dir}", *extra], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             f"--output_dir={run_dir}", "--distribution=multi_worker"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
 
 
 def stripped_weights(run_dir):
@@ -95,15 +95,15 @@ def stripped_weights(run_dir):
 
 
 @pytest.mark.slow
-def test_two_workers_prune_to_the_target_with_identical_weights(shared_data, tmp_path):
+def test_two_workers_prune_to_the_target_with_identical_weights(shared_data, sentiment_smoke,
+                                                                tmp_path):
     addresses = [f"localhost:{port}" for port in free_ports(2)]
     run_dir = tmp_path / "run"
-    workers = [start_run(run_dir, shared_data, "--distribution=multi_worker",
-                         tf_config_value=json.dumps({"cluster": {"worker": addresses},
-                                                     "task": {"type": "worker", "index": i}}))
+    workers = [start_worker(run_dir, shared_data,
+                            json.dumps({"cluster": {"worker": addresses},
+                                        "task": {"type": "worker", "index": i}}))
                for i in range(2)]
-    single = start_run(tmp_path / "single", shared_data)  # the same run in one process
-    for process in (*workers, single):
+    for process in workers:
         output = process.communicate(timeout=600)[0]
         assert process.returncode == 0, output[-3000:]
 
@@ -111,9 +111,11 @@ def test_two_workers_prune_to_the_target_with_identical_weights(shared_data, tmp
     for mine, theirs in zip(chief.get_weights(), other.get_weights()):
         np.testing.assert_array_equal(mine, theirs)  # the same masks and values everywhere
     distributed = pruning.weight_sparsity(chief)
-    alone = pruning.weight_sparsity(stripped_weights(tmp_path / "single"))
+    # The smoke run: one process, the same shapes (1,000 words, 16 dimensions and units).
+    alone = artifacts.read_json(sentiment_smoke[0] / "strip" / "sparsity.json")
     assert set(distributed) == set(alone)
     for name, entry in distributed.items():
+        assert entry["size"] == alone[name]["size"], name
         assert entry["sparsity"] == pytest.approx(0.8, abs=1 / entry["size"]), name
         assert entry["zeros"] == alone[name]["zeros"], name  # exactly as one process prunes
     assert (run_dir / "strip").is_dir()  # the chief's work only:

@@ -1,7 +1,6 @@
 """Text generation: a real run on a slice of tiny Shakespeare, the step model, the samplers."""
 import json
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -32,15 +31,8 @@ def generate_cli(*args):
 
 
 @pytest.fixture(scope="module")
-def textgen_run(shared_data, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("textgen") / "run"
-    env = {**os.environ, "PIPELINE_DATA_DIR": str(shared_data)}
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline.run", "--flagfile=configs/textgen_smoke.flags",
-         f"--output_dir={run_dir}"], cwd=REPO, env=env, capture_output=True, text=True,
-        timeout=900)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return run_dir
+def textgen_run(textgen_smoke):
+    return textgen_smoke[0]
 
 
 @pytest.fixture(scope="module")
