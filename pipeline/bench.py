@@ -17,7 +17,9 @@ import platform
 import shlex
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from absl import app, flags
@@ -31,7 +33,8 @@ KEY_FIELDS = ("task", "method", "target_sparsity", "export")
 CSV_FIELDS = KEY_FIELDS + (
     "metric", "metric_value", "higher_is_better", "test_loss", "bytes", "gzip_bytes",
     "measured_sparsity", "lstm_min_sparsity", "latency_median_ms", "latency_p90_ms",
-    "latency_ratio_vs_dense", "plain", "negation", "long_text", "train_wall_s", "git_commit",
+    "latency_ratio_vs_dense", "characters_per_second", "plain", "negation", "long_text",
+    "train_wall_s", "git_commit",
     "cpu_model", "cores", "versions")
 HTML_FIELDS = CSV_FIELDS[:CSV_FIELDS.index("train_wall_s")]  # what the HTML table shows
 
@@ -53,8 +56,15 @@ flags.DEFINE_list("sparsities", ["0", "0.5", "0.8", "0.9", "0.95"], "Target spar
 flags.DEFINE_multi_string("run_flag", [], "Extra pipeline.run flag for every cell "
                           "(e.g. --data_dir=...).")
 flags.DEFINE_bool("smoke", False, "Each task's smoke flagfile (configs/X_smoke.flags beside "
-                  "configs/X.flags: small slices, a few epochs) and one sparsity: exercises "
-                  "the whole path in minutes; the numbers are not results.")
+                  "configs/X.flags: small slices, a few epochs), one sparsity and one point "
+                  "of each NAME@X line (the X nearest 0.5): exercises the whole path in "
+                  "minutes; the numbers are not results.")
+flags.DEFINE_integer("jobs", 1, "Cells run side by side. Each task's dense cell runs first "
+                     "(the others restore its training from the cache); then each method's "
+                     "cells run in order in one job, since they share a parent. Above 1 the "
+                     "cells share the cores, so keep 1 for latency you mean to quote "
+                     "(ratios to the dense parent are paired inside each cell and hold).",
+                     lower_bound=1)
 flags.DEFINE_string("baseline", "", "An earlier results.jsonl to compare against.")
 flags.DEFINE_float("metric_tolerance", 0.01, "Largest allowed drop of the primary metric "
                    "(absolute; accuracy 0.01 = 1 point) before a row counts as regressed.")
@@ -96,11 +106,29 @@ def method_name(method: str) -> tuple[str | None, str]:
     return task or None, name
 
 
+def smoke_methods(methods: dict) -> dict:
+    """One method per NAME@X line (the X nearest 0.5), so --smoke exercises every line once."""
+    def distance(method: str) -> float:
+        _, _, point = method_name(method)[1].partition("@")
+        try:
+            return abs(float(point) - 0.5)
+        except ValueError:
+            return 0.0
+    chosen: dict[tuple, str] = {}
+    for method in methods:
+        task, name = method_name(method)
+        line = (task, line_name(name))
+        if line not in chosen or distance(method) < distance(chosen[line]):
+            chosen[line] = method
+    return {method: flags for method, flags in methods.items() if method in chosen.values()}
+
+
 def cells(tasks: dict, methods: dict, sparsities: list[float], smoke: bool) -> list[tuple]:
     """(task, method as given, target sparsity) for every cell of the sweep."""
     nonzero = sorted(s for s in sparsities if s > 0)
-    if smoke and nonzero:
-        nonzero = [min(nonzero, key=lambda s: abs(s - 0.8))]
+    if smoke:
+        methods = smoke_methods(methods)
+        nonzero = [min(nonzero, key=lambda s: abs(s - 0.8))] if nonzero else []
     for method in methods:
         only = method_name(method)[0]
         if only is not None and only not in tasks:
@@ -213,6 +241,8 @@ def rows_for(run_dir: Path, task: str, method: str, sparsity: float, context: di
             "lstm_min_sparsity": round(min(lstm), 5) if lstm else None,
             "latency_median_ms": entry["latency"]["median_ms"],
             "latency_p90_ms": entry["latency"]["p90_ms"], "latency_ratio_vs_dense": None,
+            # text generation only: sampling in the graph, the way the bundle generates
+            "characters_per_second": entry.get("characters_per_second", {}).get("median"),
             "plain": suite.get("plain"), "negation": suite.get("negation"),
             "long_text": long_texts.get("all"),
             "train_wall_s": round(wall, 1), "versions": versions, **context})
@@ -317,9 +347,9 @@ def plots(rows: list[dict], out_dir: Path) -> list[Path]:
 
 def markdown_table(rows: list[dict]) -> str:
     header = ("| task | method | target | export | metric | gzip KiB | measured sparsity "
-              "(all / least LSTM weight) | latency ms (median / p90) | × dense | "
+              "(all / least LSTM weight) | latency ms (median / p90) | × dense | chars/s | "
               "plain / negation / long text | train s |")
-    lines = [header, "|" + "---|" * 11]
+    lines = [header, "|" + "---|" * 12]
 
     def share(value, digits=2):
         return "–" if value is None else f"{value:.{digits}f}"
@@ -332,7 +362,8 @@ def markdown_table(rows: list[dict]) -> str:
             f"{r['measured_sparsity']:.3f} / {share(r.get('lstm_min_sparsity'), 3)} | "
             f"{r['latency_median_ms']:.3f} / "
             f"{r['latency_p90_ms']:.3f} | {'' if ratio is None else f'{ratio:.2f}'} | "
-            f"{behaviour} | {r['train_wall_s']:.0f} |")
+            f"{share(r.get('characters_per_second'), 0)} | {behaviour} | "
+            f"{r['train_wall_s']:.0f} |")
     return "\n".join(lines)
 
 
@@ -405,6 +436,62 @@ def load_baseline(path: str) -> list[dict]:
     return rows
 
 
+def job_groups(sweep: list[tuple], dense_method: str) -> list[list[list[int]]]:
+    """Waves of jobs, each job a list of sweep positions run in order.
+
+    The first wave holds each task's dense cell, whose training the other cells restore
+    from the cache; in the second, a method's cells share one job, since they share their
+    parent (the l1 and l2 penalties train their own).
+    """
+    waves: list[dict] = [{}, {}]
+    for position, (task, method, *_) in enumerate(sweep):
+        wave = waves[0] if method == dense_method else waves[1]
+        wave.setdefault((task, method), []).append(position)
+    return [list(wave.values()) for wave in waves if wave]
+
+
+def run_sweep(sweep: list[tuple], context: dict, results: Path,
+              jobs: int) -> tuple[dict[int, list], list[str]]:
+    """Runs every cell (`jobs` side by side); rows by sweep position, and the failures."""
+    rows_by_cell: dict[int, list] = {}
+    failed: list[str] = []
+    lock = threading.Lock()
+    started = [0]
+
+    def run_job(positions: list[int]) -> None:
+        for position in positions:
+            task, method, sparsity, run_dir, arguments = sweep[position]
+            label = f"{task} {method} {sparsity:g}"
+            with lock:
+                started[0] += 1
+                prefix = f"[{started[0]}/{len(sweep)}] {label}"
+            print(f"{prefix}: started", flush=True)
+            start = time.monotonic()
+            result = run_cell(arguments, run_dir)
+            elapsed = time.monotonic() - start
+            if result.returncode != 0:
+                with lock:
+                    failed.append(f"{task}/{method}/{sparsity:g}: pipeline.run exited "
+                                  f"{result.returncode}; see {run_dir / 'bench.log'}")
+                print(f"{prefix}: FAILED in {elapsed:.0f} s (log: {run_dir / 'bench.log'})",
+                      flush=True)
+                continue
+            new_rows = rows_for(run_dir, task, method, sparsity, context)
+            with lock:
+                rows_by_cell[position] = new_rows
+                with open(results, "a", encoding="utf-8") as handle:  # kept if the sweep dies
+                    handle.writelines(json.dumps(r, sort_keys=True) + "\n" for r in new_rows)
+            print(f"{prefix}: done in {elapsed:.0f} s " + ", ".join(
+                f"{r['export']} {r['metric']} {r['metric_value']:.4f}" for r in new_rows),
+                flush=True)
+
+    for wave in job_groups(sweep, FLAGS.dense_method):
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            for future in [pool.submit(run_job, job) for job in wave]:
+                future.result()
+    return rows_by_cell, failed
+
+
 def bench(out_dir: Path) -> int:
     tasks = parse_pairs(FLAGS.task, "task")
     methods = parse_pairs(FLAGS.method, "method")
@@ -426,27 +513,10 @@ def bench(out_dir: Path) -> int:
         check_cell(f"{task}/{name}/{sparsity:g}", arguments)
         sweep.append((task, name, sparsity, run_dir, arguments))
     context = {**machine(), "git_commit": git_commit()}
-    rows, failed = [], []
     results = out_dir / "results.jsonl"
     artifacts.atomic_write_text(results, "")
-    for position, (task, method, sparsity, run_dir, arguments) in enumerate(sweep, start=1):
-        print(f"[{position}/{len(sweep)}] {task} {method} {sparsity:g}: started", flush=True)
-        start = time.monotonic()
-        result = run_cell(arguments, run_dir)
-        elapsed = time.monotonic() - start
-        if result.returncode != 0:
-            failed.append(f"{task}/{method}/{sparsity:g}: pipeline.run exited "
-                          f"{result.returncode}; see {run_dir / 'bench.log'}")
-            print(f"[{position}/{len(sweep)}] {task} {method} {sparsity:g}: FAILED in "
-                  f"{elapsed:.0f} s (log: {run_dir / 'bench.log'})", flush=True)
-            continue
-        new_rows = rows_for(run_dir, task, method, sparsity, context)
-        rows.extend(new_rows)
-        with open(results, "a", encoding="utf-8") as handle:  # kept if the sweep dies later
-            handle.writelines(json.dumps(r, sort_keys=True) + "\n" for r in new_rows)
-        print(f"[{position}/{len(sweep)}] {task} {method} {sparsity:g}: done in {elapsed:.0f} s "
-              + ", ".join(f"{r['export']} {r['metric']} {r['metric_value']:.4f}"
-                          for r in new_rows), flush=True)
+    rows_by_cell, failed = run_sweep(sweep, context, results, FLAGS.jobs)
+    rows = [row for position in sorted(rows_by_cell) for row in rows_by_cell[position]]
     add_latency_ratios(rows, FLAGS.dense_method)
     problems = (regressions(rows, baseline, FLAGS.metric_tolerance, FLAGS.size_tolerance,
                             FLAGS.latency_tolerance) if baseline is not None else [])

@@ -4,8 +4,10 @@
         --sampler top_k --k 5 --temperature 0.8 --seed 1
     python -m pipeline.generate --keras runs/textgen --prompt "ROMEO:" ...
 
---bundle reads only the bundle, as a phone app would; --keras uses the run's stripped
-Keras model. See `pipeline.generation` for how each path samples.
+--bundle reads only the bundle, as a phone app would: the greedy, top_k and random samplers
+run in its generate.tflite (a block of characters per invoke), top_p in NumPy after each
+step of model.tflite; --keras uses the run's stripped Keras model. See
+`pipeline.generation` for how each path samples.
 """
 from __future__ import annotations
 
@@ -17,9 +19,9 @@ from absl import app, flags
 
 from pipeline import cli
 from pipeline.artifacts import BundleError, check_bundle
-from pipeline.generation import (SAMPLERS, GenerateError, Sampling, StepRunner,
-                                 encode_prompt, generate_keras, generate_litert,
-                                 load_keras_generator)
+from pipeline.generation import (IN_GRAPH_SAMPLERS, SAMPLERS, GenerateError, GenerateRunner,
+                                 Sampling, StepRunner, encode_prompt, generate_keras,
+                                 generate_litert, load_keras_generator)
 from pipeline.reference_tokenizer import CharacterTokenizer, SpecError
 
 MAX_LENGTH = 100_000  # about 13 s at the 7,500 characters/s measured in BUILD.md
@@ -69,13 +71,16 @@ def main(argv: list[str]) -> None:
                 raise GenerateError(f"{bundle}/model.tflite predicts {runner.vocabulary_size} "
                                     f"ids but vocab.txt has {len(tokenizer.vocabulary)}: the "
                                     "files are from different runs")
+            generator = None
+            if "generate.tflite" in manifest["files"] and sampling.sampler in IN_GRAPH_SAMPLERS:
+                generator = GenerateRunner(bundle / "generate.tflite", FLAGS.threads)
             prompt_ids = encode_prompt(tokenizer, FLAGS.prompt)
             sys.stdout.write(FLAGS.prompt)
             start = time.perf_counter()
             ids = generate_litert(runner, prompt_ids, FLAGS.length, sampling,
                                   tokenizer.spec["oov_id"],
                                   emit=lambda token: print(tokenizer.decode([token]), end="",
-                                                           flush=True))
+                                                           flush=True), generator=generator)
             print()
         else:
             step_model, tokenizer = load_keras_generator(Path(FLAGS.keras))

@@ -1,9 +1,11 @@
 """Text generation with a stateful one-step model: LiteRT for the bundle, keras-nlp for Keras.
 
-The LiteRT path reads only what ships (tokenizer spec, vocabulary, step .tflite) and
-samples with NumPy, as an app would; the Keras path drives a Keras step model with
-keras-nlp's samplers. Both feed the prompt one character at a time and carry the LSTM
-state, and neither ever emits the [UNK] id.
+The LiteRT path reads only what ships (tokenizer spec, vocabulary, .tflite files), as an
+app would: the step model feeds the prompt, and then either NumPy samples after every step
+or, faster, the generate model samples GENERATE_BLOCK characters per invoke inside the
+graph from uniform numbers the caller draws; both give the same ids for the same seed. The
+Keras path drives a Keras step model with keras-nlp's samplers. All carry the LSTM state
+and none ever emits the [UNK] id.
 """
 from __future__ import annotations
 
@@ -18,8 +20,12 @@ import numpy as np
 from pipeline.reference_tokenizer import CharacterTokenizer
 
 SAMPLERS = ("greedy", "top_k", "top_p", "random")
+IN_GRAPH_SAMPLERS = ("greedy", "top_k", "random")  # top_p stays in NumPy (step model)
 STEP_INPUT = "token_id"
 STEP_LOGITS = "logits"
+GENERATE_BLOCK = 32  # characters per invoke of the generate model
+GENERATE_INPUTS = ("uniforms", "temperature", "k")
+GENERATE_OUTPUT = "token_ids"
 
 
 class GenerateError(ValueError):
@@ -52,31 +58,38 @@ def next_token(logits: np.ndarray, sampling: Sampling, rng: np.random.Generator)
 
     Per character this runs on every step of generation, so it avoids work that does not
     change the distribution: top-k softmaxes only its k candidates (found by a partial
-    sort), and one uniform draw picks from the cumulative probabilities.
+    sort), and one uniform draw picks from the cumulative probabilities. Candidates are
+    ordered from the most likely (ties: lower id first), as the generate model orders them,
+    so the same uniform number picks the same id on both paths.
     """
     if sampling.sampler == "greedy":
         return int(np.argmax(logits))
     if sampling.sampler == "top_k" and sampling.k < len(logits):
-        keep = np.argpartition(logits, len(logits) - sampling.k)[-sampling.k:]
-        candidates = logits[keep]
+        keep = np.sort(np.argpartition(logits, len(logits) - sampling.k)[-sampling.k:])
+        keep = keep[np.argsort(-logits[keep], kind="stable")]
     else:
-        keep, candidates = None, logits
+        keep = np.argsort(-logits, kind="stable")
+    candidates = logits[keep]
     scaled = candidates.astype(np.float64) / sampling.temperature
     weights = np.exp(scaled - scaled.max())
     if sampling.sampler == "top_p":
-        order = np.argsort(-weights, kind="stable")
-        ordered = weights[order]
-        before = np.cumsum(ordered) - ordered
-        nucleus = before < sampling.p * ordered.sum()
-        keep, weights = order[nucleus], ordered[nucleus]
+        before = np.cumsum(weights) - weights
+        nucleus = before < sampling.p * weights.sum()
+        keep, weights = keep[nucleus], weights[nucleus]
     cumulative = np.cumsum(weights)
     chosen = min(int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right")),
                  len(weights) - 1)
-    return int(chosen if keep is None else keep[chosen])
+    return int(keep[chosen])
 
 
-class StepRunner:
-    """The bundle's one-step model through LiteRT: (token, state) → (logits, state)."""
+class _Runner:
+    """A textgen .tflite through LiteRT, tensors set and read by index.
+
+    The signature runner's call would resize and re-allocate every tensor on every call,
+    a large share of a small step's time; only the tensor indices are kept, since a live
+    signature runner would make LiteRT refuse the interpreter's own invoke().
+    """
+    kind, extra_inputs, output = "one-step", (), STEP_LOGITS
 
     def __init__(self, path: Path, threads: int = 1):
         from ai_edge_litert.interpreter import Interpreter
@@ -86,53 +99,104 @@ class StepRunner:
             signature = interpreter.get_signature_runner()
             details, outputs = signature.get_input_details(), signature.get_output_details()
         except (ValueError, RuntimeError) as error:
-            raise GenerateError(f"{path} is not a loadable one-step .tflite ({error})") from None
-        # Only the tensor indices are kept: a live signature runner would make LiteRT refuse
-        # the interpreter's own invoke().
+            raise GenerateError(f"{path} is not a loadable {self.kind} .tflite ({error})") from None
         del signature
-        if STEP_INPUT not in details:
-            raise GenerateError(f"{path} has no {STEP_INPUT} input: it is not a textgen step "
-                                "model")
+        for name in (STEP_INPUT, *self.extra_inputs):
+            if name not in details:
+                raise GenerateError(f"{path} has no {name} input: it is not a textgen "
+                                    f"{self.kind} model")
+        if self.output not in outputs:
+            raise GenerateError(f"{path} has no {self.output} output: it is not a textgen "
+                                f"{self.kind} model")
         self.state_shapes = {name: tuple(d["shape"]) for name, d in details.items()
-                             if name != STEP_INPUT}
-        if STEP_LOGITS not in outputs:
-            raise GenerateError(f"{path} has no {STEP_LOGITS} output: it is not a textgen step "
-                                "model")
-        self.vocabulary_size = int(outputs[STEP_LOGITS]["shape"][-1])
+                             if name not in (STEP_INPUT, *self.extra_inputs)}
         self.interpreter = interpreter
         self.token = np.zeros([1], np.int32)
-        self.token_index = details[STEP_INPUT]["index"]
-        self.state_indices = {name: details[name]["index"] for name in self.state_shapes}
-        self.logits_index = outputs[STEP_LOGITS]["index"]
-        self.output_indices = {name: outputs[name]["index"] for name in self.state_shapes}
+        self.input_indices = {name: d["index"] for name, d in details.items()}
+        self.output_index = outputs[self.output]["index"]
+        self.output_shape = tuple(outputs[self.output]["shape"])
+        self.state_outputs = {name: outputs[name]["index"] for name in self.state_shapes}
 
     def initial_state(self) -> dict[str, np.ndarray]:
         return {name: np.zeros(shape, np.float32) for name, shape in self.state_shapes.items()}
 
-    def __call__(self, token: int, state: dict) -> tuple[np.ndarray, dict]:
-        # Tensors are set and read by index: the signature runner's call would resize and
-        # re-allocate every tensor on every character, a large share of a small step's time.
+    def _invoke(self, token: int, state: dict) -> tuple[np.ndarray, dict]:
         self.token[0] = token
-        self.interpreter.set_tensor(self.token_index, self.token)
+        self.interpreter.set_tensor(self.input_indices[STEP_INPUT], self.token)
         for name, value in state.items():
-            self.interpreter.set_tensor(self.state_indices[name], value)
+            self.interpreter.set_tensor(self.input_indices[name], value)
         self.interpreter.invoke()
-        return (self.interpreter.get_tensor(self.logits_index)[0],
+        return (self.interpreter.get_tensor(self.output_index),
                 {name: self.interpreter.get_tensor(index)
-                 for name, index in self.output_indices.items()})
+                 for name, index in self.state_outputs.items()})
+
+
+class StepRunner(_Runner):
+    """The bundle's one-step model: (token, state) → (logits, state)."""
+
+    def __init__(self, path: Path, threads: int = 1):
+        super().__init__(path, threads)
+        self.vocabulary_size = int(self.output_shape[-1])
+
+    def __call__(self, token: int, state: dict) -> tuple[np.ndarray, dict]:
+        logits, state = self._invoke(token, state)
+        return logits[0], state
+
+
+class GenerateRunner(_Runner):
+    """The bundle's generate model: (token, state, uniforms, temperature, k) → (ids, state).
+
+    One invoke runs GENERATE_BLOCK steps, each sampling the next id inside the graph from
+    one caller-drawn uniform number, so Python and NumPy cost nothing per character.
+    """
+    kind, extra_inputs, output = "generate", GENERATE_INPUTS, GENERATE_OUTPUT
+
+    def __init__(self, path: Path, threads: int = 1):
+        super().__init__(path, threads)
+        self.block = int(self.output_shape[0])
+
+    def settings(self, sampling: Sampling, vocabulary_size: int) -> None:
+        """Sets the sampler's temperature and k (greedy is k=1, random is every id)."""
+        if sampling.sampler not in IN_GRAPH_SAMPLERS:
+            raise GenerateError(f"the generate model samples with {', '.join(IN_GRAPH_SAMPLERS)}"
+                                f"; --sampler={sampling.sampler} needs the step model")
+        k = {"greedy": 1, "top_k": min(sampling.k, vocabulary_size),
+             "random": vocabulary_size}[sampling.sampler]
+        temperature = 1.0 if sampling.sampler == "greedy" else sampling.temperature
+        self.interpreter.set_tensor(self.input_indices["temperature"], np.float32(temperature))
+        self.interpreter.set_tensor(self.input_indices["k"], np.int32(k))
+
+    def __call__(self, token: int, state: dict, uniforms: np.ndarray) -> tuple[np.ndarray, dict]:
+        self.interpreter.set_tensor(self.input_indices["uniforms"],
+                                    uniforms.astype(np.float32))
+        return self._invoke(token, state)
 
 
 def generate_litert(runner: StepRunner, prompt_ids: list[int], length: int,
-                    sampling: Sampling, oov_id: int, emit=None) -> list[int]:
+                    sampling: Sampling, oov_id: int, emit=None,
+                    generator: GenerateRunner | None = None) -> list[int]:
     """Feeds the prompt, then samples `length` ids; [UNK] is never generated.
 
-    `emit`, if given, is called with each id as soon as it is sampled (streaming output).
+    With `generator` (the generate model; greedy, top_k and random only) the ids are
+    sampled in the graph, a block per invoke, from the same uniform numbers the NumPy
+    path would draw. `emit`, if given, is called with each id as soon as it is sampled.
     """
     rng = np.random.default_rng(sampling.seed)
     state = runner.initial_state()
     for token in prompt_ids[:-1]:
         _, state = runner(token, state)
     token, generated = prompt_ids[-1], []
+    if generator is not None:
+        generator.settings(sampling, runner.vocabulary_size)
+        while len(generated) < length:
+            ids, state = generator(token, state, rng.random(generator.block))
+            block = [int(i) for i in ids[:length - len(generated)]]
+            generated += block
+            token = block[-1]
+            if emit is not None:
+                for token_id in block:
+                    emit(token_id)
+        return generated
     for _ in range(length):
         logits, state = runner(token, state)
         logits[oov_id] = -np.inf

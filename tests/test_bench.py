@@ -31,7 +31,7 @@ def smoke_bench(shared_data, sentiment_smoke, textgen_smoke, tmp_path_factory):
     # The smoke runs' cache saves training each task's models a second time.
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     result = bench("bench", shared_data, f"--run_flag=--cache_dir={sentiment_smoke[2]}",
-                   cwd=elsewhere)
+                   "--jobs=2", cwd=elsewhere)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return elsewhere / "bench"
 
@@ -49,9 +49,11 @@ def test_every_expected_row_exists_with_sane_values(smoke_bench):
     for row in rows:
         if row["task"] == "sentiment":  # it learned: the majority class scores 0.545
             assert row["metric"] == "accuracy" and row["metric_value"] >= 0.62, row
+            assert row["characters_per_second"] is None
         else:  # below ln(65) = 4.17 nats of guessing among the characters
             ceiling = 3.0 if row["method"] == "dense" else 3.6  # 80% zeros after 2 epochs
             assert row["metric"] == "loss" and row["metric_value"] <= ceiling, row
+            assert row["characters_per_second"] > 0
         assert 0 < row["gzip_bytes"] < row["bytes"]
         assert 0 < row["latency_median_ms"] <= row["latency_p90_ms"]
         assert row["latency_ratio_vs_dense"] > 0

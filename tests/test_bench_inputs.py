@@ -88,6 +88,31 @@ def test_a_task_prefix_restricts_a_method_to_that_task():
         bench.cells(tasks, {"imdb/dense": "--pruning_method=none"}, [0], smoke=False)
 
 
+def test_smoke_runs_one_point_of_each_line():
+    methods = {"dense": "--pruning_method=none",
+               "magnitude": "--pruning_method=magnitude",
+               **{f"structured@{x}": f"--pruning_method=structured --structured_units={x} "
+                                     "--final_sparsity=0" for x in (0.25, 0.5, 0.75)},
+               "textgen/structured@0.9": "--pruning_method=structured "
+                                         "--structured_units=0.9 --final_sparsity=0"}
+    tasks = {"sentiment": "x", "textgen": "y"}
+    assert bench.cells(tasks, methods, [0, 0.5, 0.8, 0.9], smoke=True) == [
+        ("sentiment", "dense", 0.0), ("sentiment", "magnitude", 0.8),
+        ("sentiment", "structured@0.5", 0.0),
+        ("textgen", "dense", 0.0), ("textgen", "magnitude", 0.8),
+        ("textgen", "structured@0.5", 0.0), ("textgen", "textgen/structured@0.9", 0.0)]
+    assert len(bench.cells(tasks, methods, [0, 0.5, 0.8, 0.9], smoke=False)) == 15
+
+
+def test_jobs_train_each_parent_once():
+    """Dense cells first; a method's cells (which share a parent) in one job, in order."""
+    sweep = [("sentiment", "dense", 0.0), ("sentiment", "l2", 0.5), ("sentiment", "l2", 0.8),
+             ("textgen", "dense", 0.0), ("textgen", "magnitude", 0.8),
+             ("sentiment", "structured@0.5", 0.0)]
+    assert bench.job_groups(sweep, "dense") == [[[0], [3]], [[1, 2], [4], [5]]]
+    assert bench.job_groups(sweep[1:3], "dense") == [[[0, 1]]]
+
+
 def test_every_cell_of_the_nightly_flagfile_validates(tmp_path, monkeypatch):
     """configs/nightly.flags: every cell's config is valid (datasets not looked up)."""
     from pipeline import data

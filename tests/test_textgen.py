@@ -79,9 +79,14 @@ def test_bundle_and_metrics(textgen_run):
     bundle = textgen_run / "bundle"
     manifest = artifacts.check_bundle(bundle)
     assert manifest["task"] == "textgen" and manifest["program"] == "step"
-    assert set(manifest["files"]) == {"model.tflite", "vocab.txt", "tokenizer.json"}
+    assert set(manifest["files"]) == {"model.tflite", "generate.tflite", "vocab.txt",
+                                      "tokenizer.json"}
     assert set(manifest["input"]) == {"token_id", "h_0", "c_0"}
+    assert set(manifest["generate"]["input"]) == {"token_id", "h_0", "c_0", "uniforms",
+                                                  "temperature", "k"}
     assert set(litert.op_names(bundle / "model.tflite")) <= BUILTIN_STEP_OPS
+    generator = generation.GenerateRunner(bundle / "generate.tflite")
+    assert manifest["generate"]["input"]["uniforms"]["shape"] == [generator.block]
     metrics = artifacts.read_json(textgen_run / "evaluate" / "metrics.json")
     prompt, length = SMOKE_FLAGS["--sample_prompt"], int(SMOKE_FLAGS["--sample_length"])
     assert set(metrics["samples"]) == {"keras_dense", "keras_stripped", "tflite_float",
@@ -95,10 +100,12 @@ def test_bundle_and_metrics(textgen_run):
         assert entry["test"]["perplexity"] == pytest.approx(math.exp(entry["test"]["loss"]),
                                                             rel=1e-3)
         assert abs(entry["parity_gap_nats"]) <= float(SMOKE_FLAGS["--loss_parity_tolerance"])
-        assert entry["characters_per_second"]["runs"] >= 5
-        paired = entry["characters_per_second_vs_dense"]  # timed alternately with the parent
-        assert paired["ratio"] == pytest.approx(entry["characters_per_second"]["median"] /
-                                                paired["dense_median"])
+        for key in ("characters_per_second", "characters_per_second_numpy"):
+            assert entry[key]["runs"] >= 5
+            paired = entry[f"{key}_vs_dense"]  # timed alternately with the parent
+            assert paired["ratio"] == pytest.approx(entry[key]["median"] /
+                                                    paired["dense_median"])
+        assert entry["in_graph_sample_identical"] is True
         assert entry["pruned_sparsity"] >= 0.79
         assert entry["sparsity"]["lstm_0/kernel"]["tensors"] == 4
         for name, weight in entry["sparsity"].items():  # read from the .tflite, per weight
@@ -167,6 +174,41 @@ def test_greedy_generation_is_identical_in_keras_and_tflite(textgen_run, lively_
         generation.generate_litert(generation.StepRunner(textgen_run / "convert" /
                                                          "step_float.tflite"),
                                    prompt, 200, generation.Sampling("greedy"), 0)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("export", ["float", "int8"])
+def test_generate_model_samples_what_numpy_samples(tmp_path, layers, export):
+    """The same seed gives the same ids whether NumPy samples after each step or the
+    generate model samples in the graph (several blocks, every in-graph sampler)."""
+    tf_keras.utils.set_random_seed(3)
+    model = build_textgen_model(ModelConfig(embedding_dim=8, lstm_units=16, lstm_layers=layers,
+                                            dropout=0.0, embedding_dropout=0.0), 30)
+    rng = np.random.default_rng(layers)
+    model.set_weights([rng.normal(0, 0.6, w.shape).astype(np.float32)
+                       for w in model.get_weights()])
+    step_path, generate_path = tmp_path / "step.tflite", tmp_path / "generate.tflite"
+    step_path.write_bytes(convert.to_tflite(textgen.step_function(model), model, export))
+    generate_path.write_bytes(convert.to_tflite(textgen.generate_function(model), model,
+                                                export))
+    step, generator = generation.StepRunner(step_path), generation.GenerateRunner(generate_path)
+    assert generator.block == generation.GENERATE_BLOCK
+    length, seen = 2 * generator.block + 7, set()  # a partial last block
+    for sampling in (generation.Sampling("greedy"),
+                     generation.Sampling("top_k", k=4, temperature=0.8, seed=2),
+                     generation.Sampling("random", temperature=1.5, seed=5)):
+        expected = generation.generate_litert(step, [1, 2, 3], length, sampling, 0)
+        emitted = []
+        assert generation.generate_litert(step, [1, 2, 3], length, sampling, 0,
+                                          emit=emitted.append, generator=generator) == expected
+        assert emitted == expected and 0 not in expected
+        seen.update(expected)
+    assert len(seen) > 5  # the ids vary, so agreement is not trivial
+    with pytest.raises(generation.GenerateError, match="--sampler=top_p needs the step model"):
+        generation.generate_litert(step, [1], 5, generation.Sampling("top_p"), 0,
+                                   generator=generator)
+    with pytest.raises(generation.GenerateError, match="has no uniforms input"):
+        generation.GenerateRunner(step_path)
 
 
 @pytest.mark.slow

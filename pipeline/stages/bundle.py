@@ -57,6 +57,8 @@ def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
                     "keras_stripped_test": metrics["keras"]["stripped"]["test"],
                     **{key: shipped[key] for key in ("characters_per_second",
                                                      "characters_per_second_vs_dense",
+                                                     "characters_per_second_numpy",
+                                                     "characters_per_second_numpy_vs_dense",
                                                      "latency_vs_dense") if key in shipped}},
         "sparsity": {"per_weight": shipped["sparsity"],
                      "pruned_weights_element_weighted": shipped["pruned_sparsity"]},

@@ -4,7 +4,8 @@ Every program is converted through a concrete function with batch 1: `from_keras
 fails on the open batch dimension, while a static [1, length] input gives the fused
 UNIDIRECTIONAL_SEQUENCE_LSTM kernel with builtin ops only. The task names the programs:
 "model" (the window model, whose fused LSTM is checked and whose weights are read back
-for sparsity) and, for text generation, "step" (the one-character model that ships).
+for sparsity) and, for text generation, "step" (the one-character model that ships) and
+"generate" (a block of characters sampled in the graph, shipped beside it).
 """
 from __future__ import annotations
 
@@ -37,11 +38,11 @@ def to_tflite(concrete, model, export: str) -> bytes:
 
 
 def convert_all(model, config: PipelineConfig,
-                only: str | None = None) -> dict[str, dict[str, bytes]]:
-    """export → program → flatbuffer, for every program the task defines (or just `only`)."""
+                only: tuple[str, ...] | None = None) -> dict[str, dict[str, bytes]]:
+    """export → program → flatbuffer, for every program the task defines (or those in only)."""
     programs = tasks.for_config(config).tflite_programs(model, config)
     return {export: {name: to_tflite(concrete, model, export)
-                     for name, concrete in programs.items() if only in (None, name)}
+                     for name, concrete in programs.items() if only is None or name in only}
             for export in config.convert.exports}
 
 
@@ -59,13 +60,15 @@ def keras_layer_names(model) -> dict[str, list[str]]:
 def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
     model = artifacts.load_keras_model(run_dir / "strip" / strip_stage.MODEL_FILE)
     layer_names = keras_layer_names(model)
-    shipped = tasks.for_config(config).shipped_program
+    task = tasks.for_config(config)
+    shipped = task.shipped_program
     flatbuffers = convert_all(model, config)
     if not methods.for_config(config).changes_weights:
         dense = flatbuffers
-    else:  # the unpruned parent's shipped program, converted the same way: the reference
+    else:  # the unpruned parent's timed programs, converted the same way: the reference
         dense = convert_all(artifacts.load_keras_model(run_dir / "train" /
-                                                       train_stage.MODEL_FILE), config, shipped)
+                                                       train_stage.MODEL_FILE), config,
+                            task.paired_programs)
     report = {}
     for export, programs in flatbuffers.items():
         entry = {"programs": {}}
@@ -85,9 +88,13 @@ def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
         entry.update({key: entry["programs"][shipped][key]
                       for key in ("file", "bytes", "gzip_bytes", "dense_reference")})
         if dense is not flatbuffers:  # kept so evaluate can time pruned and dense side by side
-            reference = out_dir / f"dense_{tflite_name(shipped, export)}"
-            artifacts.atomic_write_bytes(reference, dense[export][shipped])
-            entry["dense_reference"] = {**entry["dense_reference"], "file": reference.name}
+            for name in task.paired_programs:
+                reference = out_dir / f"dense_{tflite_name(name, export)}"
+                artifacts.atomic_write_bytes(reference, dense[export][name])
+                program = entry["programs"][name]
+                program["dense_reference"] = {**program["dense_reference"],
+                                              "file": reference.name}
+            entry["dense_reference"] = entry["programs"][shipped]["dense_reference"]
         report[export] = entry
     dense_float = report["float"]["dense_reference"]["gzip_bytes"] if "float" in report else None
     for entry in report.values():

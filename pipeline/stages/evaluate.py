@@ -30,7 +30,8 @@ def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
             bytes=info["bytes"], gzip_bytes=info["gzip_bytes"],
             dense_reference=info["dense_reference"],
             gzip_compression_vs_dense_float=info["gzip_compression_vs_dense_float"],
-            programs={name: {k: p[k] for k in ("file", "bytes", "gzip_bytes")}
+            programs={name: {**{k: p[k] for k in ("file", "bytes", "gzip_bytes")},
+                             "sha256": artifacts.sha256_file(run_dir / "convert" / p["file"])}
                       for name, p in info["programs"].items()},
             sparsity=info["sparsity"], pruned_sparsity=pruned_fraction(info["sparsity"], config))
         if "file" in info["dense_reference"]:

@@ -33,6 +33,8 @@ class Task:
     primary_metric: str   # the metric the bench reports
     higher_is_better: bool
     shipped_program: str  # which converted program goes into the bundle as model.tflite
+    # programs timed against the dense parent's own conversion (pruned and dense side by side)
+    paired_programs: tuple[str, ...]
 
     def prepare_data(self, config: PipelineConfig, out_dir: Path) -> dict:
         raise NotImplementedError

@@ -45,6 +45,7 @@ class SentimentTask(Task):
     monitor, monitor_mode = "val_accuracy", "max"
     primary_metric, higher_is_better = "accuracy", True
     shipped_program = "model"
+    paired_programs = ("model",)
     reads = {"data": ("data", "tokenizer", "pretrained_embeddings", "extra_vocabulary",
                       "missing_vectors"),
              "train": ("max_length", "pretrained_embeddings", "freeze_embeddings"),

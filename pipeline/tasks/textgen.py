@@ -29,6 +29,8 @@ SPLITS = ("train", "validation", "test")
 EVAL_SPLITS = ("validation", "test")
 SPEED_RUNS = 5
 SAMPLE = generation.Sampling(sampler="top_k", k=5, temperature=0.8, seed=1)
+OOV_ID = 0  # tokenizer.character_vocabulary puts [UNK] first
+GENERATE_FILE = "generate.tflite"  # shipped beside model.tflite (the step model)
 
 
 def load_ids(run_dir: Path, name: str) -> np.ndarray:
@@ -58,57 +60,132 @@ def language_model_metrics(logits: np.ndarray, targets: np.ndarray) -> dict:
             "characters": int(targets.size)}
 
 
-def step_function(model: tf_keras.Model):
-    """The window model's stripped weights as one step of plain TensorFlow ops.
+class _StepWeights:
+    """The window model's stripped weights as constants, and one LSTM step of plain ops.
 
-    Converted with builtin ops only (GATHER, FULLY_CONNECTED, element-wise gates); the
-    state is an explicit input and output, so the app owns it and nothing hides inside the
-    interpreter. Gate order follows Keras: input, forget, cell, output.
+    Converted with builtin ops only (GATHER, FULLY_CONNECTED, element-wise gates). Gate
+    order follows Keras: input, forget, cell, output.
     """
-    embeddings = tf.constant(model.get_layer("embedding").get_weights()[0])
-    cells = [(layer, [tf.constant(w) for w in layer.get_weights()])
-             for layer in lstm_layers(model)]
-    head_kernel, head_bias = (tf.constant(w) for w in
-                              model.get_layer("next_token_logits").get_weights())
-    signature = [tf.TensorSpec([1], tf.int32, name=generation.STEP_INPUT)]
-    for index, (layer, _) in enumerate(cells):
-        signature += [tf.TensorSpec([1, layer.units], tf.float32, name=f"{kind}_{index}")
-                      for kind in ("h", "c")]
 
-    @tf.function(input_signature=signature)
-    def step(token_id, *states):
-        hidden = tf.gather(embeddings, token_id)
-        outputs = {}
-        for index, (layer, (kernel, recurrent, bias)) in enumerate(cells):
+    def __init__(self, model: tf_keras.Model):
+        self.embeddings = tf.constant(model.get_layer("embedding").get_weights()[0])
+        self.cells = [(layer, [tf.constant(w) for w in layer.get_weights()])
+                      for layer in lstm_layers(model)]
+        self.head_kernel, self.head_bias = (
+            tf.constant(w) for w in model.get_layer("next_token_logits").get_weights())
+
+    def state_signature(self) -> list[tf.TensorSpec]:
+        return [tf.TensorSpec([1, layer.units], tf.float32, name=f"{kind}_{index}")
+                for index, (layer, _) in enumerate(self.cells) for kind in ("h", "c")]
+
+    def advance(self, token_id, states) -> tuple[tf.Tensor, list]:
+        """(logits [1, V], the states after reading token_id)."""
+        hidden, new_states = tf.gather(self.embeddings, token_id), []
+        for index, (layer, (kernel, recurrent, bias)) in enumerate(self.cells):
             h, c = states[2 * index], states[2 * index + 1]
             gates = tf.matmul(hidden, kernel) + tf.matmul(h, recurrent) + bias
             i, f, g, o = tf.split(gates, 4, axis=1)
             c = layer.recurrent_activation(f) * c + \
                 layer.recurrent_activation(i) * layer.activation(g)
             hidden = layer.recurrent_activation(o) * layer.activation(c)
-            outputs[f"h_{index}"], outputs[f"c_{index}"] = hidden, c
-        outputs[generation.STEP_LOGITS] = tf.matmul(hidden, head_kernel) + head_bias
-        return outputs
+            new_states += [hidden, c]
+        return tf.matmul(hidden, self.head_kernel) + self.head_bias, new_states
+
+    def named_states(self, states) -> dict:
+        return {f"{kind}_{index}": states[2 * index + position]
+                for index in range(len(self.cells))
+                for position, kind in enumerate(("h", "c"))}
+
+
+def step_function(model: tf_keras.Model):
+    """One character in, its logits and the new states out: the state is an explicit input
+    and output, so the app owns it and nothing hides inside the interpreter."""
+    weights = _StepWeights(model)
+    signature = [tf.TensorSpec([1], tf.int32, name=generation.STEP_INPUT),
+                 *weights.state_signature()]
+
+    @tf.function(input_signature=signature)
+    def step(token_id, *states):
+        logits, states = weights.advance(token_id, states)
+        return {generation.STEP_LOGITS: logits, **weights.named_states(states)}
 
     return step.get_concrete_function()
 
 
-def characters_per_second(runners: list[generation.StepRunner], prompt: list[int],
-                          length: int, oov_id: int) -> list[dict]:
-    """Median generation speed of each runner over SPEED_RUNS runs of `length` characters.
+def generate_function(model: tf_keras.Model):
+    """GENERATE_BLOCK steps per invoke, each sampling its next id in the graph.
+
+    Step t reads the previous id, sorts the logits (the [UNK] id, 0, never wins), keeps the
+    `k` best, softmaxes them at `temperature` and picks the first whose cumulative
+    probability exceeds uniforms[t], as `generation.next_token` does. The loop is a WHILE
+    op over one step's ops: unrolled, every step got its own copy of the packed weights.
+    The returned states have read the input id and all but the last generated id.
+    """
+    weights = _StepWeights(model)
+    block = generation.GENERATE_BLOCK
+    vocabulary = int(weights.head_bias.shape[0])
+    never = tf.constant(np.where(np.arange(vocabulary) == OOV_ID, -np.inf, 0.0), tf.float32)
+    signature = [tf.TensorSpec([1], tf.int32, name=generation.STEP_INPUT),
+                 *weights.state_signature(),
+                 tf.TensorSpec([block], tf.float32, name="uniforms"),
+                 tf.TensorSpec([], tf.float32, name="temperature"),
+                 tf.TensorSpec([], tf.int32, name="k")]
+
+    @tf.function(input_signature=signature)
+    def generate(token_id, *inputs):
+        *states, uniforms, temperature, k = inputs
+        kept = tf.cast(tf.range(vocabulary) < k, tf.float32)
+
+        def body(position, token, ids, *states):
+            logits, states = weights.advance(token, states)
+            best, order = tf.math.top_k(logits[0] + never, vocabulary)
+            scaled = best / temperature
+            cumulative = tf.cumsum(tf.exp(scaled - scaled[0]) * kept)
+            threshold = tf.gather(uniforms, position) * cumulative[-1]
+            chosen = tf.minimum(tf.reduce_sum(tf.cast(cumulative <= threshold, tf.int32)), k - 1)
+            token = tf.reshape(tf.gather(order, chosen), [1])
+            ids = tf.tensor_scatter_nd_update(ids, tf.reshape(position, [1, 1]), token)
+            return (position + 1, token, ids, *states)
+
+        _, _, ids, *states = tf.while_loop(
+            lambda position, *_: position < block, body,
+            (tf.constant(0), token_id, tf.zeros([block], tf.int32), *states))
+        return {generation.GENERATE_OUTPUT: ids, **weights.named_states(states)}
+
+    return generate.get_concrete_function()
+
+
+def characters_per_second(runners: list[tuple], prompt: list[int], length: int,
+                          oov_id: int) -> list[dict]:
+    """Median generation speed of each (step runner, generate runner or None) pair over
+    SPEED_RUNS runs of `length` characters.
 
     Sampling and the Python around each invoke are included, as an app pays them. With two
-    runners (a pruned model and its dense parent) the runs alternate, so the machine's
-    noise falls on both alike and their ratio is fair.
+    pairs (a pruned model and its dense parent) the runs alternate, so the machine's noise
+    falls on both alike and their ratio is fair.
     """
     rates: list[list[float]] = [[] for _ in runners]
     for _ in range(SPEED_RUNS):
-        for runner, runner_rates in zip(runners, rates):
+        for (step, generator), runner_rates in zip(runners, rates):
             start = time.perf_counter()
-            generation.generate_litert(runner, prompt, length, SAMPLE, oov_id)
+            generation.generate_litert(step, prompt, length, SAMPLE, oov_id,
+                                       generator=generator)
             runner_rates.append(length / (time.perf_counter() - start))
     return [{"median": float(np.median(r)), "runs": SPEED_RUNS, "characters": length,
-             "sampler": SAMPLE.sampler, "threads": 1} for r in rates]
+             "sampler": SAMPLE.sampler, "threads": 1,
+             "sampling": "in the graph (generate model)" if generator else
+                         "NumPy after each step"}
+            for r, (_, generator) in zip(rates, runners)]
+
+
+def program_files(info: dict) -> dict[str, dict[str, str]]:
+    """"pruned" (and "dense", when convert kept the parent's) → program → .tflite file."""
+    files = {"pruned": {name: info["programs"][name]["file"] for name in ("step", "generate")}}
+    references = {name: info["programs"][name]["dense_reference"].get("file")
+                  for name in ("step", "generate")}
+    if all(references.values()):
+        files["dense"] = references
+    return files
 
 
 def step_latency(runner: generation.StepRunner, runs: int) -> dict:
@@ -121,6 +198,7 @@ class TextGenTask(Task):
     monitor, monitor_mode = "val_loss", "min"
     primary_metric, higher_is_better = "loss", False
     shipped_program = "step"
+    paired_programs = ("step", "generate")
     reads = {"data": ("dataset", "data_dir", "train_limit", "eval_limit", "tfds_data_dir",
                       "tfds_download", "vocabulary"),
              "train": ("max_length",), "prune": ("max_length",),
@@ -139,7 +217,7 @@ class TextGenTask(Task):
             ids = tokenizer.encode_characters(getattr(splits, name), vocabulary)
             save_split(out_dir, name, ids=ids)
             lengths[name] = len(ids)
-            unknown[name] = int(np.count_nonzero(ids == 0))
+            unknown[name] = int(np.count_nonzero(ids == OOV_ID))
         logging.info("data: %d train / %d validation / %d test characters, %d distinct",
                      lengths["train"], lengths["validation"], lengths["test"],
                      len(vocabulary) - 1)
@@ -177,7 +255,7 @@ class TextGenTask(Task):
         return {"model": window.get_concrete_function(
                     tf.TensorSpec([1, config.eval.eval_window_length], tf.int32,
                                   name="token_ids")),
-                "step": step_function(model)}
+                "step": step_function(model), "generate": generate_function(model)}
 
     def evaluate(self, config: PipelineConfig, run_dir: Path, keras_models: dict,
                  converted: dict) -> dict:
@@ -213,20 +291,30 @@ class TextGenTask(Task):
             window = litert.Runner(run_dir / "convert" / window_file)
             entry = {name: language_model_metrics(window.predict(x), y)
                      for name, (x, y) in splits.items()}
-            step = generation.StepRunner(run_dir / "convert" / info["programs"]["step"]["file"])
-            entry["latency"] = step_latency(step, config.eval.latency_runs)
-            reference = info["dense_reference"].get("file")
-            runners = [step] + ([generation.StepRunner(run_dir / "convert" / reference)]
-                                if reference else [])
-            speeds = characters_per_second(runners, prompt, config.eval.sample_length, oov_id)
-            entry["characters_per_second"] = speeds[0]
-            if reference:
-                entry["characters_per_second_vs_dense"] = {
-                    "dense_median": speeds[1]["median"],
-                    "ratio": speeds[0]["median"] / speeds[1]["median"]}
+            runners = {label: (generation.StepRunner(run_dir / "convert" / files["step"]),
+                               generation.GenerateRunner(run_dir / "convert" / files["generate"]))
+                       for label, files in program_files(info).items()}
+            entry["latency"] = step_latency(runners["pruned"][0], config.eval.latency_runs)
+            for key, in_graph in (("characters_per_second", True),
+                                  ("characters_per_second_numpy", False)):
+                pairs = [(step, generator if in_graph else None)
+                         for step, generator in runners.values()]
+                speeds = characters_per_second(pairs, prompt, config.eval.sample_length, oov_id)
+                entry[key] = speeds[0]
+                if len(speeds) > 1:
+                    entry[f"{key}_vs_dense"] = {"dense_median": speeds[1]["median"],
+                                                "ratio": speeds[0]["median"] /
+                                                speeds[1]["median"]}
             entry["parity_gap_nats"] = entry["test"]["loss"] - source_loss
-            metrics["samples"][f"tflite_{export}"] = sample_text(generation.generate_litert(
-                step, prompt, config.eval.sample_length, SAMPLE, oov_id))
+            step, generator = runners["pruned"]
+            numpy_ids = generation.generate_litert(step, prompt, config.eval.sample_length,
+                                                   SAMPLE, oov_id)
+            in_graph_ids = generation.generate_litert(step, prompt, config.eval.sample_length,
+                                                      SAMPLE, oov_id, generator=generator)
+            # float32 in the graph against float64 in NumPy: a draw that lands within
+            # rounding of a boundary may differ (and all after it), so this is recorded.
+            entry["in_graph_sample_identical"] = numpy_ids == in_graph_ids
+            metrics["samples"][f"tflite_{export}"] = sample_text(in_graph_ids)
             metrics["tflite"][export] = entry
             logging.info("evaluate: %s test loss %.4f nats/char (Keras %.4f), %.0f chars/s",
                          export, entry["test"]["loss"], source_loss,
@@ -243,10 +331,16 @@ class TextGenTask(Task):
                metrics: dict) -> dict:
         # The state sizes come from the shipped file: structured pruning may have shrunk them.
         shapes = generation.StepRunner(out_dir / "model.tflite").state_shapes
+        program = metrics["tflite"][config.bundle.bundle_export]["programs"]["generate"]
+        artifacts.copy_file(run_dir / "convert" / program["file"], out_dir / GENERATE_FILE)
+        if artifacts.sha256_file(out_dir / GENERATE_FILE) != program["sha256"]:
+            raise StageError(f"{run_dir / 'convert' / program['file']} is not the file evaluate "
+                             "measured (sha256 differs); rerun --stages=convert,evaluate,bundle")
+        block = generation.GenerateRunner(out_dir / GENERATE_FILE).block
         state = {name: {"shape": [int(n) for n in shape], "dtype": "float32"}
                  for name, shape in sorted(shapes.items())}
         return {
-            "files": (),
+            "files": (GENERATE_FILE,),
             "signature": "serving_default",
             "input": {generation.STEP_INPUT: {"shape": [1], "dtype": "int32"}, **state},
             "output": {generation.STEP_LOGITS: {"shape": [1, vocabulary_size(run_dir)],
@@ -257,5 +351,24 @@ class TextGenTask(Task):
             "state": "start every text with zero h_i and c_i; feed each output state back "
                      "as the next step's input state. The model holds no hidden state of its "
                      "own, so no reset is needed",
+            "generate": {
+                "file": GENERATE_FILE,
+                "input": {generation.STEP_INPUT: {"shape": [1], "dtype": "int32"}, **state,
+                          "uniforms": {"shape": [block], "dtype": "float32",
+                                       "meaning": "one uniform number in [0, 1) per "
+                                                  "generated character, drawn by the app"},
+                          "temperature": {"shape": [], "dtype": "float32"},
+                          "k": {"shape": [], "dtype": "int32",
+                                "meaning": "sample among the k most likely ids (1: greedy; "
+                                           "the vocabulary size: the whole distribution)"}},
+                "output": {generation.GENERATE_OUTPUT: {"shape": [block], "dtype": "int32"},
+                           **state},
+                "use": f"feed the prompt through model.tflite except its last id; then call "
+                       f"this model with that id: it returns {block} sampled ids and the "
+                       "state after reading all but the last of them; call it again with "
+                       "the last id. Each id is the first of the k best (sorted by logit, "
+                       "[UNK] excluded) whose cumulative softmax(logits / temperature) "
+                       "probability exceeds uniforms[t] times their total",
+            },
             "samples": metrics["samples"],
         }
