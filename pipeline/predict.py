@@ -25,7 +25,10 @@ FLAGS = flags.FLAGS
 
 
 class Classifier:
-    def __init__(self, bundle_dir: Path):
+    """A bundle's tokenizer, labels and .tflite; `model_file` runs another .tflite of the same
+    run (e.g. its dense parent) behind the same tokenizer."""
+
+    def __init__(self, bundle_dir: Path, model_file: Path | None = None):
         bundle_dir = Path(bundle_dir)
         manifest = check_bundle(bundle_dir)
         if manifest["task"] != "sentiment":
@@ -38,22 +41,29 @@ class Classifier:
         except (SpecError, KeyError, TypeError, ValueError, OSError) as error:
             raise BundleError(f"{bundle_dir}: the tokenizer spec or labels cannot be used "
                               f"({type(error).__name__}: {error})") from None
-        self.runner = litert.Runner(bundle_dir / "model.tflite")
+        model = Path(model_file) if model_file else bundle_dir / "model.tflite"
+        self.runner = litert.Runner(model)
         expected = [1, self.tokenizer.spec["max_length"]]
         shape = [int(n) for n in self.runner.input["shape"]]
         outputs = [int(n) for n in self.runner.output["shape"]]
         if shape != expected or outputs != [1, len(self.labels)]:
-            raise BundleError(f"{bundle_dir}/model.tflite takes {shape} and gives {outputs}, "
-                              f"but tokenizer.json and labels.txt say {expected} and "
-                              f"{[1, len(self.labels)]}: the files are from different runs")
+            raise BundleError(f"{model} takes {shape} and gives {outputs}, but "
+                              f"{bundle_dir}'s tokenizer.json and labels.txt say {expected} "
+                              f"and {[1, len(self.labels)]}: the files are from different runs")
+
+    def probabilities(self, text: str) -> np.ndarray | None:
+        """Class probabilities (windows averaged), or None for a text that gives no token."""
+        windows = self.tokenizer.encode_windows(text)  # tokenized once
+        if not any(windows[0]):
+            return None
+        return long_text.mean_probabilities(self.runner, windows)
 
     def __call__(self, text: str) -> dict:
-        windows = self.tokenizer.encode_windows(text)  # tokenized once
-        if not any(windows[0]):  # no token: nothing to classify
+        probabilities = self.probabilities(text)
+        if probabilities is None:  # no token: nothing to classify
             share = round(1.0 / len(self.labels), 4)
             return {"text": text, "label": None, "empty": True,
                     "probabilities": {label: share for label in self.labels}}
-        probabilities = long_text.mean_probabilities(self.runner, windows)
         best = int(np.argmax(probabilities))
         return {"text": text, "label": self.labels[best],
                 "probabilities": {label: round(float(p), 4)

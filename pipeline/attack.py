@@ -1,0 +1,133 @@
+"""Measures how easily a sentiment bundle is fooled, querying only its .tflite.
+
+    python -m pipeline.attack --bundle runs/sentiment/bundle --output attack.json
+    python -m pipeline.attack --bundle runs/sentiment/bundle \\
+        --model runs/sentiment/convert/dense_model_float.tflite --output dense_attack.json
+
+Reads the bundle (tokenizer, labels, .tflite) as an app or an attacker would, and real
+sentences of the run's dataset (the test split by default: the model never trained on
+it, and nothing is tuned on these numbers). Reports accuracy under typo and word-drop
+noise, then runs the black-box attack of `pipeline.robustness` on the first --sentences
+sentences it classifies correctly: the same sentences, budget and seed for every variant
+make variants comparable. Writes JSON (with successful adversarial texts to read) and
+prints a summary.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from absl import app, flags
+
+from pipeline import artifacts, cli, robustness, vectors
+from pipeline.artifacts import BundleError
+from pipeline.config import DataConfig
+from pipeline.data import DataError, load_splits
+from pipeline.predict import Classifier
+
+# --bundle is pipeline.predict's flag (the bundle directory), defined where Classifier is.
+flags.DEFINE_string("model", None, "Another .tflite of the same run to attack behind the "
+                    "bundle's tokenizer (e.g. <output_dir>/convert/dense_model_float.tflite); "
+                    "default: the bundle's model.tflite.")
+flags.DEFINE_string("output", None, "JSON file for the results; must not exist yet.")
+flags.DEFINE_string("data_dir", "", "Local data mirror (default: $PIPELINE_DATA_DIR).")
+flags.DEFINE_enum("split", "test", ["validation", "test"], "Sentences to attack.")
+flags.DEFINE_integer("sentences", 500, "Sentences taken from the split, in file order.",
+                     lower_bound=1)
+flags.DEFINE_integer("seed", 1, "Seed of the noise and of the attack's typos.")
+flags.DEFINE_integer("max_words", 3, "Words the attack may change per sentence.",
+                     lower_bound=1)
+flags.DEFINE_integer("max_queries", 300, "Model calls the attack may make per sentence.",
+                     lower_bound=1)
+flags.DEFINE_integer("candidates", 8, "Nearest neighbours tried per word.", lower_bound=0)
+flags.DEFINE_float("min_similarity", 0.7, "Cosine similarity a neighbour needs, in (0, 1].")
+flags.DEFINE_string("vectors", "glove-6b-50d", "Word vectors for the neighbours: a registered "
+                    "name (glove-6b-50d) or a GloVe text file; 'none' attacks with typos only.")
+flags.DEFINE_integer("vocabulary_limit", 50000, "Neighbours come from this many most "
+                     "frequent words of the vectors.", lower_bound=1)
+flags.DEFINE_list("noise_rates", ["0.1", "0.3"], "Share of words hit by each kind of noise.")
+FLAGS = flags.FLAGS
+
+
+class AttackError(ValueError):
+    """A flag or input of the attack is unusable; the message names it."""
+
+
+def settings() -> tuple[robustness.Budget, tuple[float, ...]]:
+    if not FLAGS.bundle or not FLAGS.output:
+        raise AttackError("give --bundle DIR and --output FILE.json (see --helpfull)")
+    if Path(FLAGS.output).exists():
+        raise AttackError(f"--output={FLAGS.output} exists; choose a new file (results of "
+                          "an earlier attack are never overwritten)")
+    if not 0 < FLAGS.min_similarity <= 1:
+        raise AttackError(f"--min_similarity={FLAGS.min_similarity} must be in (0, 1]")
+    try:
+        rates = tuple(float(r) for r in FLAGS.noise_rates)
+    except ValueError:
+        raise AttackError(f"--noise_rates={','.join(FLAGS.noise_rates)} must be numbers "
+                          "in (0, 1]") from None
+    if not all(0 < r <= 1 for r in rates):
+        raise AttackError(f"--noise_rates={','.join(FLAGS.noise_rates)} must be in (0, 1]")
+    return robustness.Budget(FLAGS.max_words, FLAGS.max_queries, FLAGS.candidates,
+                             FLAGS.min_similarity), rates
+
+
+def data_config(bundle: Path) -> DataConfig:
+    """The run's dataset settings from the manifest, read from --data_dir's mirror, whole."""
+    try:
+        saved = artifacts.read_json(bundle / "manifest.json")["config"]["data"]
+        config = DataConfig(**{**saved, "labels": tuple(saved["labels"]), "train_limit": 0,
+                               "eval_limit": 0})
+    except (KeyError, TypeError) as error:
+        raise AttackError(f"{bundle}/manifest.json has no usable config.data ({error}); "
+                          "rebuild the bundle with this version of pipeline.run") from None
+    return dataclasses.replace(config, data_dir=FLAGS.data_dir or
+                               os.environ.get("PIPELINE_DATA_DIR", ""))
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        sys.stderr.write(f"error: unexpected arguments {argv[1:]} (see --helpfull)\n")
+        sys.exit(2)
+    try:
+        budget, rates = settings()
+        classifier = Classifier(Path(FLAGS.bundle), FLAGS.model)
+        split = getattr(load_splits(data_config(Path(FLAGS.bundle))), FLAGS.split)
+        neighbours = None
+        if FLAGS.vectors != "none":
+            loaded = vectors.load(FLAGS.vectors, max_malformed_fraction=0.01)
+            neighbours = robustness.Neighbours(loaded.words, loaded.matrix,
+                                               FLAGS.vocabulary_limit)
+    except (AttackError, BundleError, DataError, ValueError, OSError) as error:
+        sys.stderr.write(f"error: {error}\n")
+        sys.exit(2)
+    texts, labels = split.texts[:FLAGS.sentences], split.labels[:FLAGS.sentences]
+    start = time.perf_counter()
+    noise = robustness.noise_accuracy(classifier.probabilities, texts, labels, rates,
+                                      FLAGS.seed)
+    noise_s = time.perf_counter() - start
+
+    def progress(done: int, total: int) -> None:
+        if done % 100 == 0:
+            sys.stderr.write(f"attack: {done} sentences attacked "
+                             f"({time.perf_counter() - start:.0f} s)\n")
+
+    result = robustness.attack(classifier.probabilities, texts, labels, neighbours, budget,
+                               FLAGS.seed, progress=progress)
+    report = {"bundle": str(FLAGS.bundle), "model": FLAGS.model or "model.tflite",
+              "split": FLAGS.split, "vectors": FLAGS.vectors, "noise": noise,
+              "noise_seconds": round(noise_s, 1), "attack": result,
+              "attack_seconds": round(time.perf_counter() - start - noise_s, 1)}
+    artifacts.atomic_write_json(Path(FLAGS.output), report)
+    print(json.dumps({k: v for k, v in result.items() if k != "samples"}))
+    print(f"noise: {json.dumps(noise)}")
+    for sample in result["samples"][:5]:
+        print(f"- {sample['text']}\n  → {sample['adversarial']}")
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=cli.parse_or_exit)

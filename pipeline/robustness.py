@@ -1,0 +1,249 @@
+"""How easily a shipped sentiment model is fooled: random noise, and a black-box attack.
+
+Everything here only queries class probabilities, as anyone holding the .tflite can:
+- noise: character typos (swap, drop, insert, keyboard neighbour) and word drops at a rate,
+  each deterministic for a seed;
+- the attack: greedy word substitution in the order of word importance (how much leaving
+  the word out lowers the true class), candidates from the word's nearest neighbours in a
+  pretrained vector space (cosine at least a threshold) and from typos of the word, under a
+  budget of changed words and queries (after the black-box attacks of Jin et al. 2020,
+  TextFooler, and Gao et al. 2018, DeepWordBug).
+
+Nearest neighbours in GloVe include antonyms ("good" and "bad" sit close), which would turn
+a review around instead of fooling the model; so a polar word is never replaced by a word
+of the opposite list in `behaviour`, and negations and short function words are never
+touched. Proper names get neighbours too (lowercased text hides them). A person should
+still read the saved samples.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Callable
+
+import numpy as np
+
+from pipeline import behaviour
+
+TYPO_KINDS = ("swap", "drop", "insert", "keyboard")
+NOISE_KINDS = TYPO_KINDS + ("word_drop",)
+KEYBOARD_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+NEGATIONS = frozenset({"not", "no", "never", "nor", "n't", "nothing", "none", "nobody",
+                       "neither", "without", "hardly", "barely"})
+MIN_ATTACK_LENGTH = 3  # shorter words (a, is, of ...) are left alone, and so are these:
+FUNCTION_WORDS = frozenset(
+    "the and but for are was were this that with its has have had his her him they them "
+    "their you your our from into than then there these those which who what when where "
+    "why how can will would could should".split())
+WORD = re.compile(r"[A-Za-z]+")
+
+Probabilities = Callable[[str], "np.ndarray | None"]
+
+
+def _keyboard_neighbours() -> dict[str, str]:
+    """Letters beside each letter on a QWERTY keyboard (same row and the rows above/below)."""
+    position = {c: (r, i) for r, row in enumerate(KEYBOARD_ROWS) for i, c in enumerate(row)}
+    return {c: "".join(d for d, (s, j) in position.items()
+                       if d != c and abs(s - r) <= 1 and abs(j - i) <= 1)
+            for c, (r, i) in position.items()}
+
+
+KEYBOARD = _keyboard_neighbours()
+
+
+def typo(word: str, kind: str, rng: np.random.Generator) -> str:
+    """One typo of `kind` at a random letter; words of one letter are returned unchanged."""
+    if len(word) < 2:
+        return word
+    i = int(rng.integers(len(word) - 1 if kind == "swap" else len(word)))
+    if kind == "swap":
+        return word[:i] + word[i + 1] + word[i] + word[i + 2:]
+    if kind == "drop":
+        return word[:i] + word[i + 1:]
+    if kind == "insert":
+        return word[:i] + LETTERS[int(rng.integers(26))] + word[i:]
+    if kind == "keyboard":
+        lower = word[i].lower()
+        if lower not in KEYBOARD:
+            return word
+        options = KEYBOARD[lower]
+        new = options[int(rng.integers(len(options)))]
+        return word[:i] + (new.upper() if word[i].isupper() else new) + word[i + 1:]
+    raise ValueError(f"unknown typo kind {kind!r} (one of {', '.join(TYPO_KINDS)})")
+
+
+def perturb(text: str, kind: str, rate: float, rng: np.random.Generator) -> str:
+    """`text` with each alphabetic word typo'd (or, for word_drop, dropped) with probability
+    `rate`. word_drop keeps at least one word; the label a reader gives stays the same."""
+    if kind not in NOISE_KINDS:
+        raise ValueError(f"unknown noise kind {kind!r} (one of {', '.join(NOISE_KINDS)})")
+    if kind == "word_drop":
+        words = text.split()
+        kept = [w for w in words if rng.random() >= rate]
+        return " ".join(kept or words[:1])
+    return WORD.sub(lambda m: typo(m.group(), kind, rng) if rng.random() < rate
+                    else m.group(), text)
+
+
+def noise_accuracy(probabilities_of: Probabilities, texts: list[str], labels: np.ndarray,
+                   rates: tuple[float, ...], seed: int) -> dict:
+    """Accuracy under each kind of noise at each rate (one seeded draw per text)."""
+    def accuracy(batch: list[str]) -> float:
+        hits = [p is not None and int(np.argmax(p)) == label
+                for p, label in zip(map(probabilities_of, batch), labels)]
+        return float(np.mean(hits))
+
+    result = {"clean": accuracy(texts), "seed": seed}
+    for kind in NOISE_KINDS:
+        for rate in rates:
+            rng = np.random.default_rng([seed, NOISE_KINDS.index(kind), int(rate * 1000)])
+            result[f"{kind}@{rate:g}"] = accuracy([perturb(t, kind, rate, rng) for t in texts])
+    return result
+
+
+class Neighbours:
+    """Nearest words by cosine similarity among the `limit` most frequent alphabetic words."""
+
+    def __init__(self, words: list[str], matrix: np.ndarray, limit: int):
+        keep = [i for i, w in enumerate(words[:limit]) if w.isalpha()]
+        self.words = [words[i] for i in keep]
+        rows = matrix[keep].astype(np.float32)
+        self.unit = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+        self.index = {w: i for i, w in enumerate(self.words)}
+
+    def of(self, word: str, count: int, min_similarity: float) -> list[str]:
+        row = self.index.get(word.lower())
+        count = min(count, len(self.words) - 1)
+        if row is None or count < 1:
+            return []
+        similarity = self.unit @ self.unit[row]
+        similarity[row] = -1.0
+        best = np.argpartition(-similarity, count)[:count]
+        best = best[np.argsort(-similarity[best])]
+        return [self.words[i] for i in best if similarity[i] >= min_similarity]
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    max_words: int = 3          # words changed at most
+    max_queries: int = 300      # model calls at most, leave-one-out included
+    candidates: int = 8         # nearest neighbours tried per word
+    min_similarity: float = 0.7
+    typos_per_word: int = 4     # one per TYPO_KIND
+
+
+def _opposite(word: str) -> frozenset[str]:
+    word = word.lower()
+    if word in behaviour.POSITIVE:
+        return frozenset(behaviour.NEGATIVE)
+    if word in behaviour.NEGATIVE:
+        return frozenset(behaviour.POSITIVE)
+    return frozenset()
+
+
+def candidates(word: str, neighbours: Neighbours | None, budget: Budget,
+               rng: np.random.Generator) -> list[str]:
+    """Replacements for one word: vector neighbours (no antonym from the polar lists),
+    then one typo of each kind; same case pattern as the word for the first letter."""
+    found = []
+    if neighbours is not None:
+        banned = _opposite(word)
+        found = [w for w in neighbours.of(word, budget.candidates, budget.min_similarity)
+                 if w not in banned]
+        if word[:1].isupper():
+            found = [w.capitalize() for w in found]
+    found += [typo(word, kind, rng) for kind in TYPO_KINDS[:budget.typos_per_word]]
+    seen, unique = {word}, []
+    for w in found:
+        if w not in seen:
+            seen.add(w)
+            unique.append(w)
+    return unique
+
+
+def attack_one(probabilities_of: Probabilities, text: str, label: int,
+               neighbours: Neighbours | None, budget: Budget, seed: int) -> dict:
+    """Greedy substitution of the most important words until the prediction flips or the
+    budget runs out. Tokens are split on whitespace; punctuation stays attached."""
+    rng = np.random.default_rng(seed)
+    tokens = text.split()
+    queries = 0
+
+    def true_probability(candidate: list[str]) -> float:
+        nonlocal queries
+        queries += 1
+        p = probabilities_of(" ".join(candidate))
+        return 0.5 if p is None else float(p[label])
+
+    def is_target(token: str) -> bool:
+        word = WORD.fullmatch(token.strip(".,!?;:\"'()"))
+        return bool(word) and len(word.group()) >= MIN_ATTACK_LENGTH and \
+            word.group().lower() not in NEGATIONS | FUNCTION_WORDS
+
+    current = true_probability(tokens)
+    targets = [i for i, t in enumerate(tokens) if is_target(t)]
+    importance = {}
+    for i in targets:
+        if queries >= budget.max_queries:
+            break
+        importance[i] = current - true_probability(tokens[:i] + tokens[i + 1:])
+    changed: list[dict] = []
+    for i in sorted(importance, key=lambda i: -importance[i]):
+        if len(changed) >= budget.max_words or current < 0.5:
+            break
+        token = tokens[i]
+        core = token.strip(".,!?;:\"'()")
+        start = token.index(core)
+        best, best_probability = None, current
+        for replacement in candidates(core, neighbours, budget, rng):
+            if queries >= budget.max_queries:
+                break
+            trial = tokens[:i] + [token[:start] + replacement + token[start + len(core):]] + \
+                tokens[i + 1:]
+            probability = true_probability(trial)
+            if probability < best_probability:
+                best, best_probability = trial, probability
+                if probability < 0.5:
+                    break
+        if best is not None:
+            changed.append({"from": token, "to": best[i]})
+            tokens, current = best, best_probability
+        if queries >= budget.max_queries:
+            break
+    return {"success": current < 0.5, "words_changed": len(changed), "queries": queries,
+            "changes": changed, "adversarial": " ".join(tokens),
+            "true_probability": current}
+
+
+def attack(probabilities_of: Probabilities, texts: list[str], labels: np.ndarray,
+           neighbours: Neighbours | None, budget: Budget, seed: int, samples: int = 20,
+           progress: Callable[[int, int], None] | None = None) -> dict:
+    """The attack on every text the model gets right; accuracy under attack counts the
+    others as already lost. Successful examples are kept for a person to judge."""
+    results, attacked = [], 0
+    for number, (text, label) in enumerate(zip(texts, labels)):
+        p = probabilities_of(text)
+        if p is None or int(np.argmax(p)) != int(label):
+            continue
+        attacked += 1
+        outcome = attack_one(probabilities_of, text, int(label), neighbours, budget,
+                             seed + number)
+        results.append({"text": text, "label": int(label), **outcome})
+        if progress is not None:
+            progress(attacked, len(texts))
+    wins = [r for r in results if r["success"]]
+    return {
+        "sentences": len(texts), "correct": attacked,
+        "clean_accuracy": attacked / len(texts),
+        "accuracy_under_attack": (attacked - len(wins)) / len(texts),
+        "success_rate": len(wins) / attacked if attacked else 0.0,
+        "words_changed_per_success": float(np.mean([r["words_changed"] for r in wins]))
+        if wins else None,
+        "queries_per_success": float(np.mean([r["queries"] for r in wins])) if wins else None,
+        "queries_per_sentence": float(np.mean([r["queries"] for r in results]))
+        if results else None,
+        "budget": dataclasses.asdict(budget), "seed": seed,
+        "samples": [{k: r[k] for k in ("text", "adversarial", "label", "changes")}
+                    for r in wins[:samples]],
+    }

@@ -1,0 +1,118 @@
+"""Noise and the black-box attack (pipeline.robustness, pipeline.attack): unit layer."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from pipeline import robustness
+from tests.conftest import REPO
+
+TEXT = "The acting is wonderful and the story moves quickly , a delight ."
+
+
+@pytest.mark.parametrize("kind", robustness.NOISE_KINDS)
+def test_noise_is_deterministic_per_seed_and_keeps_what_it_must(kind):
+    def noisy(seed, rate=0.5):
+        return robustness.perturb(TEXT, kind, rate, np.random.default_rng(seed))
+    assert noisy(1) == noisy(1) and noisy(1) != TEXT
+    assert {noisy(s) for s in range(6)} != {noisy(1)}  # the seed matters
+    assert robustness.perturb(TEXT, kind, 0.0, np.random.default_rng(1)) == TEXT
+    words, new = TEXT.split(), noisy(1).split()
+    if kind == "word_drop":
+        assert 1 <= len(new) < len(words) and all(w in words for w in new)
+        assert robustness.perturb("one", kind, 1.0, np.random.default_rng(1)) == "one"
+        return
+    assert len(new) == len(words)
+    change = {"swap": 0, "keyboard": 0, "drop": -1, "insert": 1}[kind]
+    for old, word in zip(words, new):
+        assert len(word) - len(old) in ({0, change} if old.isalpha() else {0})
+        if not old.isalpha() or len(old) < 2:
+            assert word == old  # punctuation and one-letter words are never edited
+    if kind == "swap":
+        assert all(sorted(w) == sorted(o) for o, w in zip(words, new))
+    if kind == "keyboard":
+        for old, word in zip(words, new):
+            for a, b in zip(old.lower(), word.lower()):
+                assert a == b or b in robustness.KEYBOARD[a]
+
+
+def test_a_bad_noise_kind_is_named():
+    with pytest.raises(ValueError, match="unknown noise kind 'smudge'"):
+        robustness.perturb(TEXT, "smudge", 0.1, np.random.default_rng(1))
+
+
+def toy_model(text):
+    """Negative exactly when 'dull' is a word of the text; no token: None."""
+    if not text.strip():
+        return None
+    return np.array([0.9, 0.1]) if "dull" in text.split() else np.array([0.2, 0.8])
+
+
+def toy_neighbours():
+    words = ["fine", "dull", "okay", "good", "bad", "film"]
+    vectors = np.array([[1, 0.1, 0], [1, 0.2, 0], [1, 0, 0.1], [0, 1, 0], [0.95, 0.3, 0],
+                        [0, 0, 1]], np.float32)
+    return robustness.Neighbours(words, vectors, limit=len(words))
+
+
+def test_the_attack_finds_a_known_flip():
+    neighbours = toy_neighbours()
+    assert neighbours.of("fine", 3, 0.9)[:2] == ["dull", "okay"]
+    result = robustness.attack_one(toy_model, "the film is fine", 1, neighbours,
+                                   robustness.Budget(), seed=1)
+    assert result["success"] and result["adversarial"] == "the film is dull"
+    assert result["changes"] == [{"from": "fine", "to": "dull"}]
+    summary = robustness.attack(toy_model, ["the film is fine", "a dull film"], np.array([1, 1]),
+                                neighbours, robustness.Budget(), seed=1)
+    # the second text is already wrong: counted as lost, never attacked
+    assert (summary["correct"], summary["success_rate"], summary["accuracy_under_attack"]) == \
+        (1, 1.0, 0.0)
+    assert summary["samples"][0]["adversarial"] == "the film is dull"
+
+
+def test_antonyms_negations_and_function_words_are_never_used():
+    neighbours = toy_neighbours()
+    assert "bad" not in robustness.candidates("good", neighbours, robustness.Budget(),
+                                              np.random.default_rng(1))
+    model = lambda text: np.array([0.9, 0.1]) if "nt" in text.split() else np.array([0.1, 0.9])
+    result = robustness.attack_one(model, "not the with", 1, neighbours, robustness.Budget(),
+                                   seed=1)
+    assert not result["success"] and result["queries"] == 1  # nothing it may change
+
+
+def test_the_budget_is_respected():
+    never_fooled = lambda text: np.array([0.4, 0.6])
+    text = "wonderful splendid marvellous delightful charming lovely superb"
+    for max_queries in (1, 5, 17):
+        result = robustness.attack_one(never_fooled, text, 1, toy_neighbours(),
+                                       robustness.Budget(max_queries=max_queries), seed=1)
+        assert result["queries"] <= max_queries and not result["success"]
+    def slowly_fooled(text):  # each changed word lowers the positive class a little
+        positive = 0.6 - 0.04 * sum(w not in text.split() for w in text_words)
+        return np.array([1 - positive, positive])
+    text_words = text.split()
+    result = robustness.attack_one(slowly_fooled, text, 1, None,
+                                   robustness.Budget(max_words=2), seed=1)
+    assert result["words_changed"] == 2 and not result["success"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--output={existing}"], "exists; choose a new file"),
+    (["--min_similarity=0"], "--min_similarity=0.0 must be in (0, 1]"),
+    (["--noise_rates=0.1,lots"], "--noise_rates=0.1,lots must be numbers"),
+    (["--noise_rates=2"], "--noise_rates=2 must be in (0, 1]"),
+    (["--max_queries=0"], "--max_queries=0: 0 is not a positive integer"),
+    ([], "has no manifest.json"),
+])
+def test_bad_attack_flags_exit_2_with_the_fix(tmp_path, args, message):
+    existing = tmp_path / "old.json"
+    existing.write_text("{}")
+    args = [a.format(existing=existing) for a in args]
+    if not any(a.startswith("--output") for a in args):
+        args.append(f"--output={tmp_path / 'new.json'}")
+    result = subprocess.run([sys.executable, "-m", "pipeline.attack",
+                             f"--bundle={tmp_path / 'nothing'}", *args], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and existing.read_text() == "{}"
