@@ -34,7 +34,7 @@ CSV_FIELDS = KEY_FIELDS + (
     "metric", "metric_value", "higher_is_better", "test_loss", "bytes", "gzip_bytes",
     "measured_sparsity", "lstm_min_sparsity", "latency_median_ms", "latency_p90_ms",
     "latency_ratio_vs_dense", "characters_per_second", "plain", "negation", "long_text",
-    "train_wall_s", "git_commit",
+    "attack_accuracy", "attack_success_rate", "train_wall_s", "git_commit",
     "cpu_model", "cores", "versions")
 HTML_FIELDS = CSV_FIELDS[:CSV_FIELDS.index("train_wall_s")]  # what the HTML table shows
 
@@ -224,6 +224,7 @@ def rows_for(run_dir: Path, task: str, method: str, sparsity: float, context: di
     for export, entry in metrics["tflite"].items():
         # Sentiment only: the behavioural suite and long texts under the shipped policy.
         suite = metrics.get("behaviour", {}).get(export, {})
+        attack = metrics.get("robustness", {}).get(export, {}).get("attack", {})
         policy = metrics.get("long_text_policy", {}).get("policy")
         long_texts = metrics.get("long_text", {}).get(export, {}).get(policy, {})
         measured = entry["pruned_sparsity"]
@@ -245,6 +246,8 @@ def rows_for(run_dir: Path, task: str, method: str, sparsity: float, context: di
             "characters_per_second": entry.get("characters_per_second", {}).get("median"),
             "plain": suite.get("plain"), "negation": suite.get("negation"),
             "long_text": long_texts.get("all"),
+            "attack_accuracy": attack.get("accuracy_under_attack"),
+            "attack_success_rate": attack.get("success_rate"),
             "train_wall_s": round(wall, 1), "versions": versions, **context})
     return rows
 
@@ -348,8 +351,8 @@ def plots(rows: list[dict], out_dir: Path) -> list[Path]:
 def markdown_table(rows: list[dict]) -> str:
     header = ("| task | method | target | export | metric | gzip KiB | measured sparsity "
               "(all / least LSTM weight) | latency ms (median / p90) | × dense | chars/s | "
-              "plain / negation / long text | train s |")
-    lines = [header, "|" + "---|" * 12]
+              "plain / negation / long text | under attack / attack success | train s |")
+    lines = [header, "|" + "---|" * 13]
 
     def share(value, digits=2):
         return "–" if value is None else f"{value:.{digits}f}"
@@ -363,6 +366,7 @@ def markdown_table(rows: list[dict]) -> str:
             f"{r['latency_median_ms']:.3f} / "
             f"{r['latency_p90_ms']:.3f} | {'' if ratio is None else f'{ratio:.2f}'} | "
             f"{share(r.get('characters_per_second'), 0)} | {behaviour} | "
+            f"{share(r.get('attack_accuracy'), 3)} / {share(r.get('attack_success_rate'), 3)} | "
             f"{r['train_wall_s']:.0f} |")
     return "\n".join(lines)
 

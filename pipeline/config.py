@@ -427,6 +427,15 @@ class EvalConfig(_Section):
     long_text_max_windows: int = setting(
         16, "sentiment: most windows scored per text (--long_text=windows); tokens beyond "
         "them are not read, which bounds the time a huge text takes.")
+    attack_sentences: int = setting(
+        200, "sentiment: test sentences (in file order) run through typo and word-drop noise "
+        "and, of those each .tflite gets right, the black-box word-substitution attack of "
+        "pipeline.robustness (GloVe neighbours and typos); 0 skips both. About 0.1 s per "
+        "sentence and model here.")
+    attack_max_words: int = setting(
+        3, "sentiment: words the attack may change per sentence.")
+    attack_max_queries: int = setting(
+        300, "sentiment: model calls the attack may make per sentence.")
     sample_prompt: str = setting(
         "ROMEO:", "textgen: the prompt of the fixed samples written to metrics.json for each "
         "model.")
@@ -448,6 +457,10 @@ class EvalConfig(_Section):
                  f"--long_text_stride={self.long_text_stride} must be >= 0 (0: half a window)")
         _require(self.long_text_max_windows >= 1,
                  f"--long_text_max_windows={self.long_text_max_windows} must be >= 1")
+        _require(self.attack_sentences >= 0,
+                 f"--attack_sentences={self.attack_sentences} must be >= 0 (0: no attack)")
+        for name in ("attack_max_words", "attack_max_queries"):
+            _require(getattr(self, name) >= 1, f"--{name}={getattr(self, name)} must be >= 1")
         _require(self.latency_runs >= 200, f"--latency_runs={self.latency_runs} must be >= "
                  "200 so that the median and p90 mean something")
 

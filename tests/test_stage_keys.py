@@ -110,6 +110,10 @@ ROWS = [
     ("magnitude", {"long_text": "first"}, "evaluate"),
     ("magnitude", {"long_text_stride": 16}, "evaluate"),
     ("magnitude", {"long_text_max_windows": 4}, "evaluate"),
+    ("magnitude", {"attack_sentences": 50}, "evaluate"),
+    ("magnitude", {"attack_max_words": 1}, "evaluate"),
+    ("magnitude", {"attack_max_queries": 50}, "evaluate"),
+    ("textgen", {"attack_sentences": 50}, "bundle"),
     ("textgen", {"long_text": "first"}, "bundle"),
     # Text-generation settings mean nothing to sentiment, and the reverse.
     ("magnitude", {"loss_parity_tolerance": 0.1}, "bundle"),

@@ -78,9 +78,35 @@ def report(metrics: dict) -> str:
             lines.append(f"| {model} | " + " | ".join(
                 f"{result['categories'][c]:.3f}" for c in categories) +
                 f" | {result['negation']:.3f} |")
+    if metrics.get("robustness"):
+        lines += robustness_report(metrics["robustness"])
     for label, text in metrics.get("samples", {}).items():
         lines += ["", f"## Sample: {label}", "", "```", text, "```"]
     return "\n".join(lines) + "\n"
+
+
+def robustness_report(results: dict) -> list[str]:
+    """Accuracy under noise and attack per model, then a few adversarial texts to judge."""
+    first = next(iter(results.values()))
+    noise = [k for k in first["noise"] if k not in ("clean", "seed")]
+    attack = first["attack"]
+    lines = ["", f"## Robustness ({attack['sentences']} test sentences, seed {attack['seed']}; "
+             f"attack budget {attack['budget']['max_words']} words, "
+             f"{attack['budget']['max_queries']} queries)", "",
+             "| model | clean | " + " | ".join(noise) + " | under attack | attack success | "
+             "words per success |", "|---|" + "---|" * (len(noise) + 4)]
+    for model, result in results.items():
+        a = result["attack"]
+        words = a["words_changed_per_success"]
+        lines.append(f"| {model} | {result['noise']['clean']:.3f} | " + " | ".join(
+            f"{result['noise'][k]:.3f}" for k in noise) +
+            f" | {a['accuracy_under_attack']:.3f} | {a['success_rate']:.3f} | "
+            f"{'–' if words is None else f'{words:.2f}'} |")
+    for model, result in results.items():
+        lines += ["", f"### Adversarial texts that fooled {model}", ""]
+        lines += [f"- {s['text']}\n  → {s['adversarial']}"
+                  for s in result["attack"]["samples"][:5]]
+    return lines
 
 
 def pruned_fraction(per_weight: dict, config: PipelineConfig) -> float | None:

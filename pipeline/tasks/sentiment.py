@@ -11,7 +11,8 @@ import tf_keras
 from absl import logging
 
 from models.sentiment import build_sentiment_model
-from pipeline import artifacts, behaviour, data, litert, long_text, tokenizer, vectors
+from pipeline import (artifacts, behaviour, data, litert, long_text, robustness, tokenizer,
+                      vectors)
 from pipeline.config import PipelineConfig
 from pipeline.reference_tokenizer import ReferenceTokenizer, read_spec_and_vocabulary
 from pipeline.stages import StageError
@@ -22,6 +23,9 @@ SPLITS = ("train", "validation", "test")
 EVAL_SPLITS = ("validation", "test")
 EMBEDDING_FILE = "embedding_init.npy"  # data/: the pretrained rows of the vocabulary
 PARAGRAPHS_FILE = "paragraphs.json"    # data/: long texts built from validation sentences
+TEST_TEXTS_FILE = "test_texts.json"    # data/: the test sentences as text, for the attack
+ATTACK_VECTORS = "glove-6b-50d"        # the attack's neighbours (installed with the package)
+ATTACK_SEED, NOISE_RATES = 1, (0.1, 0.3)
 
 
 def load_split(run_dir: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -51,7 +55,8 @@ class SentimentTask(Task):
              "train": ("max_length", "pretrained_embeddings", "freeze_embeddings"),
              "convert": ("max_length",),
              "evaluate": ("parity_tolerance", "latency_runs", "max_length", "long_text",
-                          "long_text_stride", "long_text_max_windows")}
+                          "long_text_stride", "long_text_max_windows", "attack_sentences",
+                          "attack_max_words", "attack_max_queries")}
 
     def prepare_data(self, config: PipelineConfig, out_dir: Path) -> dict:
         splits = data.load_splits(config.data)
@@ -68,6 +73,9 @@ class SentimentTask(Task):
                                     "\n".join(splits.label_names) + "\n")
         artifacts.atomic_write_json(out_dir / PARAGRAPHS_FILE, long_text.build_paragraphs(
             splits.validation.texts, splits.validation.labels, config.data.data_seed))
+        artifacts.atomic_write_json(out_dir / TEST_TEXTS_FILE,
+                                    {"texts": splits.test.texts,
+                                     "labels": [int(n) for n in splits.test.labels]})
         counts, unknown = {}, {}
         for name in SPLITS:
             examples = getattr(splits, name)
@@ -188,7 +196,8 @@ class SentimentTask(Task):
                       for name, policy_spec in policies.items()}
         paragraphs = artifacts.read_json(run_dir / "data" / PARAGRAPHS_FILE)
         labels = label_names(run_dir)
-        metrics["long_text"], metrics["behaviour"] = {}, {}
+        attacked = attack_inputs(config, run_dir)
+        metrics["long_text"], metrics["behaviour"], metrics["robustness"] = {}, {}, {}
         for export, info in converted.items():
             models = {export: info["programs"]["model"]["file"]}
             if "file" in info["dense_reference"]:
@@ -199,10 +208,16 @@ class SentimentTask(Task):
                     metrics["long_text"][export] = {
                         name: long_text.accuracy(runner, windows, paragraphs)
                         for name, windows in windows_of.items()}
+                chosen = windows_of[config.eval.long_text]
+                probabilities_of = lambda text: long_text.classify(runner, chosen, text)[0]
                 if behaviour.applies(labels):
-                    chosen = windows_of[config.eval.long_text]
-                    metrics["behaviour"][label] = behaviour.run_suite(
-                        lambda text: long_text.classify(runner, chosen, text)[0], labels)
+                    metrics["behaviour"][label] = behaviour.run_suite(probabilities_of, labels)
+                if attacked:
+                    metrics["robustness"][label] = robustness_of(probabilities_of, attacked)
+                    logging.info("evaluate: %s accuracy under attack %.4f (success rate %.3f)",
+                                 label, metrics["robustness"][label]["attack"][
+                                     "accuracy_under_attack"],
+                                 metrics["robustness"][label]["attack"]["success_rate"])
         metrics["long_text_policy"] = long_text.spec_entry(config)
 
     def bundle(self, config: PipelineConfig, run_dir: Path, out_dir: Path,
@@ -222,3 +237,26 @@ class SentimentTask(Task):
             "state": "the fused LSTM keeps state between invocations: reset variables "
                      "(reset_all_variables) before every new text",
         }
+
+
+def attack_inputs(config: PipelineConfig, run_dir: Path) -> dict | None:
+    """The first --attack_sentences test sentences, the vector neighbours and the budget
+    (None with --attack_sentences=0)."""
+    count = config.eval.attack_sentences
+    if not count:
+        return None
+    saved = artifacts.read_json(run_dir / "data" / TEST_TEXTS_FILE)
+    found = vectors.load(ATTACK_VECTORS, config.data.max_malformed_fraction)
+    return {"texts": saved["texts"][:count], "labels": np.asarray(saved["labels"][:count]),
+            "neighbours": robustness.Neighbours(found.words, found.matrix, limit=50000),
+            "budget": robustness.Budget(max_words=config.eval.attack_max_words,
+                                        max_queries=config.eval.attack_max_queries)}
+
+
+def robustness_of(probabilities_of, attacked: dict) -> dict:
+    """Noise accuracy and the attack's outcome for one model (same texts, seed, budget)."""
+    return {"noise": robustness.noise_accuracy(probabilities_of, attacked["texts"],
+                                               attacked["labels"], NOISE_RATES, ATTACK_SEED),
+            "attack": robustness.attack(probabilities_of, attacked["texts"],
+                                        attacked["labels"], attacked["neighbours"],
+                                        attacked["budget"], ATTACK_SEED, samples=10)}
