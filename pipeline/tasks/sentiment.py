@@ -246,7 +246,7 @@ def attack_inputs(config: PipelineConfig, run_dir: Path) -> dict | None:
     if not count:
         return None
     saved = artifacts.read_json(run_dir / "data" / TEST_TEXTS_FILE)
-    found = vectors.load(ATTACK_VECTORS, config.data.max_malformed_fraction)
+    found = vectors.load(ATTACK_VECTORS, max_malformed_fraction=0.0)  # the installed wheel
     return {"texts": saved["texts"][:count], "labels": np.asarray(saved["labels"][:count]),
             "neighbours": robustness.Neighbours(found.words, found.matrix, limit=50000),
             "budget": robustness.Budget(max_words=config.eval.attack_max_words,
