@@ -155,7 +155,7 @@ class GenerateRunner(_Runner):
         super().__init__(path, threads)
         self.block = int(self.output_shape[0])
 
-    def settings(self, sampling: Sampling, vocabulary_size: int) -> None:
+    def set_sampling(self, sampling: Sampling, vocabulary_size: int) -> None:
         """Sets the sampler's temperature and k (greedy is k=1, random is every id)."""
         if sampling.sampler not in IN_GRAPH_SAMPLERS:
             raise GenerateError(f"the generate model samples with {', '.join(IN_GRAPH_SAMPLERS)}"
@@ -187,7 +187,7 @@ def generate_litert(runner: StepRunner, prompt_ids: list[int], length: int,
         _, state = runner(token, state)
     token, generated = prompt_ids[-1], []
     if generator is not None:
-        generator.settings(sampling, runner.vocabulary_size)
+        generator.set_sampling(sampling, runner.vocabulary_size)
         while len(generated) < length:
             ids, state = generator(token, state, rng.random(generator.block))
             block = [int(i) for i in ids[:length - len(generated)]]
