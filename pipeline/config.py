@@ -26,6 +26,7 @@ TASK_VOCABULARIES = {"sentiment": ("wordpiece", "words"), "textgen": ("character
 LEARNING_RATE_SCHEDULES = ("constant", "cosine")
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker")  # see pipeline.distribute
 POOLINGS = ("last", "max")
+NOISE_KINDS = ("swap", "drop", "insert", "keyboard", "word_drop")  # see pipeline.robustness
 STRUCTURED_CRITERIA = ("l2", "taylor")
 
 
@@ -118,6 +119,17 @@ class DataConfig(_Section):
     eval_limit: int = setting(
         0, "Use at most this many validation and test rows (0: all). For smoke runs; never "
         "for reported numbers.")
+    augment: tuple[str, ...] = setting(
+        (), "sentiment: noise added to copies of the training sentences, so the model learns "
+        "to read typos and missing words (hardening against noise and the attack measured in "
+        "evaluate): any of swap, drop, insert, keyboard (typos), word_drop. Empty: none. "
+        "The vocabulary is built from the original sentences only.",
+        choices=NOISE_KINDS)
+    augment_rate: float = setting(
+        0.1, "sentiment: share of the words of an augmented copy hit by its noise, in (0, 1].")
+    augment_copies: int = setting(
+        1, "sentiment: noisy copies of every training sentence per --augment kind (each kind "
+        "its own copies, seeded by --data_seed).")
     tfds_data_dir: str = setting(
         "", "TFDS data directory for the TFDS fallback (empty: TFDS's default).")
     tfds_download: bool = setting(True, "Let the TFDS fallback download missing data.")
@@ -137,6 +149,10 @@ class DataConfig(_Section):
                  "(0 means use every validation and test row)")
         _require(len(set(self.labels)) == len(self.labels),
                  f"--labels={','.join(self.labels)} repeats a label")
+        _require(0.0 < self.augment_rate <= 1.0,
+                 f"--augment_rate={self.augment_rate} must be in (0, 1]")
+        _require(1 <= self.augment_copies <= 10,
+                 f"--augment_copies={self.augment_copies} must be in [1, 10]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -520,6 +536,9 @@ class PipelineConfig:
         _require(not vectors or vocabulary == "words", f"--pretrained_embeddings={vectors} "
                  "holds whole words: use --vocabulary=words (WordPiece pieces have no "
                  "vectors)")
+        _require(not self.data.augment or task == "sentiment", f"--augment="
+                 f"{','.join(self.data.augment)} adds noisy copies of training sentences, for "
+                 "--task=sentiment; the text generation data is one running text")
         _require(not self.model.bidirectional or task == "sentiment", "--bidirectional reads "
                  "the text backwards too, which a language model predicting the next character "
                  "may not do: use it with --task=sentiment")

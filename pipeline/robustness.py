@@ -24,9 +24,9 @@ from typing import Callable
 import numpy as np
 
 from pipeline import behaviour
+from pipeline.config import NOISE_KINDS
 
-TYPO_KINDS = ("swap", "drop", "insert", "keyboard")
-NOISE_KINDS = TYPO_KINDS + ("word_drop",)
+TYPO_KINDS = NOISE_KINDS[:4]  # swap, drop, insert, keyboard; then word_drop
 KEYBOARD_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 NEGATIONS = frozenset({"not", "no", "never", "nor", "n't", "nothing", "none", "nobody",
@@ -100,6 +100,19 @@ def noise_accuracy(probabilities_of: Probabilities, texts: list[str], labels: np
             rng = np.random.default_rng([seed, NOISE_KINDS.index(kind), int(rate * 1000)])
             result[f"{kind}@{rate:g}"] = accuracy([perturb(t, kind, rate, rng) for t in texts])
     return result
+
+
+def augment(texts: list[str], labels: np.ndarray, kinds: tuple[str, ...], rate: float,
+            copies: int, seed: int) -> tuple[list[str], np.ndarray]:
+    """The sentences followed by `copies` noisy copies per kind (same labels), seeded, for
+    training a model that reads noise as the attack and typing thumbs make it."""
+    all_texts, all_labels = list(texts), [np.asarray(labels)]
+    for kind in kinds:
+        for copy in range(copies):
+            rng = np.random.default_rng([seed, NOISE_KINDS.index(kind), copy])
+            all_texts += [perturb(text, kind, rate, rng) for text in texts]
+            all_labels.append(np.asarray(labels))
+    return all_texts, np.concatenate(all_labels)
 
 
 class Neighbours:

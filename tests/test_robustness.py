@@ -37,6 +37,19 @@ def test_noise_is_deterministic_per_seed_and_keeps_what_it_must(kind):
                 assert a == b or b in robustness.KEYBOARD[a]
 
 
+def test_augmentation_appends_seeded_noisy_copies_with_their_labels():
+    texts, labels = [TEXT, "a dull , lifeless film"], np.array([1, 0])
+    new_texts, new_labels = robustness.augment(texts, labels, ("swap", "word_drop"), 0.5, 2,
+                                               seed=3)
+    assert new_texts[:2] == texts and len(new_texts) == 2 + 2 * 2 * 2
+    assert list(new_labels) == [1, 0] * 5
+    assert new_texts == robustness.augment(texts, labels, ("swap", "word_drop"), 0.5, 2,
+                                           seed=3)[0]
+    assert new_texts[2:4] != new_texts[4:6]  # each copy draws its own noise
+    assert new_texts != robustness.augment(texts, labels, ("swap", "word_drop"), 0.5, 2,
+                                           seed=4)[0]
+
+
 def test_a_bad_noise_kind_is_named():
     with pytest.raises(ValueError, match="unknown noise kind 'smudge'"):
         robustness.perturb(TEXT, "smudge", 0.1, np.random.default_rng(1))

@@ -76,6 +76,13 @@ class SentimentTask(Task):
         artifacts.atomic_write_json(out_dir / TEST_TEXTS_FILE,
                                     {"texts": splits.test.texts,
                                      "labels": [int(n) for n in splits.test.labels]})
+        if config.data.augment:
+            texts, labels = robustness.augment(
+                splits.train.texts, splits.train.labels, config.data.augment,
+                config.data.augment_rate, config.data.augment_copies, config.data.data_seed)
+            logging.info("data: %d training rows with %s copies", len(texts),
+                         ",".join(config.data.augment))
+            splits.train = data.Examples(texts, labels)
         counts, unknown = {}, {}
         for name in SPLITS:
             examples = getattr(splits, name)
