@@ -10,9 +10,9 @@ Everything here only queries class probabilities, as anyone holding the .tflite 
   TextFooler, and Gao et al. 2018, DeepWordBug).
 
 Nearest neighbours in GloVe include antonyms ("good" and "bad" sit close), which would turn
-a review around instead of fooling the model; so a polar word is never replaced by a word
-of the opposite list in `behaviour`, and negations and short function words are never
-touched. Proper names get neighbours too (lowercased text hides them). A person should
+a review around instead of fooling the model; so no word becomes a polar word of
+`behaviour`'s lists unless it is one of the same polarity, and negations and short
+function words are never touched. Proper names get neighbours too (lowercased text hides them). A person should
 still read the saved samples.
 """
 from __future__ import annotations
@@ -146,22 +146,27 @@ class Budget:
     typos_per_word: int = 4     # one per TYPO_KIND
 
 
-def _opposite(word: str) -> frozenset[str]:
+POLAR = frozenset(behaviour.POSITIVE) | frozenset(behaviour.NEGATIVE)
+
+
+def _banned(word: str) -> frozenset[str]:
+    """Polar words a replacement may not be: those of the other polarity, or all of them
+    for a neutral word ("little" → "good" would change what the review says)."""
     word = word.lower()
     if word in behaviour.POSITIVE:
         return frozenset(behaviour.NEGATIVE)
     if word in behaviour.NEGATIVE:
         return frozenset(behaviour.POSITIVE)
-    return frozenset()
+    return POLAR
 
 
 def candidates(word: str, neighbours: Neighbours | None, budget: Budget,
                rng: np.random.Generator) -> list[str]:
-    """Replacements for one word: vector neighbours (no antonym from the polar lists),
+    """Replacements for one word: vector neighbours (no polar word of another polarity),
     then one typo of each kind; same case pattern as the word for the first letter."""
     found = []
     if neighbours is not None:
-        banned = _opposite(word)
+        banned = _banned(word)
         found = [w for w in neighbours.of(word, budget.candidates, budget.min_similarity)
                  if w not in banned]
         if word[:1].isupper():

@@ -56,14 +56,14 @@ def test_a_bad_noise_kind_is_named():
 
 
 def toy_model(text):
-    """Negative exactly when 'dull' is a word of the text; no token: None."""
+    """Negative exactly when 'meh' is a word of the text; no token: None."""
     if not text.strip():
         return None
-    return np.array([0.9, 0.1]) if "dull" in text.split() else np.array([0.2, 0.8])
+    return np.array([0.9, 0.1]) if "meh" in text.split() else np.array([0.2, 0.8])
 
 
 def toy_neighbours():
-    words = ["fine", "dull", "okay", "good", "bad", "film"]
+    words = ["fine", "meh", "okay", "good", "bad", "film"]
     vectors = np.array([[1, 0.1, 0], [1, 0.2, 0], [1, 0, 0.1], [0, 1, 0], [0.95, 0.3, 0],
                         [0, 0, 1]], np.float32)
     return robustness.Neighbours(words, vectors, limit=len(words))
@@ -71,23 +71,25 @@ def toy_neighbours():
 
 def test_the_attack_finds_a_known_flip():
     neighbours = toy_neighbours()
-    assert neighbours.of("fine", 3, 0.9)[:2] == ["dull", "okay"]
+    assert neighbours.of("fine", 3, 0.9)[:2] == ["meh", "okay"]
     result = robustness.attack_one(toy_model, "the film is fine", 1, neighbours,
                                    robustness.Budget(), seed=1)
-    assert result["success"] and result["adversarial"] == "the film is dull"
-    assert result["changes"] == [{"from": "fine", "to": "dull"}]
-    summary = robustness.attack(toy_model, ["the film is fine", "a dull film"], np.array([1, 1]),
+    assert result["success"] and result["adversarial"] == "the film is meh"
+    assert result["changes"] == [{"from": "fine", "to": "meh"}]
+    summary = robustness.attack(toy_model, ["the film is fine", "a meh film"], np.array([1, 1]),
                                 neighbours, robustness.Budget(), seed=1)
     # the second text is already wrong: counted as lost, never attacked
     assert (summary["correct"], summary["success_rate"], summary["accuracy_under_attack"]) == \
         (1, 1.0, 0.0)
-    assert summary["samples"][0]["adversarial"] == "the film is dull"
+    assert summary["samples"][0]["adversarial"] == "the film is meh"
 
 
 def test_antonyms_negations_and_function_words_are_never_used():
     neighbours = toy_neighbours()
     assert "bad" not in robustness.candidates("good", neighbours, robustness.Budget(),
                                               np.random.default_rng(1))
+    assert not {"good", "bad"} & set(robustness.candidates(
+        "fine", neighbours, robustness.Budget(min_similarity=0.1), np.random.default_rng(1)))
     model = lambda text: np.array([0.9, 0.1]) if "nt" in text.split() else np.array([0.1, 0.9])
     result = robustness.attack_one(model, "not the with", 1, neighbours, robustness.Budget(),
                                    seed=1)
