@@ -12,8 +12,8 @@ Everything here only queries class probabilities, as anyone holding the .tflite 
 Nearest neighbours in GloVe include antonyms ("good" and "bad" sit close), which would turn
 a review around instead of fooling the model; so no word becomes a polar word of
 `behaviour`'s lists unless it is one of the same polarity, and negations and short
-function words are never touched. Proper names get neighbours too (lowercased text hides them). A person should
-still read the saved samples.
+function words are never touched. Proper names get neighbours too (lowercased text hides
+them). A person should still read the saved samples.
 """
 from __future__ import annotations
 

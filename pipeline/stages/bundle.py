@@ -1,4 +1,5 @@
-"""bundle: what ships to a phone — one .tflite, vocabulary, tokenizer spec, task files, manifest."""
+"""bundle: what ships to a phone — model.tflite (and the task's other files, e.g. text
+generation's generate.tflite), vocabulary, tokenizer spec and a manifest."""
 from __future__ import annotations
 
 import platform
