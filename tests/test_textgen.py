@@ -176,6 +176,32 @@ def test_greedy_generation_is_identical_in_keras_and_tflite(textgen_run, lively_
                                    prompt, 200, generation.Sampling("greedy"), 0)
 
 
+@pytest.mark.parametrize("pruned", [False, True])
+def test_the_step_model_folds_the_first_kernel_only_when_dense(tmp_path, pruned):
+    """A dense first kernel is looked up as one gate table per character; a pruned one is
+    kept (its zeros compress). Either way the step gives the Keras step model's logits."""
+    tf_keras.utils.set_random_seed(4)
+    # A small alphabet and a wide embedding, as for characters: the table is the smaller.
+    model = build_textgen_model(ModelConfig(embedding_dim=16, lstm_units=16, lstm_layers=2,
+                                            dropout=0.0, embedding_dropout=0.0), 12)
+    rng = np.random.default_rng(4)
+    weights = [rng.normal(0, 0.6, w.shape).astype(np.float32) for w in model.get_weights()]
+    if pruned:
+        kernel = weights[1]  # the first LSTM's kernel, after the embedding
+        kernel[rng.random(kernel.shape) < 0.8] = 0.0
+    model.set_weights(weights)
+    assert (textgen._StepWeights(model).first_gates is None) == pruned
+    path = tmp_path / "step.tflite"
+    path.write_bytes(convert.to_tflite(textgen.step_function(model), model, "float"))
+    keras_step, tflite_step = build_step_model(model), generation.StepRunner(path)
+    states = [np.zeros((1, s[-1]), np.float32) for s in keras_step.input_shape[1:]]
+    state = tflite_step.initial_state()
+    for token in (1, 5, 11, 5, 0, 7):
+        keras_logits, *states = keras_step([np.array([[token]]), *states])
+        tflite_logits, state = tflite_step(token, state)
+        np.testing.assert_allclose(tflite_logits, keras_logits[0], atol=1e-4)
+
+
 @pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("export", ["float", "int8"])
 def test_generate_model_samples_what_numpy_samples(tmp_path, layers, export):

@@ -65,12 +65,23 @@ class _StepWeights:
 
     Converted with builtin ops only (GATHER, FULLY_CONNECTED, element-wise gates). Gate
     order follows Keras: input, forget, cell, output.
+
+    Reading a character only looks up a row, so the first layer's input gates can be looked
+    up whole: a table of embedding @ kernel + bias, one FULLY_CONNECTED fewer per step. It
+    is used when it holds no more numbers than the nonzero weights it replaces (a small
+    alphabet, a dense kernel); a pruned kernel keeps its zeros, which compress.
     """
 
     def __init__(self, model: tf_keras.Model):
-        self.embeddings = tf.constant(model.get_layer("embedding").get_weights()[0])
-        self.cells = [(layer, [tf.constant(w) for w in layer.get_weights()])
-                      for layer in lstm_layers(model)]
+        embeddings = model.get_layer("embedding").get_weights()[0]
+        layers = lstm_layers(model)
+        self.cells = [(layer, [tf.constant(w) for w in layer.get_weights()]) for layer in layers]
+        kernel, _, bias = layers[0].get_weights()
+        self.first_gates, self.embeddings = None, tf.constant(embeddings)
+        if embeddings.shape[0] * kernel.shape[1] <= (np.count_nonzero(embeddings)
+                                                      + np.count_nonzero(kernel)):
+            table = embeddings.astype(np.float64) @ kernel.astype(np.float64) + bias
+            self.first_gates = tf.constant(table.astype(np.float32))
         self.head_kernel, self.head_bias = (
             tf.constant(w) for w in model.get_layer("next_token_logits").get_weights())
 
@@ -80,10 +91,14 @@ class _StepWeights:
 
     def advance(self, token_id, states) -> tuple[tf.Tensor, list]:
         """(logits [1, V], the states after reading token_id)."""
-        hidden, new_states = tf.gather(self.embeddings, token_id), []
+        hidden, new_states = None, []
         for index, (layer, (kernel, recurrent, bias)) in enumerate(self.cells):
             h, c = states[2 * index], states[2 * index + 1]
-            gates = tf.matmul(hidden, kernel) + tf.matmul(h, recurrent) + bias
+            if index == 0 and self.first_gates is not None:
+                gates = tf.gather(self.first_gates, token_id) + tf.matmul(h, recurrent)
+            else:
+                inputs = tf.gather(self.embeddings, token_id) if index == 0 else hidden
+                gates = tf.matmul(inputs, kernel) + tf.matmul(h, recurrent) + bias
             i, f, g, o = tf.split(gates, 4, axis=1)
             c = layer.recurrent_activation(f) * c + \
                 layer.recurrent_activation(i) * layer.activation(g)
