@@ -130,6 +130,11 @@ class DataConfig(_Section):
     augment_copies: int = setting(
         1, "sentiment: noisy copies of every training sentence per --augment kind (each kind "
         "its own copies, seeded by --data_seed).")
+    negated_phrases: int = setting(
+        0, "sentiment: add up to this many negated copies of short training phrases with the "
+        "opposite label ('dull' becomes 'it 's not dull', positive), so the model learns what "
+        "negation does to polarity; the behavioural suite's own words are never used. Needs "
+        "labels named negative and positive. 0: none.")
     tfds_data_dir: str = setting(
         "", "TFDS data directory for the TFDS fallback (empty: TFDS's default).")
     tfds_download: bool = setting(True, "Let the TFDS fallback download missing data.")
@@ -153,6 +158,8 @@ class DataConfig(_Section):
                  f"--augment_rate={self.augment_rate} must be in (0, 1]")
         _require(1 <= self.augment_copies <= 10,
                  f"--augment_copies={self.augment_copies} must be in [1, 10]")
+        _require(self.negated_phrases >= 0,
+                 f"--negated_phrases={self.negated_phrases} must be >= 0 (0 adds none)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -539,6 +546,9 @@ class PipelineConfig:
         _require(not self.data.augment or task == "sentiment", f"--augment="
                  f"{','.join(self.data.augment)} adds noisy copies of training sentences, for "
                  "--task=sentiment; the text generation data is one running text")
+        _require(not self.data.negated_phrases or task == "sentiment", f"--negated_phrases="
+                 f"{self.data.negated_phrases} adds negated sentiment phrases, for "
+                 "--task=sentiment")
         _require(not self.model.bidirectional or task == "sentiment", "--bidirectional reads "
                  "the text backwards too, which a language model predicting the next character "
                  "may not do: use it with --task=sentiment")

@@ -113,6 +113,7 @@ ROWS = [
     ("magnitude", {"augment": ("swap", "word_drop")}, "data"),
     ("magnitude", {"augment_rate": 0.2}, "data"),
     ("magnitude", {"augment_copies": 2}, "data"),
+    ("magnitude", {"negated_phrases": 100}, "data"),
     ("textgen", {"augment_rate": 0.2}, "bundle"),
     ("magnitude", {"attack_sentences": 50}, "evaluate"),
     ("magnitude", {"attack_max_words": 1}, "evaluate"),

@@ -11,8 +11,8 @@ import tf_keras
 from absl import logging
 
 from models.sentiment import build_sentiment_model
-from pipeline import (artifacts, behaviour, data, litert, long_text, robustness, tokenizer,
-                      vectors)
+from pipeline import (artifacts, behaviour, data, litert, long_text, negation, robustness,
+                      tokenizer, vectors)
 from pipeline.config import PipelineConfig
 from pipeline.reference_tokenizer import ReferenceTokenizer, read_spec_and_vocabulary
 from pipeline.stages import StageError
@@ -76,6 +76,9 @@ class SentimentTask(Task):
         artifacts.atomic_write_json(out_dir / TEST_TEXTS_FILE,
                                     {"texts": splits.test.texts,
                                      "labels": [int(n) for n in splits.test.labels]})
+        if config.data.negated_phrases:
+            splits.train = self.with_negated_phrases(splits.train, splits.label_names,
+                                                     config.data)
         if config.data.augment:
             texts, labels = robustness.augment(
                 splits.train.texts, splits.train.labels, config.data.augment,
@@ -96,6 +99,25 @@ class SentimentTask(Task):
                 "validation_source": splits.validation_source,
                 "vocabulary_size": len(vocabulary), "labels": list(splits.label_names),
                 "unknown_token_share": unknown, **pretrained}
+
+    @staticmethod
+    def with_negated_phrases(train: data.Examples, label_names: list[str],
+                             cfg) -> data.Examples:
+        """The training rows followed by --negated_phrases negated short phrases."""
+        if not behaviour.applies(list(label_names)):
+            raise StageError(f"--negated_phrases={cfg.negated_phrases} flips negative and "
+                             f"positive labels, but this dataset's labels are "
+                             f"{', '.join(label_names)}; set --negated_phrases=0")
+        texts, labels = negation.negated_examples(train.texts, train.labels, list(label_names),
+                                                  cfg.negated_phrases, cfg.data_seed)
+        if not texts:
+            raise StageError(f"--negated_phrases={cfg.negated_phrases}: the training split "
+                             f"holds no phrase of 1-{negation.MAX_PHRASE_WORDS} words to "
+                             "negate (SST-2's phrases do); set --negated_phrases=0")
+        logging.info("data: %d negated phrases added (of %d asked)", len(texts),
+                     cfg.negated_phrases)
+        return data.Examples(train.texts + texts,
+                             np.concatenate([train.labels, labels.astype(train.labels.dtype)]))
 
     @staticmethod
     def pretrained_rows(config: PipelineConfig, vocabulary: list[str], out_dir: Path) -> dict:
