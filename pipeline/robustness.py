@@ -116,7 +116,10 @@ def augment(texts: list[str], labels: np.ndarray, kinds: tuple[str, ...], rate: 
 
 
 class Neighbours:
-    """Nearest words by cosine similarity among the `limit` most frequent alphabetic words."""
+    """Nearest words by cosine similarity among the `limit` most frequent alphabetic words.
+
+    Answers are kept: every variant of a run is attacked on the same sentences, so the
+    same words are asked for again."""
 
     def __init__(self, words: list[str], matrix: np.ndarray, limit: int):
         keep = [i for i, w in enumerate(words[:limit]) if w.isalpha()]
@@ -124,9 +127,16 @@ class Neighbours:
         rows = matrix[keep].astype(np.float32)
         self.unit = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
         self.index = {w: i for i, w in enumerate(self.words)}
+        self.answers: dict[tuple, list[str]] = {}
 
     def of(self, word: str, count: int, min_similarity: float) -> list[str]:
-        row = self.index.get(word.lower())
+        key = (word.lower(), count, min_similarity)
+        if key not in self.answers:
+            self.answers[key] = self.nearest(*key)
+        return self.answers[key]
+
+    def nearest(self, word: str, count: int, min_similarity: float) -> list[str]:
+        row = self.index.get(word)
         count = min(count, len(self.words) - 1)
         if row is None or count < 1:
             return []
