@@ -132,7 +132,7 @@ class DataConfig(_Section):
         "its own copies, seeded by --data_seed).")
     negated_phrases: int = setting(
         0, "sentiment: add up to this many negated copies of short training phrases with the "
-        "opposite label ('dull' becomes 'it 's not dull', positive), so the model learns what "
+        "opposite label ('drab' becomes 'it 's not drab', positive), so the model learns what "
         "negation does to polarity; the behavioural suite's own words are never used. Needs "
         "labels named negative and positive. 0: none.")
     tfds_data_dir: str = setting(

@@ -2,8 +2,8 @@
 
 SST-2's training rows are phrases of the treebank, and two thirds of those holding "not"
 are negative, so a model learns "not" as a negative word: "not bad" comes out negative
-(BUILD.md, issue 13). Negating short polar phrases of the training split ("dull" →
-"it 's not dull", positive) shows the model what negation does to polarity.
+(BUILD.md, issue 13). Negating short polar phrases of the training split ("drab" →
+"it 's not drab", positive) shows the model what negation does to polarity.
 
 The behavioural suite's adjectives are never used, and none of its sentence forms with a
 distant negation ("I don't think the movie is bad.") is written here, so the suite measures
@@ -47,7 +47,7 @@ def negated_examples(texts: list[str], labels: np.ndarray, label_names: list[str
         if negatable(phrase, held_out):
             phrases.setdefault(phrase, set()).add(int(label))
     # A phrase labelled both ways says nothing about its polarity.
-    polar = sorted((phrase, found.pop()) for phrase, found in phrases.items() if len(found) == 1)
+    polar = sorted((phrase, min(found)) for phrase, found in phrases.items() if len(found) == 1)
     rng = np.random.default_rng([seed, 7])
     picks = rng.permutation(len(polar))[:count]
     forms = rng.integers(len(FORMS), size=len(picks))
