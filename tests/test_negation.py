@@ -1,10 +1,9 @@
 """Negated training phrases (pipeline.negation, --negated_phrases): unit layer."""
 import numpy as np
 import pytest
-from absl import flags as absl_flags
 
-from pipeline import behaviour, cli, negation, run
-from pipeline import flags as pipeline_flags
+from pipeline import behaviour, negation
+from tests.test_hostile_inputs import run_main
 
 ROWS = [("drab", 0), ("a gem", 1), ("lifeless", 0), ("witty", 1), ("sparkling script", 1),
         ("good", 1),                    # a word of the behavioural suite: never negated
@@ -45,14 +44,6 @@ def test_the_label_order_of_the_dataset_is_followed():
     assert labels[drab] == 1
 
 
-def run_main(args, capsys):
-    values = absl_flags.FlagValues()
-    pipeline_flags.define_flags(values)
-    with pytest.raises(SystemExit) as stopped:
-        run.main(cli.parse_or_exit(["pipeline.run", *args], values), values)
-    return stopped.value.code, capsys.readouterr().err
-
-
 @pytest.mark.parametrize("rows, labels, message", [
     ("label\tsentence\n" + "spam\tbuy now\nham\thello there friend\n" * 80, "ham,spam",
      "this dataset's labels are ham, spam; set --negated_phrases=0"),
@@ -65,7 +56,8 @@ def test_negated_phrases_on_data_that_cannot_take_them_is_one_error(rows, labels
     data_file = tmp_path / "data.tsv"
     data_file.write_text(rows)
     status, stderr = run_main([f"--dataset=tsv:{data_file}", "--negated_phrases=10",
-                               f"--labels={labels}", "--stages=data", f"--output_dir={tmp_path / 'run'}"], capsys)
+                               f"--labels={labels}", "--stages=data",
+                               f"--output_dir={tmp_path / 'run'}"], capsys)
     # The labels are known only once the data is read: a stage error (exit 1).
     assert status == 1 and message in stderr and "Traceback" not in stderr, stderr[-2000:]
     assert not (tmp_path / "run" / "data").exists()
