@@ -413,6 +413,26 @@ class StructuredConfig(_Section):
 
 
 @dataclasses.dataclass(frozen=True)
+class HardeningConfig(_Section):
+    """Adversarial fine-tuning: the prune stage's fine-tuning also learns from attacks."""
+    adversarial_sentences: int = setting(
+        0, "sentiment: before pruning fine-tuning, attack this many training sentences "
+        "(seeded by --seed, each of at least 8 words) on the trained model with evaluate's "
+        "black-box attack (GloVe neighbours and typos, --attack_max_words and "
+        "--attack_max_queries); every adversarial text that turns the model around joins the "
+        "fine-tuning data with its true label. Works with every method that fine-tunes. "
+        "0: off.")
+    adversarial_copies: int = setting(
+        1, "sentiment: copies of each adversarial text in the fine-tuning data, in [1, 10].")
+
+    def validate(self):
+        _require(self.adversarial_sentences >= 0, f"--adversarial_sentences="
+                 f"{self.adversarial_sentences} must be >= 0 (0: no adversarial fine-tuning)")
+        _require(1 <= self.adversarial_copies <= 10,
+                 f"--adversarial_copies={self.adversarial_copies} must be in [1, 10]")
+
+
+@dataclasses.dataclass(frozen=True)
 class ConvertConfig(_Section):
     exports: tuple[str, ...] = setting(
         EXPORTS, "TFLite files to produce: float, int8 (dynamic-range quantized weights).",
@@ -497,7 +517,7 @@ SECTIONS = {"data": DataConfig, "tokenizer": TokenizerConfig,
             "embeddings": EmbeddingsConfig, "model": ModelConfig,
             "train": TrainConfig, "regularization": RegularizationConfig,
             "pruning": PruningConfig, "structured": StructuredConfig,
-            "convert": ConvertConfig, "eval": EvalConfig,
+            "hardening": HardeningConfig, "convert": ConvertConfig, "eval": EvalConfig,
             "bundle": BundleConfig}
 
 
@@ -525,6 +545,7 @@ class PipelineConfig:
     regularization: RegularizationConfig = RegularizationConfig()
     pruning: PruningConfig = PruningConfig()
     structured: StructuredConfig = StructuredConfig()
+    hardening: HardeningConfig = HardeningConfig()
     convert: ConvertConfig = ConvertConfig()
     eval: EvalConfig = EvalConfig()
     bundle: BundleConfig = BundleConfig()
@@ -560,7 +581,15 @@ class PipelineConfig:
                  f"--bundle_export={self.bundle.bundle_export} is not produced by "
                  f"--exports={','.join(self.convert.exports)}")
         from pipeline import methods
-        methods.get(self.pruning.pruning_method).validate(self)
+        method = methods.get(self.pruning.pruning_method)
+        adversarial = self.hardening.adversarial_sentences
+        _require(not adversarial or task == "sentiment", f"--adversarial_sentences="
+                 f"{adversarial} attacks sentiment sentences, for --task=sentiment")
+        _require(not adversarial or method.changes_weights, f"--adversarial_sentences="
+                 f"{adversarial} adds attack examples to pruning fine-tuning, which "
+                 f"--pruning_method={method.name} does not do: choose magnitude, l1, l2, "
+                 "l1_l2 or structured")
+        method.validate(self)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

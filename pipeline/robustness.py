@@ -39,6 +39,8 @@ FUNCTION_WORDS = frozenset(
 WORD = re.compile(r"[A-Za-z]+")
 
 Probabilities = Callable[[str], "np.ndarray | None"]
+BatchProbabilities = Callable[[list[str]], list]  # texts → one Probabilities answer each
+Progress = Callable[[int, int], None]  # (done, of how many)
 
 
 def _keyboard_neighbours() -> dict[str, str]:
@@ -190,46 +192,55 @@ def candidates(word: str, neighbours: Neighbours | None, budget: Budget,
     return unique
 
 
-def attack_one(probabilities_of: Probabilities, text: str, label: int,
-               neighbours: Neighbours | None, budget: Budget, seed: int) -> dict:
-    """Greedy substitution of the most important words until the prediction flips or the
-    budget runs out. Tokens are split on whitespace; punctuation stays attached."""
+def attack_steps(text: str, label: int, neighbours: Neighbours | None, budget: Budget,
+                 seed: int):
+    """The attack on one text as a generator, so callers choose how queries run.
+
+    Greedy substitution of the most important words until the prediction flips or the
+    budget runs out; tokens are split on whitespace, punctuation stays attached. Yields
+    (texts, stop) requests and is sent their probabilities (None: the model could not
+    read a text) in order; a caller may answer only a prefix that ends where `stop` holds.
+    Returns the outcome. Queries count as if asked one at a time, stopping at the first
+    flip, so every caller gets the same outcome for the same answers.
+    """
     rng = np.random.default_rng(seed)
     tokens = text.split()
-    queries = 0
 
-    def true_probability(candidate: list[str]) -> float:
-        nonlocal queries
-        queries += 1
-        p = probabilities_of(" ".join(candidate))
-        return 0.5 if p is None else float(p[label])
+    def true_probabilities(answers) -> list[float]:
+        return [0.5 if p is None else float(p[label]) for p in answers]
+
+    def flipped(p) -> bool:
+        return p is not None and float(p[label]) < 0.5
 
     def is_target(token: str) -> bool:
         word = WORD.fullmatch(token.strip(".,!?;:\"'()"))
         return bool(word) and len(word.group()) >= MIN_ATTACK_LENGTH and \
             word.group().lower() not in NEGATIONS | FUNCTION_WORDS
 
-    current = true_probability(tokens)
+    (current,) = true_probabilities((yield [" ".join(tokens)], None))
+    queries = 1
     targets = [i for i, t in enumerate(tokens) if is_target(t)]
-    importance = {}
-    for i in targets:
-        if queries >= budget.max_queries:
-            break
-        importance[i] = current - true_probability(tokens[:i] + tokens[i + 1:])
+    targets = targets[:max(0, budget.max_queries - queries)]
+    left_out = [" ".join(tokens[:i] + tokens[i + 1:]) for i in targets]
+    answers = true_probabilities((yield left_out, None)) if left_out else []
+    queries += len(answers)
+    importance = {i: current - p for i, p in zip(targets, answers)}
     changed: list[dict] = []
     for i in sorted(importance, key=lambda i: -importance[i]):
-        if len(changed) >= budget.max_words or current < 0.5:
+        if len(changed) >= budget.max_words or current < 0.5 or \
+                queries >= budget.max_queries:
             break
         token = tokens[i]
         core = token.strip(".,!?;:\"'()")
         start = token.index(core)
+        trials = [tokens[:i] + [token[:start] + replacement + token[start + len(core):]] +
+                  tokens[i + 1:] for replacement in candidates(core, neighbours, budget, rng)]
+        trials = trials[:budget.max_queries - queries]
+        answers = true_probabilities((yield [" ".join(t) for t in trials], flipped)) \
+            if trials else []
         best, best_probability = None, current
-        for replacement in candidates(core, neighbours, budget, rng):
-            if queries >= budget.max_queries:
-                break
-            trial = tokens[:i] + [token[:start] + replacement + token[start + len(core):]] + \
-                tokens[i + 1:]
-            probability = true_probability(trial)
+        for trial, probability in zip(trials, answers):
+            queries += 1
             if probability < best_probability:
                 best, best_probability = trial, probability
                 if probability < 0.5:
@@ -237,34 +248,97 @@ def attack_one(probabilities_of: Probabilities, text: str, label: int,
         if best is not None:
             changed.append({"from": token, "to": best[i]})
             tokens, current = best, best_probability
-        if queries >= budget.max_queries:
-            break
     return {"success": current < 0.5, "words_changed": len(changed), "queries": queries,
             "changes": changed, "adversarial": " ".join(tokens),
             "true_probability": current}
 
 
+def attack_one(probabilities_of: Probabilities, text: str, label: int,
+               neighbours: Neighbours | None, budget: Budget, seed: int) -> dict:
+    """The attack on one text, one query at a time (how a batch-1 .tflite is asked)."""
+    steps = attack_steps(text, label, neighbours, budget, seed)
+    request = next(steps)
+    while True:
+        texts, stop = request
+        answers = []
+        for candidate in texts:
+            answers.append(probabilities_of(candidate))
+            if stop is not None and stop(answers[-1]):
+                break
+        try:
+            request = steps.send(answers)
+        except StopIteration as outcome:
+            return outcome.value
+
+
+def _attack_all_at_once(batch_probabilities: BatchProbabilities,
+                        jobs: list[tuple[str, int, int]], neighbours: Neighbours | None,
+                        budget: Budget, progress: Progress | None = None) -> list[dict]:
+    """The attacks on (text, label, seed) jobs side by side: each round sends the queries
+    of every unfinished attack to one `batch_probabilities` call."""
+    running = [attack_steps(text, label, neighbours, budget, seed)
+               for text, label, seed in jobs]
+    requests = {n: next(steps)[0] for n, steps in enumerate(running)}
+    outcomes: dict[int, dict] = {}
+    while requests:
+        asked = list(requests.items())
+        answers = batch_probabilities([text for _, batch in asked for text in batch])
+        requests, position = {}, 0
+        for n, batch in asked:
+            mine, position = answers[position:position + len(batch)], position + len(batch)
+            try:
+                requests[n] = running[n].send(mine)[0]
+            except StopIteration as outcome:
+                outcomes[n] = outcome.value
+        if progress is not None:
+            progress(len(outcomes), len(jobs))
+    return [outcomes[n] for n in range(len(jobs))]
+
+
 def attack(probabilities_of: Probabilities, texts: list[str], labels: np.ndarray,
            neighbours: Neighbours | None, budget: Budget, seed: int, samples: int = 20,
-           progress: Callable[[int, int], None] | None = None) -> dict:
-    """The attack on every text the model gets right; accuracy under attack counts the
-    others as already lost. Successful examples are kept for a person to judge."""
-    results, attacked = [], 0
+           progress: Progress | None = None) -> dict:
+    """The attack on every text the model gets right, one query at a time; accuracy under
+    attack counts the others as already lost. Successful examples are kept for a person
+    to judge."""
+    results = []
     for number, (text, label) in enumerate(zip(texts, labels)):
         p = probabilities_of(text)
         if p is None or int(np.argmax(p)) != int(label):
             continue
-        attacked += 1
         outcome = attack_one(probabilities_of, text, int(label), neighbours, budget,
                              seed + number)
         results.append({"text": text, "label": int(label), **outcome})
         if progress is not None:
-            progress(attacked, len(texts))
+            progress(len(results), len(texts))
+    return _summary(results, len(texts), budget, seed, samples)
+
+
+def attack_in_batches(batch_probabilities: BatchProbabilities, texts: list[str],
+                      labels: np.ndarray, neighbours: Neighbours | None, budget: Budget,
+                      seed: int, samples: int = 20, progress: Progress | None = None) -> dict:
+    """`attack` with the queries of all texts sent together (for a model that takes
+    batches): the same result for a model that gives the same answers. `progress` hears
+    (attacks finished, attacks) after each round."""
+    clean = batch_probabilities(list(texts))
+    chosen = [n for n, p in enumerate(clean)
+              if p is not None and int(np.argmax(p)) == int(labels[n])]
+    outcomes = _attack_all_at_once(
+        batch_probabilities, [(texts[n], int(labels[n]), seed + n) for n in chosen],
+        neighbours, budget, progress)
+    results = [{"text": texts[n], "label": int(labels[n]), **outcome}
+               for n, outcome in zip(chosen, outcomes)]
+    return _summary(results, len(texts), budget, seed, samples)
+
+
+def _summary(results: list[dict], sentences: int, budget: Budget, seed: int,
+             samples: int) -> dict:
+    attacked = len(results)
     wins = [r for r in results if r["success"]]
     return {
-        "sentences": len(texts), "correct": attacked,
-        "clean_accuracy": attacked / len(texts),
-        "accuracy_under_attack": (attacked - len(wins)) / len(texts),
+        "sentences": sentences, "correct": attacked,
+        "clean_accuracy": attacked / sentences,
+        "accuracy_under_attack": (attacked - len(wins)) / sentences,
         "success_rate": len(wins) / attacked if attacked else 0.0,
         "words_changed_per_success": float(np.mean([r["words_changed"] for r in wins]))
         if wins else None,

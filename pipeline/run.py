@@ -48,7 +48,7 @@ class Stage:
 STAGES = (
     Stage("data", data_stage, (), ()),
     Stage("train", train, ("model", "train"), ("data",)),
-    Stage("prune", prune, ("train", "pruning_method"), ("data", "train")),
+    Stage("prune", prune, ("train", "pruning_method", "hardening"), ("data", "train")),
     Stage("strip", strip, (), ("prune",)),
     Stage("convert", convert, ("exports",), ("train", "strip")),
     Stage("evaluate", evaluate, ("latency_runs",), ("data", "train", "strip", "convert")),
@@ -86,7 +86,7 @@ def later_stages(name: str) -> list[str]:
 
 def stage_settings(stage: Stage, config: PipelineConfig) -> tuple[str, ...]:
     """Everything the stage may read: its own, its task's and its pruning method's reads."""
-    return (("task",) + stage.reads + tasks.for_config(config).reads.get(stage.name, ())
+    return (("task",) + stage.reads + tasks.for_config(config).reads(stage.name, config)
             + methods.for_config(config).reads(stage.name, config))
 
 

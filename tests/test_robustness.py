@@ -112,6 +112,32 @@ def test_the_budget_is_respected():
     assert result["words_changed"] == 2 and not result["success"]
 
 
+def test_attacking_in_batches_gives_the_outcomes_of_one_query_at_a_time():
+    weights = {"fine": 0.3, "lovely": 0.25, "okay": 0.1, "meh": -0.3, "film": 0.05}
+
+    def weighted(text):  # a deterministic model whose answers depend on every word
+        score = sum(weights.get(w.lower(), 0.02 * len(w)) for w in text.split())
+        positive = 1 / (1 + np.exp(-score))
+        return np.array([1 - positive, positive])
+
+    texts = ["the film is fine", "a lovely fine film , okay", "meh", "a meh film",
+             "fine lovely okay film and more words here", "the story film is okay"]
+    labels = np.array([1, 1, 0, 1, 1, 1])
+    calls = []
+
+    def batched(batch):
+        calls.append(len(batch))
+        return [weighted(text) for text in batch]
+
+    for budget in (robustness.Budget(), robustness.Budget(max_words=1, max_queries=6)):
+        one_by_one = robustness.attack(weighted, texts, labels, toy_neighbours(), budget, 7)
+        together = robustness.attack_in_batches(batched, texts, labels, toy_neighbours(),
+                                                budget, 7)
+        assert together == one_by_one and one_by_one["correct"] >= 4
+    # one call for the clean check, then one per round of all attacks, not one per query
+    assert len(calls) <= 2 * (2 + 1 + robustness.Budget().max_words)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--output={existing}"], "exists; choose a new file"),
     (["--min_similarity=0"], "--min_similarity=0.0 must be in (0, 1]"),

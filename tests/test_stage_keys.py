@@ -10,9 +10,9 @@ import dataclasses
 import pytest
 
 from pipeline import run
-from pipeline.config import (FIELDS, STAGE_NAMES, DataConfig, EmbeddingsConfig, ModelConfig,
-                             PipelineConfig, PruningConfig, RegularizationConfig,
-                             StructuredConfig, TokenizerConfig)
+from pipeline.config import (FIELDS, STAGE_NAMES, DataConfig, EmbeddingsConfig,
+                             HardeningConfig, ModelConfig, PipelineConfig, PruningConfig,
+                             RegularizationConfig, StructuredConfig, TokenizerConfig)
 
 BASES = {
     "magnitude": PipelineConfig(),
@@ -24,6 +24,7 @@ BASES = {
                                  structured=StructuredConfig(structured_units=0.5)),
     "glove": PipelineConfig(embeddings=EmbeddingsConfig(pretrained_embeddings="glove-6b-50d"),
                             model=ModelConfig(embedding_dim=50)),
+    "hardened": PipelineConfig(hardening=HardeningConfig(adversarial_sentences=1000)),
     "textgen": PipelineConfig(data=DataConfig(task="textgen", dataset="tiny_shakespeare"),
                               tokenizer=TokenizerConfig(vocabulary="characters")),
 }
@@ -119,6 +120,12 @@ ROWS = [
     ("magnitude", {"attack_max_words": 1}, "evaluate"),
     ("magnitude", {"attack_max_queries": 50}, "evaluate"),
     ("textgen", {"attack_sentences": 50}, "bundle"),
+    ("magnitude", {"adversarial_sentences": 500}, "prune"),
+    ("hardened", {"adversarial_copies": 2}, "prune"),
+    # Adversarial fine-tuning attacks with evaluate's budget; the count stays evaluate's.
+    ("hardened", {"attack_max_words": 1}, "prune"),
+    ("hardened", {"attack_max_queries": 50}, "prune"),
+    ("hardened", {"attack_sentences": 50}, "evaluate"),
     ("textgen", {"long_text": "first"}, "bundle"),
     # Text-generation settings mean nothing to sentiment, and the reverse.
     ("magnitude", {"loss_parity_tolerance": 0.1}, "bundle"),

@@ -1,4 +1,5 @@
-"""prune: the pruning method's procedure on the trained model (see pipeline.methods)."""
+"""prune: the pruning method's procedure on the trained model (see pipeline.methods),
+fine-tuning on the task's data plus any hardening examples the task adds first."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,7 +18,10 @@ def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
     tf_keras.utils.set_random_seed(config.train.seed)
     model = artifacts.load_keras_model(run_dir / "train" / train_stage.MODEL_FILE)
     before = pruning.magnitude_histograms(model)
+    task, hardening = task.harden(model, config, run_dir, out_dir)
     pruned, summary = method.prune(model, config, task, run_dir, out_dir)
+    if hardening:
+        summary["hardening"] = hardening
     artifacts.save_keras_model(pruned, out_dir / MODEL_FILE)
     artifacts.atomic_write_json(out_dir / "histograms.json", {
         "before": before, "after": pruning.magnitude_histograms(pruning.strip(pruned))})

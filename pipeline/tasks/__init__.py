@@ -27,7 +27,7 @@ class FitData:
 
 class Task:
     name: str
-    reads: dict[str, tuple[str, ...]]  # stage → settings the task's part of it reads
+    stage_reads: dict[str, tuple[str, ...]]  # stage → settings its part of it reads
     monitor: str          # the validation value early stopping and pruning keep-best watch
     monitor_mode: str     # "max" or "min"
     primary_metric: str   # the metric the bench reports
@@ -35,6 +35,10 @@ class Task:
     shipped_program: str  # which converted program goes into the bundle as model.tflite
     # programs timed against the dense parent's own conversion (pruned and dense side by side)
     paired_programs: tuple[str, ...]
+
+    def reads(self, stage: str, config: PipelineConfig) -> tuple[str, ...]:
+        """Settings the task's part of `stage` depends on (more when an option is on)."""
+        return self.stage_reads.get(stage, ())
 
     def prepare_data(self, config: PipelineConfig, out_dir: Path) -> dict:
         raise NotImplementedError
@@ -51,6 +55,12 @@ class Task:
 
     def fit_data(self, config: PipelineConfig, run_dir: Path, seed: int) -> FitData:
         raise NotImplementedError
+
+    def harden(self, model: tf_keras.Model, config: PipelineConfig, run_dir: Path,
+               out_dir: Path) -> tuple["Task", dict]:
+        """The task the prune stage's method fine-tunes with, and what hardening did: this
+        task and {} unless a hardening setting is on (see pipeline.config.HardeningConfig)."""
+        return self, {}
 
     def tflite_programs(self, model: tf_keras.Model, config: PipelineConfig) -> dict:
         """Program name → concrete function to convert; "model" holds the fused LSTM."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,10 @@ EVAL_SPLITS = ("validation", "test")
 EMBEDDING_FILE = "embedding_init.npy"  # data/: the pretrained rows of the vocabulary
 PARAGRAPHS_FILE = "paragraphs.json"    # data/: long texts built from validation sentences
 TEST_TEXTS_FILE = "test_texts.json"    # data/: the test sentences as text, for the attack
+TRAIN_TEXTS_FILE = "train_texts.json"  # data/: the training split as read, for hardening
+ADVERSARIAL_FILE = "adversarial.json"  # prune/: what adversarial fine-tuning attacked and found
+MIN_ADVERSARIAL_WORDS = 8  # hardening attacks sentences, not SST-2's short sub-phrases
+KERAS_BATCH = 1024         # rows per Keras call while attacking training sentences
 ATTACK_VECTORS = "glove-6b-50d"        # the attack's neighbours (installed with the package)
 ATTACK_SEED, NOISE_RATES = 1, (0.1, 0.3)
 
@@ -50,13 +55,19 @@ class SentimentTask(Task):
     primary_metric, higher_is_better = "accuracy", True
     shipped_program = "model"
     paired_programs = ("model",)
-    reads = {"data": ("data", "tokenizer", "pretrained_embeddings", "extra_vocabulary",
-                      "missing_vectors"),
-             "train": ("max_length", "pretrained_embeddings", "freeze_embeddings"),
-             "convert": ("max_length",),
-             "evaluate": ("parity_tolerance", "latency_runs", "max_length", "long_text",
-                          "long_text_stride", "long_text_max_windows", "attack_sentences",
-                          "attack_max_words", "attack_max_queries")}
+    stage_reads = {"data": ("data", "tokenizer", "pretrained_embeddings", "extra_vocabulary",
+                            "missing_vectors"),
+                   "train": ("max_length", "pretrained_embeddings", "freeze_embeddings"),
+                   "convert": ("max_length",),
+                   "evaluate": ("parity_tolerance", "latency_runs", "max_length", "long_text",
+                                "long_text_stride", "long_text_max_windows",
+                                "attack_sentences", "attack_max_words", "attack_max_queries")}
+    ATTACK_BUDGET = ("attack_max_words", "attack_max_queries")
+
+    def reads(self, stage: str, config: PipelineConfig) -> tuple[str, ...]:
+        """Adversarial fine-tuning attacks with evaluate's budget, so prune reads it then."""
+        hardened = stage == "prune" and config.hardening.adversarial_sentences
+        return super().reads(stage, config) + (self.ATTACK_BUDGET if hardened else ())
 
     def prepare_data(self, config: PipelineConfig, out_dir: Path) -> dict:
         splits = data.load_splits(config.data)
@@ -73,9 +84,10 @@ class SentimentTask(Task):
                                     "\n".join(splits.label_names) + "\n")
         artifacts.atomic_write_json(out_dir / PARAGRAPHS_FILE, long_text.build_paragraphs(
             splits.validation.texts, splits.validation.labels, config.data.data_seed))
-        artifacts.atomic_write_json(out_dir / TEST_TEXTS_FILE,
-                                    {"texts": splits.test.texts,
-                                     "labels": [int(n) for n in splits.test.labels]})
+        for name, file in (("test", TEST_TEXTS_FILE), ("train", TRAIN_TEXTS_FILE)):
+            examples = getattr(splits, name)
+            artifacts.atomic_write_json(out_dir / file, {
+                "texts": examples.texts, "labels": [int(n) for n in examples.labels]})
         if config.data.negated_phrases:
             splits.train = self.with_negated_phrases(splits.train, splits.label_names,
                                                      config.data)
@@ -166,12 +178,44 @@ class SentimentTask(Task):
     def metrics(self) -> list:
         return ["accuracy"]
 
+    def __init__(self, extra_training: tuple[np.ndarray, np.ndarray] | None = None):
+        self.extra_training = extra_training  # (ids, labels) appended to the training split
+
     def fit_data(self, config: PipelineConfig, run_dir: Path, seed: int) -> FitData:
         x_train, y_train = load_split(run_dir, "train")
+        if self.extra_training is not None:
+            x_train = np.concatenate([x_train, self.extra_training[0]])
+            y_train = np.concatenate([y_train, self.extra_training[1].astype(y_train.dtype)])
         return FitData({"x": x_train, "y": y_train, "batch_size": config.train.batch_size,
                         "shuffle": True,
                         "validation_data": load_split(run_dir, "validation")},
                        math.ceil(len(x_train) / config.train.batch_size))
+
+    def harden(self, model, config, run_dir, out_dir):
+        """Adversarial fine-tuning (--adversarial_sentences): attacks on training sentences
+        that turn `model` around join the fine-tuning data, --adversarial_copies times."""
+        cfg = config.hardening
+        if not cfg.adversarial_sentences:
+            return self, {}
+        found = adversarial_examples(model, config, run_dir)
+        artifacts.atomic_write_json(out_dir / ADVERSARIAL_FILE, found)
+        wins = found["attack"]["samples"]
+        if not wins:
+            raise StageError(f"--adversarial_sentences={cfg.adversarial_sentences}: the "
+                             f"attack turned none of the {found['attack']['correct']} "
+                             "training sentences around; nothing to fine-tune on (raise "
+                             "--adversarial_sentences or --attack_max_words, or set it to 0)")
+        spec, vocabulary = read_spec_and_vocabulary(Path(run_dir) / "data")
+        reference = ReferenceTokenizer(spec, vocabulary)
+        ids = np.asarray([reference.encode(win["adversarial"]) for win in wins], np.int32)
+        labels = np.asarray([win["label"] for win in wins])
+        copies = cfg.adversarial_copies
+        summary = {key: found["attack"][key] for key in
+                   ("sentences", "correct", "success_rate", "words_changed_per_success")}
+        summary.update(examples_added=len(wins) * copies, seconds=found["seconds"])
+        logging.info("prune: %d adversarial examples (x%d) join the fine-tuning data",
+                     len(wins), copies)
+        return SentimentTask((np.tile(ids, (copies, 1)), np.tile(labels, copies))), summary
 
     def tflite_programs(self, model: tf_keras.Model, config: PipelineConfig) -> dict:
         function = tf.function(lambda ids: model(ids, training=False))
@@ -275,11 +319,56 @@ def attack_inputs(config: PipelineConfig, run_dir: Path) -> dict | None:
     if not count:
         return None
     saved = artifacts.read_json(run_dir / "data" / TEST_TEXTS_FILE)
-    found = vectors.load(ATTACK_VECTORS, max_malformed_fraction=0.0)  # the installed wheel
     return {"texts": saved["texts"][:count], "labels": np.asarray(saved["labels"][:count]),
-            "neighbours": robustness.Neighbours(found.words, found.matrix, limit=50000),
+            **attack_tools(config)}
+
+
+def attack_tools(config: PipelineConfig) -> dict:
+    """The attack's vector neighbours and its budget (--attack_max_words/queries)."""
+    found = vectors.load(ATTACK_VECTORS, max_malformed_fraction=0.0)  # the installed wheel
+    return {"neighbours": robustness.Neighbours(found.words, found.matrix, limit=50000),
             "budget": robustness.Budget(max_words=config.eval.attack_max_words,
                                         max_queries=config.eval.attack_max_queries)}
+
+
+def adversarial_examples(model: tf_keras.Model, config: PipelineConfig, run_dir: Path) -> dict:
+    """evaluate's attack on --adversarial_sentences training sentences of at least
+    MIN_ADVERSARIAL_WORDS words (chosen with --seed), querying the Keras model through the
+    run's tokenizer spec; every success is kept."""
+    saved = artifacts.read_json(Path(run_dir) / "data" / TRAIN_TEXTS_FILE)
+    pool = [i for i, text in enumerate(saved["texts"])
+            if len(text.split()) >= MIN_ADVERSARIAL_WORDS]
+    if not pool:
+        raise StageError(f"--adversarial_sentences={config.hardening.adversarial_sentences}: "
+                         f"the training split has no sentence of {MIN_ADVERSARIAL_WORDS} words "
+                         "or more to attack; set --adversarial_sentences=0")
+    rng = np.random.default_rng([config.train.seed, MIN_ADVERSARIAL_WORDS])
+    chosen = sorted(rng.choice(pool, min(config.hardening.adversarial_sentences, len(pool)),
+                               replace=False))
+    texts = [saved["texts"][i] for i in chosen]
+    labels = np.asarray([saved["labels"][i] for i in chosen])
+    reference = ReferenceTokenizer(*read_spec_and_vocabulary(Path(run_dir) / "data"))
+    length = reference.spec["max_length"]
+    call = tf.function(lambda ids: model(ids, training=False),
+                       input_signature=[tf.TensorSpec([None, length], tf.int32)])
+    tools, start = attack_tools(config), time.perf_counter()
+
+    def batch_probabilities(batch: list[str]) -> list[np.ndarray]:
+        ids = np.asarray([reference.encode(text) for text in batch], np.int32)
+        return list(np.concatenate([call(ids[i:i + KERAS_BATCH]).numpy()
+                                    for i in range(0, len(ids), KERAS_BATCH)]))
+
+    def progress(done: int, total: int) -> None:
+        logging.info("prune: %d of %d attacks on training sentences finished (%.0f s)",
+                     done, total, time.perf_counter() - start)
+
+    result = robustness.attack_in_batches(batch_probabilities, texts, labels,
+                                          tools["neighbours"], tools["budget"],
+                                          config.train.seed, samples=len(texts),
+                                          progress=progress)
+    logging.info("prune: the attack turned %.3f of %d training sentences around",
+                 result["success_rate"], result["correct"])
+    return {"attack": result, "seconds": round(time.perf_counter() - start, 1)}
 
 
 def robustness_of(probabilities_of, attacked: dict) -> dict:

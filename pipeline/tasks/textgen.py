@@ -214,12 +214,12 @@ class TextGenTask(Task):
     primary_metric, higher_is_better = "loss", False
     shipped_program = "step"
     paired_programs = ("step", "generate")
-    reads = {"data": ("dataset", "data_dir", "train_limit", "eval_limit", "tfds_data_dir",
-                      "tfds_download", "vocabulary"),
-             "train": ("max_length",), "prune": ("max_length",),
-             "convert": ("eval_window_length",),
-             "evaluate": ("eval_window_length", "latency_runs", "sample_prompt",
-                          "sample_length", "loss_parity_tolerance")}
+    stage_reads = {"data": ("dataset", "data_dir", "train_limit", "eval_limit",
+                            "tfds_data_dir", "tfds_download", "vocabulary"),
+                   "train": ("max_length",), "prune": ("max_length",),
+                   "convert": ("eval_window_length",),
+                   "evaluate": ("eval_window_length", "latency_runs", "sample_prompt",
+                                "sample_length", "loss_parity_tolerance")}
 
     def prepare_data(self, config: PipelineConfig, out_dir: Path) -> dict:
         splits = data.load_text_splits(config.data)

@@ -1,0 +1,97 @@
+"""Adversarial fine-tuning (--adversarial_sentences): unit layer, a hand-built model."""
+import numpy as np
+import pytest
+import tf_keras
+
+from pipeline import artifacts, tokenizer
+from pipeline.config import HardeningConfig, PipelineConfig, TokenizerConfig
+from pipeline.stages import StageError
+from pipeline.tasks import save_split, sentiment, write_tokenizer_files
+from pipeline.tasks.sentiment import SentimentTask
+from tests.test_robustness import toy_neighbours
+
+MAX_LENGTH = 12
+SENTENCES = ["the film is fine and the cast is too", "a fine cast in a film about nothing",
+             "the plot is meh and the cast is meh too", "short and fine"]
+LABELS = [1, 1, 0, 1]
+
+
+def word_model(vocabulary: list[str], polarity: dict[str, float]) -> tf_keras.Model:
+    """Mean of per-word logits: `polarity[w]` for positive, minus it for negative."""
+    inputs = tf_keras.Input(shape=(MAX_LENGTH,), dtype="int32")
+    embedding = tf_keras.layers.Embedding(len(vocabulary), 2)
+    dense = tf_keras.layers.Dense(2, activation="softmax")
+    outputs = dense(tf_keras.layers.GlobalAveragePooling1D()(embedding(inputs)))
+    model = tf_keras.Model(inputs, outputs)
+    rows = np.zeros((len(vocabulary), 2), np.float32)
+    for word, value in polarity.items():
+        rows[vocabulary.index(word)] = [-value, value]
+    embedding.set_weights([rows])
+    dense.set_weights([np.eye(2, dtype=np.float32), np.zeros(2, np.float32)])
+    return model
+
+
+TOKENIZER = TokenizerConfig(vocabulary="words", vocabulary_size=100, max_length=MAX_LENGTH)
+
+
+@pytest.fixture
+def run_dir(tmp_path, monkeypatch):
+    config = TOKENIZER
+    data = tmp_path / "data"
+    data.mkdir()
+    vocabulary = tokenizer.build_vocabulary(SENTENCES + ["meh okay"], config)
+    write_tokenizer_files(data, vocabulary, tokenizer.tokenizer_spec(vocabulary, config), config)
+    artifacts.atomic_write_json(data / sentiment.TRAIN_TEXTS_FILE,
+                                {"texts": SENTENCES, "labels": LABELS})
+    for split in ("train", "validation"):
+        save_split(data, split, ids=tokenizer.encode(SENTENCES, vocabulary, config),
+                   labels=np.asarray(LABELS))
+    monkeypatch.setattr(sentiment, "attack_tools", lambda config: {
+        "neighbours": toy_neighbours(), "budget": sentiment.robustness.Budget()})
+    return tmp_path, vocabulary
+
+
+def harden(run_dir, vocabulary, polarity, **settings):
+    config = PipelineConfig(tokenizer=TOKENIZER, hardening=HardeningConfig(**settings))
+    out_dir = run_dir / "prune"
+    out_dir.mkdir(exist_ok=True)
+    model = word_model(vocabulary, polarity)
+    return SentimentTask().harden(model, config, run_dir, out_dir), config
+
+
+def test_flips_on_training_sentences_join_the_fine_tuning_data_with_their_labels(run_dir):
+    folder, vocabulary = run_dir
+    (task, summary), config = harden(folder, vocabulary, {"fine": 3.0, "meh": -3.0},
+                                     adversarial_sentences=10, adversarial_copies=2)
+    found = artifacts.read_json(folder / "prune" / sentiment.ADVERSARIAL_FILE)["attack"]
+    # "short and fine" has fewer than 8 words: never attacked.
+    assert found["sentences"] == 3 and found["correct"] == 3
+    adversarial = {sample["text"]: sample["adversarial"] for sample in found["samples"]}
+    assert adversarial["the film is fine and the cast is too"] == \
+        "the film is meh and the cast is too"
+    assert summary["examples_added"] == 2 * len(found["samples"])
+    fit = task.fit_data(config, folder, seed=1)
+    x, y = fit.arguments["x"], fit.arguments["y"]
+    assert len(x) == len(SENTENCES) + summary["examples_added"]
+    expected = tokenizer.encode(list(adversarial.values()), vocabulary, config.tokenizer)
+    extra = x[len(SENTENCES):]
+    assert (extra[:len(expected)] == expected).all()
+    assert (extra[len(expected):] == expected).all()
+    labels = {sample["adversarial"]: sample["label"] for sample in found["samples"]}
+    assert list(y[len(SENTENCES):]) == [labels[t] for t in adversarial.values()] * 2
+    assert SentimentTask().fit_data(config, folder, seed=1).arguments["x"].shape[0] == \
+        len(SENTENCES)
+
+
+def test_no_adversarial_sentences_leaves_the_task_alone(run_dir):
+    folder, vocabulary = run_dir
+    (task, summary), _ = harden(folder, vocabulary, {"fine": 3.0})
+    assert summary == {} and task.extra_training is None
+    assert not (folder / "prune" / sentiment.ADVERSARIAL_FILE).exists()
+
+
+def test_an_attack_that_never_wins_is_one_error(run_dir):
+    folder, vocabulary = run_dir
+    # Only "the" and "a" carry polarity: words the attack never changes.
+    with pytest.raises(StageError, match="turned none of the 2 training sentences around"):
+        harden(folder, vocabulary, {"the": 3.0, "a": 3.0}, adversarial_sentences=10)
