@@ -59,6 +59,11 @@ flags.DEFINE_bool("smoke", False, "Each task's smoke flagfile (configs/X_smoke.f
                   "configs/X.flags: small slices, a few epochs), one sparsity and one point "
                   "of each NAME@X line (the X nearest 0.5): exercises the whole path in "
                   "minutes; the numbers are not results.")
+flags.DEFINE_list("smoke_tasks", [], "With --smoke: run only these --task names (default: "
+                  "every task). The full sweep always runs every task.")
+flags.DEFINE_list("smoke_methods", [], "With --smoke: run only these --method names, as "
+                  "given (e.g. dense,magnitude,sentiment/l1); it must include --dense_method. "
+                  "Default: every method, one point of each NAME@X line.")
 flags.DEFINE_integer("jobs", 1, "Cells run side by side. Each task's dense cell runs first "
                      "(the others restore its training from the cache); then each method's "
                      "cells run in order in one job, since they share a parent. Above 1 the "
@@ -121,6 +126,23 @@ def smoke_methods(methods: dict) -> dict:
         if line not in chosen or distance(method) < distance(chosen[line]):
             chosen[line] = method
     return {method: flags for method, flags in methods.items() if method in chosen.values()}
+
+
+def smoke_subset(tasks: dict, methods: dict, task_names: list[str], method_names: list[str],
+                 dense_method: str) -> tuple[dict, dict]:
+    """The tasks and methods --smoke_tasks and --smoke_methods keep (all when empty)."""
+    def keep(chosen: dict, names: list[str], flag: str) -> dict:
+        unknown = [name for name in names if name not in chosen]
+        if unknown:
+            raise BenchError(f"--{flag}={','.join(names)}: {', '.join(unknown)} not among "
+                             f"{', '.join(chosen)}")
+        return {name: value for name, value in chosen.items() if not names or name in names}
+
+    if method_names and dense_method not in method_names:
+        raise BenchError(f"--smoke_methods={','.join(method_names)} must include "
+                         f"--dense_method={dense_method}: it is every row's latency reference")
+    return (keep(tasks, task_names, "smoke_tasks"),
+            keep(methods, method_names, "smoke_methods"))
 
 
 def cells(tasks: dict, methods: dict, sparsities: list[float], smoke: bool) -> list[tuple]:
@@ -501,6 +523,9 @@ def bench(out_dir: Path) -> int:
     methods = parse_pairs(FLAGS.method, "method")
     if not tasks or not methods:
         raise BenchError("give at least one --task=NAME:FLAGFILE and one --method=NAME:FLAGS")
+    if FLAGS.smoke:
+        tasks, methods = smoke_subset(tasks, methods, FLAGS.smoke_tasks, FLAGS.smoke_methods,
+                                      FLAGS.dense_method)
     flagfiles = {name: resolve_flagfile(name, flagfile, FLAGS.smoke)
                  for name, flagfile in tasks.items()}
     try:

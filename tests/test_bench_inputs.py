@@ -104,6 +104,21 @@ def test_smoke_runs_one_point_of_each_line():
     assert len(bench.cells(tasks, methods, [0, 0.5, 0.8, 0.9], smoke=False)) == 15
 
 
+def test_smoke_flags_keep_the_named_tasks_and_methods():
+    tasks = {"sentiment": "x", "sentiment_bidirectional": "y", "textgen": "z"}
+    methods = {"dense": "a", "magnitude": "b", "sentiment/l1": "c", "small_dense@0.5": "d"}
+    assert bench.smoke_subset(tasks, methods, [], [], "dense") == (tasks, methods)
+    kept = bench.smoke_subset(tasks, methods, ["sentiment", "textgen"],
+                              ["dense", "sentiment/l1"], "dense")
+    assert kept == ({"sentiment": "x", "textgen": "z"}, {"dense": "a", "sentiment/l1": "c"})
+    with pytest.raises(bench.BenchError, match="--smoke_tasks=imdb: imdb not among"):
+        bench.smoke_subset(tasks, methods, ["imdb"], [], "dense")
+    with pytest.raises(bench.BenchError, match="--smoke_methods=dense,l1: l1 not among"):
+        bench.smoke_subset(tasks, methods, [], ["dense", "l1"], "dense")
+    with pytest.raises(bench.BenchError, match="must include --dense_method=dense"):
+        bench.smoke_subset(tasks, methods, [], ["magnitude"], "dense")
+
+
 def test_jobs_train_each_parent_once():
     """Dense cells first; a method's cells (which share a parent) in one job, in order."""
     sweep = [("sentiment", "dense", 0.0), ("sentiment", "l2", 0.5), ("sentiment", "l2", 0.8),
@@ -130,6 +145,15 @@ def test_every_cell_of_the_nightly_flagfile_validates(tmp_path, monkeypatch):
         labels.add(f"{task}/{bench.method_name(method)[1]}")
     assert {"textgen_stacked/l2", "sentiment_bidirectional/magnitude",
             "textgen/structured@0.5", "sentiment/structured@0.9"} <= labels
+    smoke = bench.cells(*bench.smoke_subset(tasks, methods, bench.FLAGS.smoke_tasks,
+                                            bench.FLAGS.smoke_methods, bench.FLAGS.dense_method),
+                        [float(s) for s in bench.FLAGS.sparsities], smoke=True)
+    assert [f"{task}/{bench.method_name(method)[1]}" for task, method, _ in smoke] == [
+        "sentiment/dense", "sentiment/magnitude", "sentiment/l2", "sentiment/l1",
+        "sentiment/structured+magnitude@0.5", "textgen/dense", "textgen/magnitude",
+        "textgen/l2", "textgen/structured@0.5"]
+    for task in {task for task, _, _ in smoke}:
+        bench.resolve_flagfile(task, tasks[task], smoke=True)
     bench.FLAGS.unparse_flags()
 
 
