@@ -95,3 +95,11 @@ def test_an_attack_that_never_wins_is_one_error(run_dir):
     # Only "the" and "a" carry polarity: words the attack never changes.
     with pytest.raises(StageError, match="turned none of the 2 training sentences around"):
         harden(folder, vocabulary, {"the": 3.0, "a": 3.0}, adversarial_sentences=10)
+
+
+def test_a_training_split_without_sentences_to_attack_is_one_error(run_dir):
+    folder, vocabulary = run_dir
+    artifacts.atomic_write_json(folder / "data" / sentiment.TRAIN_TEXTS_FILE,
+                                {"texts": ["short and fine", "meh"], "labels": [1, 0]})
+    with pytest.raises(StageError, match="has no sentence of 8 words or more to attack"):
+        harden(folder, vocabulary, {"fine": 3.0}, adversarial_sentences=10)
