@@ -64,6 +64,9 @@ class SentimentTask(Task):
                                 "attack_sentences", "attack_max_words", "attack_max_queries")}
     ATTACK_BUDGET = ("attack_max_words", "attack_max_queries")
 
+    def __init__(self, extra_training: tuple[np.ndarray, np.ndarray] | None = None):
+        self.extra_training = extra_training  # (ids, labels) appended to the training split
+
     def reads(self, stage: str, config: PipelineConfig) -> tuple[str, ...]:
         """Adversarial fine-tuning attacks with evaluate's budget, so prune reads it then."""
         hardened = stage == "prune" and config.hardening.adversarial_sentences
@@ -178,9 +181,6 @@ class SentimentTask(Task):
     def metrics(self) -> list:
         return ["accuracy"]
 
-    def __init__(self, extra_training: tuple[np.ndarray, np.ndarray] | None = None):
-        self.extra_training = extra_training  # (ids, labels) appended to the training split
-
     def fit_data(self, config: PipelineConfig, run_dir: Path, seed: int) -> FitData:
         x_train, y_train = load_split(run_dir, "train")
         if self.extra_training is not None:
@@ -197,16 +197,16 @@ class SentimentTask(Task):
         cfg = config.hardening
         if not cfg.adversarial_sentences:
             return self, {}
-        found = adversarial_examples(model, config, run_dir)
+        reference = ReferenceTokenizer(*read_spec_and_vocabulary(Path(run_dir) / "data"))
+        found = adversarial_examples(model, config, run_dir, reference)
         artifacts.atomic_write_json(out_dir / ADVERSARIAL_FILE, found)
         wins = found["attack"]["samples"]
         if not wins:
             raise StageError(f"--adversarial_sentences={cfg.adversarial_sentences}: the "
                              f"attack turned none of the {found['attack']['correct']} "
                              "training sentences around; nothing to fine-tune on (raise "
-                             "--adversarial_sentences or --attack_max_words, or set it to 0)")
-        spec, vocabulary = read_spec_and_vocabulary(Path(run_dir) / "data")
-        reference = ReferenceTokenizer(spec, vocabulary)
+                             "--adversarial_sentences or --attack_max_words, or set "
+                             "--adversarial_sentences=0)")
         ids = np.asarray([reference.encode(win["adversarial"]) for win in wins], np.int32)
         labels = np.asarray([win["label"] for win in wins])
         copies = cfg.adversarial_copies
@@ -331,10 +331,11 @@ def attack_tools(config: PipelineConfig) -> dict:
                                         max_queries=config.eval.attack_max_queries)}
 
 
-def adversarial_examples(model: tf_keras.Model, config: PipelineConfig, run_dir: Path) -> dict:
+def adversarial_examples(model: tf_keras.Model, config: PipelineConfig, run_dir: Path,
+                         reference: ReferenceTokenizer) -> dict:
     """evaluate's attack on --adversarial_sentences training sentences of at least
     MIN_ADVERSARIAL_WORDS words (chosen with --seed), querying the Keras model through the
-    run's tokenizer spec; every success is kept."""
+    run's tokenizer (`reference`); every success is kept."""
     saved = artifacts.read_json(Path(run_dir) / "data" / TRAIN_TEXTS_FILE)
     pool = [i for i, text in enumerate(saved["texts"])
             if len(text.split()) >= MIN_ADVERSARIAL_WORDS]
@@ -347,7 +348,6 @@ def adversarial_examples(model: tf_keras.Model, config: PipelineConfig, run_dir:
                                replace=False))
     texts = [saved["texts"][i] for i in chosen]
     labels = np.asarray([saved["labels"][i] for i in chosen])
-    reference = ReferenceTokenizer(*read_spec_and_vocabulary(Path(run_dir) / "data"))
     length = reference.spec["max_length"]
     call = tf.function(lambda ids: model(ids, training=False),
                        input_signature=[tf.TensorSpec([None, length], tf.int32)])
