@@ -163,3 +163,16 @@ def test_latency_ratios_are_against_the_dense_method():
             for method, ms in (("dense", 2.0), ("small_dense", 0.5), ("structured@0.5", 1.0))]
     bench.add_latency_ratios(rows, "dense")
     assert [r["latency_ratio_vs_dense"] for r in rows] == [1.0, 0.25, 0.5]
+
+
+def test_a_bad_smoke_selection_exits_2_with_one_line_and_writes_nothing(tmp_path):
+    import subprocess
+    import sys
+    out_dir = tmp_path / "bench"
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.bench", "--smoke", f"--output_dir={out_dir}",
+         "--task=sentiment:configs/sentiment.flags", "--method=dense:--pruning_method=none",
+         "--smoke_tasks=imdb"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "error: --smoke_tasks=imdb: imdb not among sentiment" in result.stderr
+    assert "Traceback" not in result.stderr and not out_dir.exists()
