@@ -76,17 +76,18 @@ def settings() -> tuple[robustness.Budget, tuple[float, ...]]:
                              FLAGS.min_similarity), rates
 
 
-def data_config(bundle: Path) -> DataConfig:
-    """The run's dataset settings from the manifest, read from --data_dir's mirror, whole."""
+def data_config(bundle: Path, data_dir: str) -> DataConfig:
+    """The run's dataset settings from the manifest, read from `data_dir`'s mirror, whole."""
     try:
         saved = artifacts.read_json(bundle / "manifest.json")["config"]["data"]
-        config = DataConfig(**{**saved, "labels": tuple(saved["labels"]), "train_limit": 0,
-                               "eval_limit": 0})
+        # JSON keeps tuples (labels, augment) as lists; the frozen config wants tuples.
+        config = DataConfig(**{**{name: tuple(value) if isinstance(value, list) else value
+                                  for name, value in saved.items()},
+                               "train_limit": 0, "eval_limit": 0})
     except (KeyError, TypeError) as error:
         raise AttackError(f"{bundle}/manifest.json has no usable config.data ({error}); "
                           "rebuild the bundle with this version of pipeline.run") from None
-    return dataclasses.replace(config, data_dir=FLAGS.data_dir or
-                               os.environ.get("PIPELINE_DATA_DIR", ""))
+    return dataclasses.replace(config, data_dir=data_dir)
 
 
 def main(argv: list[str]) -> None:
@@ -96,7 +97,8 @@ def main(argv: list[str]) -> None:
     try:
         budget, rates = settings()
         classifier = Classifier(Path(FLAGS.bundle), FLAGS.model)
-        split = getattr(load_splits(data_config(Path(FLAGS.bundle))), FLAGS.split)
+        data_dir = FLAGS.data_dir or os.environ.get("PIPELINE_DATA_DIR", "")
+        split = getattr(load_splits(data_config(Path(FLAGS.bundle), data_dir)), FLAGS.split)
         neighbours = None
         if FLAGS.vectors != "none":
             loaded = vectors.load(FLAGS.vectors, max_malformed_fraction=0.01)

@@ -19,8 +19,10 @@ from pipeline import behaviour
 FORMS = ("not {phrase}", "is not {phrase}", "is n't {phrase}", "was n't {phrase}",
          "it 's not {phrase}", "it was not {phrase}", "never {phrase}",
          "does n't seem {phrase}")
-NEGATIONS = frozenset(("not", "n't", "no", "never", "nothing", "none", "nor", "neither",
-                       "without", "hardly", "barely", "but"))
+# Words that negate what follows; the attack never replaces them either (pipeline.robustness).
+NEGATIONS = frozenset(("not", "n't", "no", "never", "nothing", "none", "nobody", "nor",
+                       "neither", "without", "hardly", "barely"))
+CONTRAST = frozenset(("but",))
 MAX_PHRASE_WORDS = 2
 
 
@@ -30,7 +32,7 @@ def negatable(text: str, held_out: frozenset[str]) -> bool:
     words = text.split()
     return (1 <= len(words) <= MAX_PHRASE_WORDS
             and all(w.replace("-", "").isalpha() for w in words)
-            and not any(w in NEGATIONS or w in held_out for w in words))
+            and not any(w in NEGATIONS or w in CONTRAST or w in held_out for w in words))
 
 
 def negated_examples(texts: list[str], labels: np.ndarray, label_names: list[str],

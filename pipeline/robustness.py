@@ -23,14 +23,12 @@ from typing import Callable
 
 import numpy as np
 
-from pipeline import behaviour
+from pipeline import behaviour, negation
 from pipeline.config import NOISE_KINDS
 
 TYPO_KINDS = NOISE_KINDS[:4]  # swap, drop, insert, keyboard; then word_drop
 KEYBOARD_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
-NEGATIONS = frozenset({"not", "no", "never", "nor", "n't", "nothing", "none", "nobody",
-                       "neither", "without", "hardly", "barely"})
 MIN_ATTACK_LENGTH = 3  # shorter words (a, is, of ...) are left alone, and so are these:
 FUNCTION_WORDS = frozenset(
     "the and but for are was were this that with its has have had his her him they them "
@@ -215,7 +213,7 @@ def attack_steps(text: str, label: int, neighbours: Neighbours | None, budget: B
     def is_target(token: str) -> bool:
         word = WORD.fullmatch(token.strip(".,!?;:\"'()"))
         return bool(word) and len(word.group()) >= MIN_ATTACK_LENGTH and \
-            word.group().lower() not in NEGATIONS | FUNCTION_WORDS
+            word.group().lower() not in negation.NEGATIONS | FUNCTION_WORDS
 
     (current,) = true_probabilities((yield [" ".join(tokens)], None))
     queries = 1

@@ -1,4 +1,6 @@
 """Noise and the black-box attack (pipeline.robustness, pipeline.attack): unit layer."""
+import dataclasses
+import json
 import subprocess
 import sys
 
@@ -157,3 +159,19 @@ def test_bad_attack_flags_exit_2_with_the_fix(tmp_path, args, message):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and existing.read_text() == "{}"
+
+
+def test_the_attack_reads_the_dataset_settings_a_bundle_manifest_saved(tmp_path):
+    """JSON turns the config's tuples into lists; the attack must read them back as the
+    run had them (it used to refuse every bundle: "--augment=[] ... is not one of")."""
+    from pipeline import attack
+    from pipeline.config import DataConfig
+    saved = DataConfig(augment=("swap", "word_drop"), labels=("negative", "positive"),
+                       train_limit=10)
+    (tmp_path / "manifest.json").write_text(
+        json.dumps({"config": {"data": dataclasses.asdict(saved)}}))
+    read = attack.data_config(tmp_path, "/mirror")
+    assert read == dataclasses.replace(saved, train_limit=0, data_dir="/mirror")
+    (tmp_path / "manifest.json").write_text(json.dumps({"config": {}}))
+    with pytest.raises(attack.AttackError, match="has no usable config.data"):
+        attack.data_config(tmp_path, "/mirror")
