@@ -189,15 +189,19 @@ def run_cell(arguments: list[str], run_dir: Path) -> subprocess.CompletedProcess
 
 
 def check_cell(label: str, arguments: list[str]) -> None:
-    """Parses and validates a cell's config in-process, so a bad one stops the sweep first."""
+    """Parses and validates a cell's config in-process (its dataset and word vectors
+    included), so a bad one stops the sweep first."""
     from absl.flags import Error as FlagError
 
     from pipeline.cli import FlagfileError
     from pipeline.config import ConfigError
     from pipeline.data import DataError, check_dataset
     from pipeline.flags import parse_config
+    from pipeline.vectors import check as check_vectors
     try:
-        check_dataset(parse_config(arguments).data)
+        config = parse_config(arguments)
+        check_dataset(config.data)
+        check_vectors(config)
     except (ConfigError, DataError, FlagError, FlagfileError) as error:
         raise BenchError(f"cell {label}: {error}") from None
 

@@ -45,6 +45,11 @@ def test_a_bad_cell_is_refused_before_the_sweep(tmp_path):
     with pytest.raises(bench.BenchError, match="cell sentiment/l1/0.8: .*--pruning_schedule="
                                                "one_shot"):
         bench.check_cell("sentiment/l1/0.8", bad)
+    vectors = bench.cell_arguments(flagfile, "--pretrained_embeddings=glove-6b-50d", 0.8,
+                                   tmp_path / "r", tmp_path / "c", [f"--data_dir={tmp_path}"])
+    with pytest.raises(bench.BenchError, match="cell sentiment/magnitude/0.8: .*has 50 "
+                                               "dimensions but --embedding_dim=16"):
+        bench.check_cell("sentiment/magnitude/0.8", vectors)
     with pytest.raises(bench.BenchError, match="flagfile not found"):
         bench.resolve_flagfile("x", "configs/missing.flags", smoke=False)
     with pytest.raises(bench.BenchError, match="--smoke needs"):
