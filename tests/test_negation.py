@@ -61,3 +61,10 @@ def test_negated_phrases_on_data_that_cannot_take_them_is_one_error(rows, labels
     # The labels are known only once the data is read: a stage error (exit 1).
     assert status == 1 and message in stderr and "Traceback" not in stderr, stderr[-2000:]
     assert not (tmp_path / "run" / "data").exists()
+
+
+def test_phrases_holding_a_negation_or_a_contrast_are_never_negated():
+    """negation.NEGATIONS (also the words the attack never replaces) and the contrast "but"."""
+    assert negation.negatable("so dull", frozenset())
+    for phrase in ("nobody cares", "but fine", "not dull", "hardly fun"):
+        assert not negation.negatable(phrase, frozenset()), phrase
