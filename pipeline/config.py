@@ -291,16 +291,17 @@ class RegularizationConfig(_Section):
         "kernels) and structured (the only penalty there: units it drives to zero are the "
         "ones removed).")
     regularized_weights: tuple[str, ...] = setting(
-        REGULARIZABLE_WEIGHTS, "Weights that get the penalty: embeddings, kernel (LSTM input "
-        "and dense kernels), recurrent_kernel.", choices=REGULARIZABLE_WEIGHTS)
+        (), "Weights that get the penalty: embeddings, kernel (LSTM input and dense "
+        "kernels), recurrent_kernel; only those of the --pruning_layers kinds, since a "
+        "penalty on a weight that is never pruned only shrinks it (on a pretrained "
+        "embedding it erases the --extra_vocabulary words, which no training sentence "
+        "updates). Empty (default): every one of them.", choices=REGULARIZABLE_WEIGHTS)
 
     def validate(self):
         _require(self.l1 >= 0 and self.l2 >= 0 and self.group_lasso >= 0,
                  f"--l1={self.l1}, --l2={self.l2} and --group_lasso={self.group_lasso} must "
                  "all be >= 0")
-        _require(bool(self.regularized_weights), "--regularized_weights is empty: choose "
-                 f"from {', '.join(REGULARIZABLE_WEIGHTS)}")
-        _require(not self.group_lasso or
+        _require(not self.group_lasso or not self.regularized_weights or
                  {"kernel", "recurrent_kernel"} & set(self.regularized_weights),
                  "--group_lasso acts on LSTM kernels: add kernel or recurrent_kernel to "
                  "--regularized_weights")

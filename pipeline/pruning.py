@@ -199,18 +199,31 @@ class GateGroupLasso(tf_keras.regularizers.L1L2):
         return {**super().get_config(), "group": float(self.group)}
 
 
-def regularizers(config: RegularizationConfig) -> dict:
-    """Model-builder key → tf_keras regularizer for the train stage of the l1/l2 methods."""
+# --regularized_weights name → (model-builder key, layer kind holding it)
+REGULARIZER_TARGETS = {
+    "embeddings": (("embeddings", "embedding"),),
+    "kernel": (("lstm_kernel", "lstm"), ("dense_kernel", "dense")),
+    "recurrent_kernel": (("recurrent_kernel", "lstm"),)}
+
+
+def regularized_kinds(weight: str) -> set[str]:
+    """The layer kinds holding a --regularized_weights entry."""
+    return {kind for _, kind in REGULARIZER_TARGETS[weight]}
+
+
+def regularizers(config: RegularizationConfig, layer_kinds: tuple[str, ...]) -> dict:
+    """Model-builder key → tf_keras regularizer for the train stage of the l1/l2 methods:
+    the --regularized_weights (empty: all) of the layer kinds that will be pruned."""
     if not (config.l1 or config.l2 or config.group_lasso):
         return {}
     plain = tf_keras.regularizers.L1L2(l1=config.l1, l2=config.l2)
     lstm = (GateGroupLasso(config.l1, config.l2, config.group_lasso)
             if config.group_lasso else plain)
-    targets = {"embeddings": ("embeddings",), "kernel": ("lstm_kernel", "dense_kernel"),
-               "recurrent_kernel": ("recurrent_kernel",)}
     chosen = {}
-    for weight in config.regularized_weights:
-        for key in targets[weight]:
+    for weight in config.regularized_weights or tuple(REGULARIZER_TARGETS):
+        for key, kind in REGULARIZER_TARGETS[weight]:
+            if kind not in layer_kinds:
+                continue
             if key in ("lstm_kernel", "recurrent_kernel"):
                 chosen[key] = lstm
             elif config.l1 or config.l2:  # the group lasso alone leaves the rest unpenalised

@@ -34,6 +34,7 @@ FUNCTION_WORDS = frozenset(
     "the and but for are was were this that with its has have had his her him they them "
     "their you your our from into than then there these those which who what when where "
     "why how can will would could should".split())
+NEVER_REPLACED = negation.NEGATIONS | FUNCTION_WORDS  # the attack leaves these words alone
 WORD = re.compile(r"[A-Za-z]+")
 
 Probabilities = Callable[[str], "np.ndarray | None"]
@@ -213,7 +214,7 @@ def attack_steps(text: str, label: int, neighbours: Neighbours | None, budget: B
     def is_target(token: str) -> bool:
         word = WORD.fullmatch(token.strip(".,!?;:\"'()"))
         return bool(word) and len(word.group()) >= MIN_ATTACK_LENGTH and \
-            word.group().lower() not in negation.NEGATIONS | FUNCTION_WORDS
+            word.group().lower() not in NEVER_REPLACED
 
     (current,) = true_probabilities((yield [" ".join(tokens)], None))
     queries = 1

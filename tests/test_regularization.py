@@ -31,20 +31,67 @@ def fine_tune(model, config, epochs=None, steps_per_epoch=16):
     return pruned
 
 
+EVERY_KIND = ("embedding", "lstm", "dense")
+
+
 def test_regularizers_attach_to_the_chosen_weights_only():
     config = RegularizationConfig(l1=1e-4, regularized_weights=("embeddings", "recurrent_kernel"))
-    model = tiny_model(pruning.regularizers(config))
+    model = tiny_model(pruning.regularizers(config, EVERY_KIND))
     lstm = model.get_layer("lstm_0")
     assert model.get_layer("embedding").embeddings_regularizer.l1 == pytest.approx(1e-4)
     assert lstm.cell.recurrent_regularizer.l1 == pytest.approx(1e-4)
     assert lstm.cell.kernel_regularizer is None
     assert model.get_layer("classifier").kernel_regularizer is None
     assert len(model.losses) == 2
-    every = tiny_model(pruning.regularizers(RegularizationConfig(l2=1e-3)))
+    every = tiny_model(pruning.regularizers(RegularizationConfig(l2=1e-3), EVERY_KIND))
     assert every.get_layer("classifier").kernel_regularizer.l2 == pytest.approx(1e-3)
     assert len(every.losses) == 4
-    assert pruning.regularizers(RegularizationConfig()) == {}
-    assert pruning.regularizers(RegularizationConfig(l1=0.0, l2=0.0)) == {}
+    assert pruning.regularizers(RegularizationConfig(), EVERY_KIND) == {}
+    assert pruning.regularizers(RegularizationConfig(l1=0.0, l2=0.0), EVERY_KIND) == {}
+
+
+def regularized(pruning_layers, **penalty) -> PipelineConfig:
+    return PipelineConfig(output_dir="x", regularization=RegularizationConfig(l2=1e-3, **penalty),
+                          pruning=PruningConfig(pruning_method="l2", pruning_schedule="one_shot",
+                                                pruning_layers=pruning_layers))
+
+
+def test_the_penalty_goes_only_to_the_weights_of_the_pruned_layers():
+    config = regularized(("lstm", "dense"))
+    model = tiny_model(methods.for_config(config).regularizers(config))
+    assert model.get_layer("embedding").embeddings_regularizer is None
+    assert model.get_layer("lstm_0").cell.kernel_regularizer.l2 == pytest.approx(1e-3)
+    assert model.get_layer("classifier").kernel_regularizer.l2 == pytest.approx(1e-3)
+    assert len(model.losses) == 3
+    lstm_only = regularized(("lstm",), regularized_weights=("kernel",))
+    model = tiny_model(methods.for_config(lstm_only).regularizers(lstm_only))
+    assert model.get_layer("lstm_0").cell.kernel_regularizer.l2 == pytest.approx(1e-3)
+    assert model.get_layer("classifier").kernel_regularizer is None
+    assert len(model.losses) == 1
+
+
+def test_a_penalty_on_a_layer_that_is_not_pruned_is_refused():
+    with pytest.raises(ConfigError, match="--regularized_weights names embeddings, which no "
+                                          "layer in --pruning_layers=lstm,dense holds"):
+        regularized(("lstm", "dense"), regularized_weights=("embeddings", "kernel"))
+
+
+def test_rows_no_sentence_uses_keep_their_vectors_when_the_embedding_is_not_pruned():
+    """The open vocabulary's added words: only the penalty would move their rows."""
+    x, y = toy_data()
+    x = x % 30  # ids 30..49 never occur
+    norms = {}
+    for layers in (EVERY_KIND, ("lstm", "dense")):
+        config = regularized(layers)
+        model = tiny_model(methods.for_config(config).regularizers(config))
+        before = model.get_layer("embedding").get_weights()[0][30:].copy()
+        model.compile(optimizer=tf_keras.optimizers.Adam(0.01),
+                      loss="sparse_categorical_crossentropy")
+        model.fit(x, y, batch_size=16, epochs=5, verbose=0)
+        after = model.get_layer("embedding").get_weights()[0][30:]
+        norms[layers] = np.linalg.norm(after, axis=1) / np.linalg.norm(before, axis=1)
+    np.testing.assert_allclose(norms[("lstm", "dense")], 1.0, rtol=1e-6)
+    assert norms[EVERY_KIND].max() < 0.95  # the penalty alone shrank them
 
 
 def test_method_and_strengths_must_agree():
@@ -118,7 +165,7 @@ def test_group_lasso_groups_the_four_gate_columns_of_each_unit(tmp_path):
                          for j in range(5))
     assert float(penalty(tf_keras.backend.constant(kernel))) == pytest.approx(expected, rel=1e-5)
     config = RegularizationConfig(l1=1e-4, group_lasso=1e-3)
-    model = tiny_model(pruning.regularizers(config))
+    model = tiny_model(pruning.regularizers(config, EVERY_KIND))
     lstm = model.get_layer("lstm_0").cell
     assert isinstance(lstm.kernel_regularizer, pruning.GateGroupLasso)
     assert isinstance(lstm.recurrent_regularizer, pruning.GateGroupLasso)

@@ -79,6 +79,7 @@ ROWS = [
     ("l2", {"l2": 1e-4}, "train"),
     ("l2", {"group_lasso": 1e-3}, "train"),
     ("l2", {"regularized_weights": ("kernel",)}, "train"),
+    ("l2", {"pruning_layers": ("lstm", "dense")}, "train"),
     ("magnitude", {"pruning_method": "none"}, "prune"),
     ("magnitude", {"pruning_schedule": "constant"}, "prune"),
     ("magnitude", {"pruning_layers": ("lstm",)}, "prune"),

@@ -16,7 +16,9 @@ class _RegularizedPruning(MagnitudePruning):
     forbidden: tuple[str, ...]  # penalties that must be 0 (another method has them)
 
     def reads(self, stage: str, config) -> tuple[str, ...]:
-        return ("regularization",) if stage == "train" else super().reads(stage, config)
+        if stage == "train":  # the penalty goes to the weights of the pruned kinds only
+            return ("regularization", "pruning_layers")
+        return super().reads(stage, config)
 
     def validate(self, config) -> None:
         super().validate(config)
@@ -30,13 +32,20 @@ class _RegularizedPruning(MagnitudePruning):
                 raise ConfigError(f"--pruning_method={self.name} trains without --{name} "
                                   f"(got --{name}={getattr(penalty, name)}); use l1_l2 for "
                                   "both penalties")
+        layers = config.pruning.pruning_layers
+        for weight in penalty.regularized_weights:
+            if not pruning.regularized_kinds(weight) & set(layers):
+                raise ConfigError(
+                    f"--regularized_weights names {weight}, which no layer in "
+                    f"--pruning_layers={','.join(layers)} holds: a penalty on weights that "
+                    "are never pruned only shrinks them; drop it or prune that layer")
         schedule = config.pruning.pruning_schedule
         if schedule != "one_shot":
             raise ConfigError(f"--pruning_method={self.name} cuts once and holds the mask "
                               f"fixed: add --pruning_schedule=one_shot (got {schedule})")
 
     def regularizers(self, config) -> dict:
-        return pruning.regularizers(config.regularization)
+        return pruning.regularizers(config.regularization, self.pruned_kinds(config))
 
 
 class L1Pruning(_RegularizedPruning):

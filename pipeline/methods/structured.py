@@ -73,7 +73,7 @@ class StructuredPruning(MagnitudePruning):
         """The group lasso alone (when on): whole units driven to zero before removal."""
         if not config.declares("group_lasso"):  # off: reads() left the penalty out
             return {}
-        return pruning.regularizers(config.regularization)
+        return pruning.regularizers(config.regularization, ("lstm",))
 
     def pruned_kinds(self, config) -> tuple[str, ...]:
         return self.magnitude_kinds(config)

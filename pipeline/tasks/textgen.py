@@ -74,9 +74,9 @@ class _StepWeights:
 
     def __init__(self, model: tf_keras.Model):
         embeddings = model.get_layer("embedding").get_weights()[0]
-        layers = lstm_layers(model)
-        self.cells = [(layer, [tf.constant(w) for w in layer.get_weights()]) for layer in layers]
-        kernel, _, bias = layers[0].get_weights()
+        cells = [(layer, layer.get_weights()) for layer in lstm_layers(model)]
+        self.cells = [(layer, [tf.constant(w) for w in values]) for layer, values in cells]
+        kernel, _, bias = cells[0][1]
         self.first_gates, self.embeddings = None, tf.constant(embeddings)
         if embeddings.shape[0] * kernel.shape[1] <= (np.count_nonzero(embeddings)
                                                       + np.count_nonzero(kernel)):
