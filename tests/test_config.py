@@ -175,6 +175,9 @@ def run_main(args, tmp_path, capsys):
     (["--task=textgen", "--dataset=tiny_shakespeare", "--vocabulary=characters",
       "--adversarial_sentences=100"], "attacks sentiment sentences, for --task=sentiment"),
     (["--distribution=multi_worker"], "--distribution=multi_worker needs TF_CONFIG"),
+    (["--pruning_method=l2", "--l2=1e-5", "--pruning_schedule=one_shot",
+      "--pruning_layers=lstm,dense", "--regularized_weights=embeddings,kernel"],
+     "--regularized_weights names embeddings, which no layer in --pruning_layers=lstm,dense"),
     (["--distribution=mirrored", "--pruning_method=structured", "--structured_units=0.5"],
      "use --distribution=none with it"),
 ])

@@ -70,6 +70,13 @@ def test_the_penalty_goes_only_to_the_weights_of_the_pruned_layers():
     assert len(model.losses) == 1
 
 
+def test_every_choice_of_regularized_weights_has_its_targets():
+    from pipeline.config import REGULARIZABLE_WEIGHTS
+    assert set(pruning.REGULARIZER_TARGETS) == set(REGULARIZABLE_WEIGHTS)
+    assert {kind for weight in REGULARIZABLE_WEIGHTS
+            for kind in pruning.regularized_kinds(weight)} == set(EVERY_KIND)
+
+
 def test_a_penalty_on_a_layer_that_is_not_pruned_is_refused():
     with pytest.raises(ConfigError, match="--regularized_weights names embeddings, which no "
                                           "layer in --pruning_layers=lstm,dense holds"):
