@@ -267,7 +267,9 @@ def rows_for(run_dir: Path, task: str, method: str, sparsity: float, context: di
             # the least pruned LSTM weight (each direction, each layer), from the .tflite
             "lstm_min_sparsity": round(min(lstm), 5) if lstm else None,
             "latency_median_ms": entry["latency"]["median_ms"],
-            "latency_p90_ms": entry["latency"]["p90_ms"], "latency_ratio_vs_dense": None,
+            "latency_p90_ms": entry["latency"]["p90_ms"],
+            # paired with the cell's own dense parent in evaluate; else add_latency_ratios'
+            "latency_ratio_vs_dense": entry.get("latency_vs_dense", {}).get("ratio"),
             # text generation only: sampling in the graph, the way the bundle generates
             "characters_per_second": entry.get("characters_per_second", {}).get("median"),
             "plain": suite.get("plain"), "negation": suite.get("negation"),
@@ -279,12 +281,14 @@ def rows_for(run_dir: Path, task: str, method: str, sparsity: float, context: di
 
 
 def add_latency_ratios(rows: list[dict], dense_method: str) -> None:
-    """Latency of every row over the dense method's row of the same task and export."""
+    """For rows evaluate could not pair with a dense parent (the dense and small-dense
+    cells): latency over the dense method's row of the same task and export. Those cells
+    ran minutes apart, maybe beside another job, so these ratios are the noisier kind."""
     dense = {(r["task"], r["export"]): r["latency_median_ms"]
              for r in rows if r["method"] == dense_method}
     for row in rows:
         reference = dense.get((row["task"], row["export"]))
-        if reference:
+        if reference and row["latency_ratio_vs_dense"] is None:
             row["latency_ratio_vs_dense"] = round(row["latency_median_ms"] / reference, 4)
 
 

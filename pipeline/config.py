@@ -28,6 +28,7 @@ DISTRIBUTIONS = ("none", "mirrored", "multi_worker")  # see pipeline.distribute
 POOLINGS = ("last", "max")
 NOISE_KINDS = ("swap", "drop", "insert", "keyboard", "word_drop")  # see pipeline.robustness
 STRUCTURED_CRITERIA = ("l2", "taylor")
+EMBEDDING_BASES = ("axes", "principal")
 
 
 class ConfigError(ValueError):
@@ -390,6 +391,14 @@ class StructuredConfig(_Section):
         "norm of the group's weights; taylor: mean |activation × gradient| over training "
         "batches (first-order estimate of the loss change if the group were removed).",
         choices=STRUCTURED_CRITERIA)
+    structured_embedding_basis: str = setting(
+        "axes", "structured: the embedding dimensions --structured_embedding removes. axes: "
+        "the embedding's own columns; principal: before each removal step the embedding is "
+        "rotated (exactly: the first LSTM's kernel gets the inverse rotation, so outputs do "
+        "not change) onto its principal directions, weighted by how often each token occurs "
+        "in the training inputs, and the ranking then picks among those. Pretrained vectors "
+        "spread meaning over every axis, so cutting raw axes loses more of it.",
+        choices=EMBEDDING_BASES)
     structured_steps: int = setting(
         2, "structured: removal steps; step k (at the start of fine-tuning epoch k) removes "
         "k/steps of the fractions, so the model can adapt in between.")
@@ -410,6 +419,10 @@ class StructuredConfig(_Section):
         _require(self.structured_epochs >= self.structured_steps,
                  f"--structured_epochs={self.structured_epochs} must be at least "
                  f"--structured_steps={self.structured_steps} (one removal per epoch)")
+        _require(self.structured_embedding > 0 or self.structured_embedding_basis == "axes",
+                 f"--structured_embedding_basis={self.structured_embedding_basis} chooses which "
+                 "embedding dimensions to remove, but --structured_embedding=0 removes none: set "
+                 "--structured_embedding above 0 (e.g. 0.5) or leave the basis at axes")
         _require(self.taylor_batches >= 1, f"--taylor_batches={self.taylor_batches} must be >= 1")
 
 

@@ -6,6 +6,10 @@ entries, its row of `recurrent_kernel`, and its input row in whatever reads the 
 output (the next LSTM's `kernel`, or the head `Dense`). An embedding dimension is one
 column of the embedding matrix and the matching row of the first LSTM's `kernel`.
 
+Pretrained vectors spread their meaning over every embedding axis, so no raw axis is
+unimportant; `rotate_to_principal` first turns the embedding onto the directions the
+training tokens use most (an exact change of basis), so the weakest dimensions carry little.
+
 Zeroing a unit's incoming weights and biases makes its state 0 forever (c = f·c + i·tanh(0)
 stays 0, h = o·tanh(0) = 0), so `mask` and `shrink` give the same outputs: `shrink`
 rebuilds the model with smaller `units`/`output_dim` from its own config and sliced
@@ -60,6 +64,31 @@ def gate_columns(kept: np.ndarray, units: int) -> np.ndarray:
 def _readers(layout: Layout) -> list:
     """For each LSTM, the layer whose kernel rows are that LSTM's units."""
     return list(layout.lstms[1:]) + [layout.head]
+
+
+def rotate_to_principal(model: tf_keras.Model, token_counts: np.ndarray) -> np.ndarray:
+    """Rotates, in place, the embedding onto its token-weighted principal directions.
+
+    With Q the eigenvectors of Σ_t count_t · e_t e_tᵀ (largest first), the embedding
+    becomes E·Q and the first LSTM's kernel Qᵀ·W: E·Q·Qᵀ·W = E·W, so the model's outputs
+    do not change, while dimension k now carries the k-th largest share of what the
+    training tokens feed the LSTM. Returns each dimension's share of that total.
+    """
+    layout = Layout.of(model)
+    table = layout.embedding.get_weights()[0].astype(np.float64)
+    counts = np.asarray(token_counts, np.float64)
+    if counts.shape != (table.shape[0],) or counts.sum() <= 0:
+        raise SurgeryError(f"token counts of shape {counts.shape} (total {counts.sum():g}) do "
+                           f"not weight the embedding's {table.shape[0]} rows")
+    values, vectors = np.linalg.eigh((table.T * counts) @ table)
+    order = np.argsort(-values, kind="stable")
+    rotation = vectors[:, order]
+    kernel, *rest = layout.lstms[0].get_weights()
+    dtype = kernel.dtype
+    layout.embedding.set_weights([(table @ rotation).astype(dtype)])
+    layout.lstms[0].set_weights([(rotation.T @ kernel.astype(np.float64)).astype(dtype), *rest])
+    energy = np.clip(values[order], 0, None)
+    return energy / energy.sum()
 
 
 def l2_scores(model: tf_keras.Model) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -170,6 +170,14 @@ def test_latency_ratios_are_against_the_dense_method():
     assert [r["latency_ratio_vs_dense"] for r in rows] == [1.0, 0.25, 0.5]
 
 
+def test_a_ratio_paired_in_evaluate_is_kept_over_the_cross_cell_one():
+    rows = [{**GOOD_ROW, "method": method, "latency_median_ms": ms, "target_sparsity": 0.0,
+             "latency_ratio_vs_dense": paired}
+            for method, ms, paired in (("dense", 2.0, None), ("structured@0.5", 1.0, 0.3))]
+    bench.add_latency_ratios(rows, "dense")
+    assert [r["latency_ratio_vs_dense"] for r in rows] == [1.0, 0.3]
+
+
 def test_a_bad_smoke_selection_exits_2_with_one_line_and_writes_nothing(tmp_path):
     import subprocess
     import sys

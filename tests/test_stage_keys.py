@@ -22,6 +22,9 @@ BASES = {
                                                pruning_schedule="one_shot")),
     "structured": PipelineConfig(pruning=PruningConfig(pruning_method="structured"),
                                  structured=StructuredConfig(structured_units=0.5)),
+    "structured_embedding": PipelineConfig(
+        pruning=PruningConfig(pruning_method="structured"),
+        structured=StructuredConfig(structured_units=0.5, structured_embedding=0.5)),
     "glove": PipelineConfig(embeddings=EmbeddingsConfig(pretrained_embeddings="glove-6b-50d"),
                             model=ModelConfig(embedding_dim=50)),
     "hardened": PipelineConfig(hardening=HardeningConfig(adversarial_sentences=1000)),
@@ -103,6 +106,7 @@ ROWS = [
     ("structured", {"structured_steps": 3}, "prune"),
     ("structured", {"structured_epochs": 4}, "prune"),
     ("structured", {"taylor_batches": 5}, "prune"),
+    ("structured_embedding", {"structured_embedding_basis": "principal"}, "prune"),
     ("structured", {"final_sparsity": 0.0}, "prune"),
     ("structured", {"lstm_units": 64}, "train"),
     ("structured", {"group_lasso": 1e-3}, "train"),

@@ -139,3 +139,64 @@ def test_the_shrunk_step_model_carries_smaller_states(tmp_path):
         logits, state = runner(int(token), state)
         np.testing.assert_allclose(logits, expected[position], atol=1e-4)
 
+
+
+@pytest.mark.parametrize("name, model", CASES, ids=[name for name, _ in CASES])
+def test_rotating_to_principal_directions_keeps_the_outputs(name, model):
+    random_weights(model, seed=3)
+    ids = np.random.default_rng(4).integers(1, VOCABULARY, size=(5, LENGTH)).astype("int32")
+    before = model(ids, training=False).numpy()
+    table = surgery.Layout.of(model).embedding.get_weights()[0]
+    counts = np.random.default_rng(5).integers(0, 50, size=VOCABULARY).astype(float)
+    shares = surgery.rotate_to_principal(model, counts)
+    np.testing.assert_allclose(model(ids, training=False).numpy(), before, atol=1e-5)
+    rotated = surgery.Layout.of(model).embedding.get_weights()[0]
+    assert not np.allclose(rotated, table, atol=1e-3)
+    # dimension k carries the k-th largest count-weighted share, and the shares add to 1
+    weighted = np.sum(counts[:, None] * rotated.astype(np.float64) ** 2, axis=0)
+    np.testing.assert_allclose(weighted / weighted.sum(), shares, atol=1e-5)
+    assert np.all(np.diff(shares) <= 1e-9) and shares.sum() == pytest.approx(1.0)
+
+
+def test_after_rotation_a_cut_to_the_used_words_dimensions_changes_nothing_on_them():
+    """Two words make up the training text: two rotated dimensions hold all they feed the
+    LSTM, so keeping only those leaves sentences of those words exactly where they were,
+    while keeping two raw axes (ranked by L2, as before) does not."""
+    model = random_weights(build_sentiment_model(ModelConfig(embedding_dim=8, lstm_units=6),
+                                                 VOCABULARY, LENGTH, 2), seed=6)
+    used = [4, 9]
+    ids = np.random.default_rng(7).choice(used, size=(6, LENGTH)).astype("int32")
+    before = model(ids, training=False).numpy()
+    layout = surgery.Layout.of(model)
+    units = {lstm.name: lstm.units for lstm in layout.lstms}
+    raw = surgery.shrink(model, surgery.plan(surgery.l2_scores(model), 2, units))
+    assert np.abs(raw(ids, training=False).numpy() - before).max() > 1e-3
+    counts = np.zeros(VOCABULARY)
+    counts[used] = [30, 10]
+    surgery.rotate_to_principal(model, counts)
+    rotated = surgery.shrink(model, surgery.Plan(np.arange(2), {
+        name: np.arange(size) for name, size in units.items()}))
+    np.testing.assert_allclose(rotated(ids, training=False).numpy(), before, atol=1e-5)
+
+
+def test_counts_that_do_not_fit_the_embedding_are_refused():
+    model = random_weights(build_textgen_model(ModelConfig(embedding_dim=4, lstm_units=3),
+                                               VOCABULARY))
+    with pytest.raises(surgery.SurgeryError, match="do not weight the embedding's 30 rows"):
+        surgery.rotate_to_principal(model, np.ones(VOCABULARY - 1))
+    with pytest.raises(surgery.SurgeryError, match="total 0"):
+        surgery.rotate_to_principal(model, np.zeros(VOCABULARY))
+
+
+def test_token_counts_cover_an_epoch_of_arrays_or_datasets_and_leave_padding_out():
+    import tensorflow as tf
+
+    from pipeline.methods.structured import token_counts
+    from pipeline.tasks import FitData
+    x = np.array([[0, 0, 3, 4], [0, 2, 3, 3], [1, 1, 1, 1]], dtype="int32")
+    y = np.zeros(3, dtype="int32")
+    arrays = FitData({"x": x, "y": y, "batch_size": 2}, steps_per_epoch=2)
+    assert token_counts(arrays, 6, padding_id=0).tolist() == [0, 4, 1, 3, 1, 0]
+    windows = tf.data.Dataset.from_tensor_slices((x, y)).batch(2).repeat()
+    dataset = FitData({"x": windows}, steps_per_epoch=2)
+    assert token_counts(dataset, 6, padding_id=None).tolist() == [3, 4, 1, 3, 1, 0]

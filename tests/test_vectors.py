@@ -92,7 +92,7 @@ def test_a_glove_run_with_structured_pruning_opens_the_vocabulary_and_ships_smal
                                  "--embedding_dim=50", "--extra_vocabulary=5000", "--epochs=1",
                                  "--pruning_method=structured", "--structured_units=0.5",
                                  "--structured_embedding=0.25", "--structured_epochs=2",
-                                 "--final_sparsity=0")
+                                 "--structured_embedding_basis=principal", "--final_sparsity=0")
     assert result.returncode == 0, result.stderr[-3000:]
     stats = artifacts.read_json(run_dir / "data" / "stats.json")
     assert stats["pretrained"]["added_words"] == 5000
@@ -119,6 +119,11 @@ def test_a_glove_run_with_structured_pruning_opens_the_vocabulary_and_ships_smal
     # Structured pruning shipped genuinely smaller tensors: 50 → 38 dimensions, 16 → 8 units.
     summary = artifacts.read_json(run_dir / "prune" / "stage.json")["summary"]
     assert summary["sizes_after"] == {"embedding": 38, "lstm_0": 8}
+    # Each step cut from the rotated basis: the shares of the dimensions it ranked.
+    assert summary["embedding_basis"] == "principal"
+    shares = [step["principal_shares"] for step in summary["steps"]]
+    assert [len(s) for s in shares] == [50, 44]  # the first of two steps removed 6
+    assert all(np.all(np.diff(s) <= 0) and abs(sum(s) - 1) < 1e-4 for s in shares)
     interpreter = litert._inspector(bundle / "model.tflite")
     lstm = next(op for op in interpreter._get_ops_details() if op["op_name"] == litert.FUSED_LSTM)
     shapes = [tuple(interpreter.get_tensor_details()[i]["shape"]) for i in lstm["inputs"][1:9]]

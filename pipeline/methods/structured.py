@@ -2,7 +2,9 @@
 
 LiteRT's fused LSTM never skips zeros, so only a smaller dense LSTM runs faster. This
 method ranks groups (see pipeline.surgery), removes the weakest in `--structured_steps`
-steps with fine-tuning in between, and rebuilds a genuinely smaller model after each step.
+steps with fine-tuning in between, and rebuilds a genuinely smaller model after each step
+(with --structured_embedding_basis=principal, embedding dimensions are cut from a rotated
+basis: see pipeline.surgery.rotate_to_principal).
 The best validation epoch after the last step is kept; if `--final_sparsity` is above 0,
 magnitude pruning then runs on the smaller model exactly as `--pruning_method=magnitude`.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import tensorflow as tf
 
 from pipeline import pruning, surgery, tasks
@@ -29,6 +32,16 @@ def training_batches(fit: tasks.FitData, count: int):
         return list(itertools.islice(arguments["x"], count))
     x, y, size = arguments["x"], arguments["y"], arguments["batch_size"]
     return [(x[i:i + size], y[i:i + size]) for i in range(0, min(len(x), count * size), size)]
+
+
+def token_counts(fit: tasks.FitData, vocabulary_size: int, padding_id: int | None) -> np.ndarray:
+    """How often each id occurs in one epoch of training inputs, padding left out."""
+    counts = np.zeros(vocabulary_size)
+    for x, _ in training_batches(fit, fit.steps_per_epoch):
+        counts += np.bincount(np.asarray(x).ravel(), minlength=vocabulary_size)
+    if padding_id is not None:
+        counts[padding_id] = 0
+    return counts
 
 
 class StructuredPruning(MagnitudePruning):
@@ -89,11 +102,14 @@ class StructuredPruning(MagnitudePruning):
         layout = surgery.Layout.of(model)
         original = {"embedding": layout.embedding.output_dim,
                     **{lstm.name: lstm.units for lstm in layout.lstms}}
+        counts = None
+        if cfg.structured_embedding_basis == "principal":
+            counts = token_counts(fit, layout.embedding.input_dim, task.padding_id)
         history, best, steps = [], None, []
         for epoch in range(cfg.structured_epochs):
             if epoch < cfg.structured_steps:
                 share = (epoch + 1) / cfg.structured_steps
-                model, removed = self.remove(model, config, task, fit, original, share)
+                model, removed = self.remove(model, config, task, fit, original, share, counts)
                 steps.append({"epoch": epoch, **removed})
                 tasks.compile_model(model, task, config.pruning.pruning_learning_rate,
                                     config.train, fit.steps_per_epoch *
@@ -110,6 +126,7 @@ class StructuredPruning(MagnitudePruning):
                 best = (value, epoch, model.get_weights())
         model.set_weights(best[2])
         summary = {"method": self.name, "criterion": cfg.structured_criterion,
+                   "embedding_basis": cfg.structured_embedding_basis,
                    "sizes_before": original, "steps": steps,
                    "sizes_after": {"embedding": surgery.Layout.of(model).embedding.output_dim,
                                    **{lstm.name: lstm.units
@@ -122,9 +139,17 @@ class StructuredPruning(MagnitudePruning):
         summary["magnitude_history"] = magnitude.pop("history")
         return model, {**summary, "magnitude": {**magnitude, "method": "magnitude"}}
 
-    def remove(self, model, config, task, fit, original: dict, share: float):
-        """One removal step: rank the groups, keep the best, rebuild a smaller model."""
+    def remove(self, model, config, task, fit, original: dict, share: float,
+               counts: np.ndarray | None):
+        """One removal step: rank the groups, keep the best, rebuild a smaller model.
+
+        With token `counts` (--structured_embedding_basis=principal) the embedding is first
+        rotated onto its principal directions; the step records their shares."""
         cfg = config.structured
+        removed = {}
+        if counts is not None:
+            shares = surgery.rotate_to_principal(model, counts)
+            removed["principal_shares"] = [round(float(x), 6) for x in shares]
         if cfg.structured_criterion == "taylor":
             scores = surgery.taylor_scores(model, training_batches(fit, cfg.taylor_batches),
                                            task.loss())
@@ -135,6 +160,7 @@ class StructuredPruning(MagnitudePruning):
                       for name, size in original.items() if name != "embedding"}
         plan = surgery.plan(scores, embedding_keep, units_keep)
         removed = {"embedding": original["embedding"] - embedding_keep,
-                   **{name: original[name] - count for name, count in units_keep.items()}}
+                   **{name: original[name] - count for name, count in units_keep.items()},
+                   **removed}
         return surgery.shrink(model, plan), removed
 

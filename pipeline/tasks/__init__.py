@@ -35,6 +35,7 @@ class Task:
     shipped_program: str  # which converted program goes into the bundle as model.tflite
     # programs timed against the dense parent's own conversion (pruned and dense side by side)
     paired_programs: tuple[str, ...]
+    padding_id: int | None = None  # the input id that fills sequences rather than text
 
     def reads(self, stage: str, config: PipelineConfig) -> tuple[str, ...]:
         """Settings the task's part of `stage` depends on (more when an option is on)."""

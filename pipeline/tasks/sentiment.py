@@ -55,6 +55,7 @@ class SentimentTask(Task):
     primary_metric, higher_is_better = "accuracy", True
     shipped_program = "model"
     paired_programs = ("model",)
+    padding_id = tokenizer.RESERVED_TOKENS.index(tokenizer.PAD_TOKEN)
     stage_reads = {"data": ("data", "tokenizer", "pretrained_embeddings", "extra_vocabulary",
                             "missing_vectors"),
                    "train": ("max_length", "pretrained_embeddings", "freeze_embeddings"),
