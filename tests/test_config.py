@@ -203,3 +203,21 @@ def test_the_installed_command_exits_2_without_a_traceback(tmp_path):
     assert result.returncode == 2, result.stderr[-2000:]
     assert "--final_sparsity=1.5 is outside [0, 1)" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()
+
+
+RUN_FLAGFILES = sorted(p for p in (REPO / "configs").glob("*.flags")
+                       if "--method=" not in p.read_text(encoding="utf-8"))  # not bench's
+
+
+@pytest.mark.parametrize("flagfile", RUN_FLAGFILES, ids=[p.stem for p in RUN_FLAGFILES])
+def test_every_shipped_run_flagfile_builds_a_valid_config(flagfile):
+    config = pipeline_flags.parse_config([f"--flagfile={flagfile}"])
+    assert config.output_dir.startswith("runs/"), config.output_dir
+
+
+def test_the_structured_flagfile_cuts_rotated_dimensions_from_the_glove_recipe():
+    structured = pipeline_flags.parse_config([f"--flagfile={REPO / 'configs/structured.flags'}"])
+    recipe = pipeline_flags.parse_config([f"--flagfile={REPO / 'configs/sentiment.flags'}"])
+    assert structured.embeddings == recipe.embeddings and structured.model == recipe.model
+    assert structured.structured.structured_embedding_basis == "principal"
+    assert structured.output_dir != recipe.output_dir
