@@ -101,10 +101,10 @@ def test_bundle_and_metrics(textgen_run):
                                                             rel=1e-3)
         assert abs(entry["parity_gap_nats"]) <= float(SMOKE_FLAGS["--loss_parity_tolerance"])
         for key in ("characters_per_second", "characters_per_second_numpy"):
-            assert entry[key]["runs"] >= 5
-            paired = entry[f"{key}_vs_dense"]  # timed alternately with the parent
-            assert paired["ratio"] == pytest.approx(entry[key]["median"] /
-                                                    paired["dense_median"])
+            assert entry[key]["runs"] >= 15
+            paired = entry[f"{key}_vs_dense"]  # timed alternately with the parent, per round
+            assert len(paired["per_round"]) == entry[key]["runs"]
+            assert paired["ratio"] == pytest.approx(np.median(paired["per_round"]))
         assert entry["in_graph_sample_identical"] is True
         assert entry["pruned_sparsity"] >= 0.79
         assert entry["sparsity"]["lstm_0/kernel"]["tensors"] == 4
@@ -235,6 +235,27 @@ def test_generate_model_samples_what_numpy_samples(tmp_path, layers, export):
                                    generator=generator)
     with pytest.raises(generation.GenerateError, match="has no uniforms input"):
         generation.GenerateRunner(step_path)
+
+
+def test_the_generate_model_clamps_k(tmp_path):
+    """An app may pass any k: below 1 samples greedily, above the vocabulary samples from
+    all of it, as set_sampling's clamped values do."""
+    tf_keras.utils.set_random_seed(5)
+    model = build_textgen_model(ModelConfig(embedding_dim=8, lstm_units=8, lstm_layers=1,
+                                            dropout=0.0, embedding_dropout=0.0), 12)
+    path = tmp_path / "generate.tflite"
+    path.write_bytes(convert.to_tflite(textgen.generate_function(model), model, "float"))
+    generator = generation.GenerateRunner(path)
+    uniforms = np.random.default_rng(1).random(generator.block)
+
+    def ids_with(k: int) -> list[int]:
+        generator.set_sampling(generation.Sampling("random", temperature=3.0), 12)
+        generator.interpreter.set_tensor(generator.input_indices["k"], np.int32(k))
+        return [int(i) for i in generator(3, generator.initial_state(), uniforms)[0]]
+
+    assert ids_with(0) == ids_with(-4) == ids_with(1)
+    assert ids_with(500) == ids_with(12) != ids_with(1)
+    assert 0 not in ids_with(500)
 
 
 @pytest.mark.slow
