@@ -64,8 +64,7 @@ PAIRED_BURST = 10  # consecutive calls of one model before switching to the othe
 
 
 def paired_latency(path: Path, reference: Path, runs: int) -> dict:
-    """Median invoke latency of two .tflite files on zero inputs, in alternating bursts
-    (1 thread).
+    """Median invoke latency of two .tflite files, in alternating bursts (1 thread).
 
     Alternating shares the machine's noise between the two, so their ratio is steadier than
     two separate timings; this is how a pruned model is compared with its dense parent.
