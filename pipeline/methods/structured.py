@@ -146,10 +146,10 @@ class StructuredPruning(MagnitudePruning):
         With token `counts` (--structured_embedding_basis=principal) the embedding is first
         rotated onto its principal directions; the step records their shares."""
         cfg = config.structured
-        removed = {}
+        rotation = {}
         if counts is not None:
             shares = surgery.rotate_to_principal(model, counts)
-            removed["principal_shares"] = [round(float(x), 6) for x in shares]
+            rotation["principal_shares"] = [round(float(x), 6) for x in shares]
         if cfg.structured_criterion == "taylor":
             scores = surgery.taylor_scores(model, training_batches(fit, cfg.taylor_batches),
                                            task.loss())
@@ -161,6 +161,6 @@ class StructuredPruning(MagnitudePruning):
         plan = surgery.plan(scores, embedding_keep, units_keep)
         removed = {"embedding": original["embedding"] - embedding_keep,
                    **{name: original[name] - count for name, count in units_keep.items()},
-                   **removed}
+                   **rotation}
         return surgery.shrink(model, plan), removed
 
