@@ -75,20 +75,14 @@ def paired_latency(path: Path, reference: Path, runs: int) -> dict:
     alternating made a 5 MB dense step model look 2-5x slower than it runs). Only invoke()
     is timed: the inputs are set once, since copying them through Python's set_tensor
     (about 5 us a call for the three tensors of a step model) is the harness's cost, not
-    the model's, and an app writes its inputs in place. Ids are zeros; float inputs (a
-    step model's state) are not, because LiteRT's own int8 kernels skip a product with an
-    all-zero vector, which a running state never is. A fused LSTM's state is not reset
-    between timed invokes: what it costs does not depend on the state.
+    the model's, and an app writes its inputs in place (see set_timing_inputs). A fused
+    LSTM's state is not reset between timed invokes: what it costs does not depend on it.
     """
     invokes, rng = [], np.random.default_rng(0)
     for model_path in (path, reference):
         interpreter = Interpreter(model_path=str(model_path), num_threads=1)
         interpreter.allocate_tensors()
-        for detail in interpreter.get_input_details():
-            shape, dtype = detail["shape"], detail["dtype"]
-            value = (rng.uniform(-1, 1, shape).astype(dtype)
-                     if np.issubdtype(dtype, np.floating) else np.zeros(shape, dtype))
-            interpreter.set_tensor(detail["index"], value)
+        set_timing_inputs(interpreter, rng)
         invokes.append(interpreter.invoke)
     times: list[list[float]] = [[], []]
     warmup = 2
@@ -103,6 +97,17 @@ def paired_latency(path: Path, reference: Path, runs: int) -> dict:
     return {"median_ms": median, "dense_median_ms": dense, "ratio": median / dense,
             "runs": len(times[0]), "burst": PAIRED_BURST, "threads": 1,
             "inputs": "zero ids, uniform(-1, 1) floats", "timed": "invoke"}
+
+
+def set_timing_inputs(interpreter: Interpreter, rng: np.random.Generator) -> None:
+    """Sets every input once for timing: ids to zero, float inputs (a step model's state)
+    uniform in (-1, 1), since LiteRT's int8 kernels skip a product with an all-zero vector,
+    which a running state never is."""
+    for detail in interpreter.get_input_details():
+        shape, dtype = detail["shape"], detail["dtype"]
+        value = (rng.uniform(-1, 1, shape).astype(dtype)
+                 if np.issubdtype(dtype, np.floating) else np.zeros(shape, dtype))
+        interpreter.set_tensor(detail["index"], value)
 
 
 def time_calls(call, runs: int, warmup: int = 20) -> dict:

@@ -237,6 +237,24 @@ def test_generate_model_samples_what_numpy_samples(tmp_path, layers, export):
         generation.GenerateRunner(step_path)
 
 
+def test_timing_inputs_give_a_step_model_a_running_state(tmp_path):
+    """Latency is timed on a nonzero state: LiteRT's int8 kernels skip all-zero vectors,
+    which would flatter a model whose state starts at zero."""
+    model = build_textgen_model(ModelConfig(embedding_dim=4, lstm_units=8, lstm_layers=2,
+                                            dropout=0.0, embedding_dropout=0.0), 10)
+    path = tmp_path / "step.tflite"
+    path.write_bytes(convert.to_tflite(textgen.step_function(model), model, "int8"))
+    runner = generation.StepRunner(path)
+    litert.set_timing_inputs(runner.interpreter, np.random.default_rng(0))
+    values = {name: runner.interpreter.get_tensor(index)
+              for name, index in runner.input_indices.items()}
+    assert set(values) == {"token_id", "h_0", "c_0", "h_1", "c_1"}
+    assert values["token_id"].tolist() == [0]
+    for name in ("h_0", "c_0", "h_1", "c_1"):
+        assert np.all(values[name] != 0) and np.all(np.abs(values[name]) < 1), name
+    assert textgen.step_latency(runner, 5)["median_ms"] > 0
+
+
 def test_the_generate_model_clamps_k(tmp_path):
     """An app may pass any k: below 1 samples greedily, above the vocabulary samples from
     all of it, as set_sampling's clamped values do."""
