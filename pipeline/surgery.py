@@ -91,6 +91,23 @@ def rotate_to_principal(model: tf_keras.Model, token_counts: np.ndarray) -> np.n
     return energy / energy.sum()
 
 
+def round_embedding(model: tf_keras.Model, levels: int) -> float:
+    """Rounds, in place, every embedding value to a multiple of step = max |value| / levels.
+
+    Symmetric int8 then maps each multiple to its own code, so the file holds at most
+    2·levels + 1 distinct values, which gzip stores in about log2 of that many bits instead
+    of 8. Returns the step.
+    """
+    layout = Layout.of(model)
+    table = layout.embedding.get_weights()[0]
+    largest = float(np.max(np.abs(table)))
+    if largest == 0:
+        return 0.0
+    step = largest / levels
+    layout.embedding.set_weights([(np.round(table / step) * step).astype(table.dtype)])
+    return step
+
+
 def l2_scores(model: tf_keras.Model) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """L2 norm of every group's weights: (per embedding dimension, per LSTM unit)."""
     layout = Layout.of(model)

@@ -200,3 +200,38 @@ def test_token_counts_cover_an_epoch_of_arrays_or_datasets_and_leave_padding_out
     windows = tf.data.Dataset.from_tensor_slices((x, y)).batch(2).repeat()
     dataset = FitData({"x": windows}, steps_per_epoch=2)
     assert token_counts(dataset, 6, padding_id=None).tolist() == [3, 4, 1, 3, 1, 0]
+
+
+def test_a_rounded_embedding_ships_as_few_int8_codes_that_gzip_smaller(tmp_path):
+    """--structured_embedding_levels=5: every value becomes a multiple of max/5, which
+    symmetric int8 maps to 11 codes; a table of random 8-bit codes barely compresses."""
+    import gzip
+
+    from pipeline import litert
+    from pipeline.config import PipelineConfig, TokenizerConfig
+    from pipeline.stages import convert
+    from pipeline.tasks.sentiment import SentimentTask
+    words = 600  # the converter quantizes tensors of 1,024 elements or more
+
+    def int8_embedding(model, name):
+        path = tmp_path / f"{name}.tflite"
+        path.write_bytes(convert.to_tflite(SentimentTask().tflite_programs(model, PipelineConfig(
+            tokenizer=TokenizerConfig(max_length=LENGTH)))["model"], model, "int8"))
+        interpreter = litert._inspector(path)
+        gather = next(op for op in interpreter._get_ops_details() if op["op_name"] == "GATHER")
+        codes = interpreter.get_tensor(gather["inputs"][0])
+        assert codes.dtype == np.int8 and codes.shape == (words, 10)
+        return codes
+
+    model = random_weights(build_sentiment_model(ModelConfig(embedding_dim=10, lstm_units=8),
+                                                 words, LENGTH, 2), seed=8)
+    table = surgery.Layout.of(model).embedding.get_weights()[0]
+    plain = int8_embedding(model, "plain")
+    step = surgery.round_embedding(model, 5)
+    rounded = surgery.Layout.of(model).embedding.get_weights()[0]
+    assert step == pytest.approx(np.abs(table).max() / 5)
+    assert np.abs(rounded - table).max() <= step / 2 + 1e-6
+    assert len(np.unique(np.round(rounded / step))) == 11  # -5 ... 5
+    codes = int8_embedding(model, "rounded")
+    assert len(np.unique(codes)) == 11 and np.abs(codes).max() == 127
+    assert len(gzip.compress(codes.tobytes(), 9)) < 0.6 * len(gzip.compress(plain.tobytes(), 9))

@@ -82,7 +82,8 @@ def test_pretrained_settings_must_fit_together():
 def test_a_glove_run_with_structured_pruning_opens_the_vocabulary_and_ships_smaller_tensors(
         shared_data, tmp_path):
     """One real run for two paths (it keeps the suite short): GloVe vectors with an open
-    vocabulary, and structured pruning down to a smaller model."""
+    vocabulary, and structured pruning down to a smaller model, its embedding rounded to
+    5 levels a side, then magnitude pruning of the LSTM and classifier."""
     from pipeline import artifacts, data, litert
     from pipeline.config import DataConfig
     from pipeline.reference_tokenizer import ReferenceTokenizer
@@ -92,7 +93,9 @@ def test_a_glove_run_with_structured_pruning_opens_the_vocabulary_and_ships_smal
                                  "--embedding_dim=50", "--extra_vocabulary=5000", "--epochs=1",
                                  "--pruning_method=structured", "--structured_units=0.5",
                                  "--structured_embedding=0.25", "--structured_epochs=2",
-                                 "--structured_embedding_basis=principal", "--final_sparsity=0")
+                                 "--structured_embedding_basis=principal",
+                                 "--structured_embedding_levels=5", "--final_sparsity=0.5",
+                                 "--pruning_layers=lstm,dense", "--pruning_epochs=2")
     assert result.returncode == 0, result.stderr[-3000:]
     stats = artifacts.read_json(run_dir / "data" / "stats.json")
     assert stats["pretrained"]["added_words"] == 5000
@@ -128,6 +131,14 @@ def test_a_glove_run_with_structured_pruning_opens_the_vocabulary_and_ships_smal
     lstm = next(op for op in interpreter._get_ops_details() if op["op_name"] == litert.FUSED_LSTM)
     shapes = [tuple(interpreter.get_tensor_details()[i]["shape"]) for i in lstm["inputs"][1:9]]
     assert shapes == [(8, 38)] * 4 + [(8, 8)] * 4
+    # The rounded embedding stayed on its grid through both fine-tuning phases: its int8
+    # codes are the 11 multiples of 127/5 (rounded), not int8's 255 values.
+    assert summary["embedding_levels"] == 5 and summary["steps"][-1]["embedding_step"] > 0
+    gather = next(op for op in interpreter._get_ops_details() if op["op_name"] == "GATHER")
+    codes = interpreter.get_tensor(gather["inputs"][0])
+    assert codes.dtype == np.int8 and 127 in np.abs(codes)
+    assert set(np.unique(codes)) <= {round(level * 127 / 5) for level in range(-5, 6)}
+    assert summary["magnitude"]["targets"] == {"lstm": 0.5, "dense": 0.5}
     metrics = artifacts.read_json(run_dir / "evaluate" / "metrics.json")
     assert metrics["tflite"]["int8"]["latency_vs_dense"]["dense_median_ms"] > 0
     assert set(metrics["behaviour"]) == {"float", "int8", "dense float", "dense int8"}

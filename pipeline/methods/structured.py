@@ -4,7 +4,9 @@ LiteRT's fused LSTM never skips zeros, so only a smaller dense LSTM runs faster.
 method ranks groups (see pipeline.surgery), removes the weakest in `--structured_steps`
 steps with fine-tuning in between, and rebuilds a genuinely smaller model after each step
 (with --structured_embedding_basis=principal, embedding dimensions are cut from a rotated
-basis: see pipeline.surgery.rotate_to_principal).
+basis: see pipeline.surgery.rotate_to_principal). With --structured_embedding_levels the
+last step also rounds the embedding to a coarse grid and freezes it, so its int8 values
+compress under gzip while the other layers fine-tune to the rounding.
 The best validation epoch after the last step is kept; if `--final_sparsity` is above 0,
 magnitude pruning then runs on the smaller model exactly as `--pruning_method=magnitude`.
 """
@@ -75,6 +77,11 @@ class StructuredPruning(MagnitudePruning):
         if not (cfg.structured_units or cfg.structured_embedding):
             raise ConfigError("--pruning_method=structured needs --structured_units or "
                               "--structured_embedding above 0 (e.g. 0.5)")
+        if cfg.structured_embedding_levels and "embedding" in self.magnitude_kinds(config):
+            raise ConfigError(f"--structured_embedding_levels={cfg.structured_embedding_levels} "
+                              "holds the embedding fixed on its grid, so the magnitude phase "
+                              "cannot fine-tune it: leave embedding out of --pruning_layers "
+                              "(or set its --layer_sparsity to 0)")
         for name, size, fraction in (("lstm_units", model.lstm_units, cfg.structured_units),
                                      ("embedding_dim", model.embedding_dim,
                                       cfg.structured_embedding)):
@@ -110,6 +117,10 @@ class StructuredPruning(MagnitudePruning):
             if epoch < cfg.structured_steps:
                 share = (epoch + 1) / cfg.structured_steps
                 model, removed = self.remove(model, config, task, fit, original, share, counts)
+                if epoch == cfg.structured_steps - 1 and cfg.structured_embedding_levels:
+                    removed["embedding_step"] = surgery.round_embedding(
+                        model, cfg.structured_embedding_levels)
+                    surgery.Layout.of(model).embedding.trainable = False  # stays on the grid
                 steps.append({"epoch": epoch, **removed})
                 tasks.compile_model(model, task, config.pruning.pruning_learning_rate,
                                     config.train, fit.steps_per_epoch *
@@ -127,6 +138,7 @@ class StructuredPruning(MagnitudePruning):
         model.set_weights(best[2])
         summary = {"method": self.name, "criterion": cfg.structured_criterion,
                    "embedding_basis": cfg.structured_embedding_basis,
+                   "embedding_levels": cfg.structured_embedding_levels,
                    "sizes_before": original, "steps": steps,
                    "sizes_after": {"embedding": surgery.Layout.of(model).embedding.output_dim,
                                    **{lstm.name: lstm.units
