@@ -410,12 +410,16 @@ class StructuredConfig(_Section):
     taylor_batches: int = setting(
         20, "structured: training batches averaged by --structured_criterion=taylor.")
     structured_embedding_levels: int = setting(
-        0, "structured: after the last removal step, round every embedding value to the "
-        "nearest of N evenly spaced levels on each side of zero (step: the largest magnitude "
-        "/ N) and hold the embedding fixed while the other layers fine-tune. The int8 file "
-        "then stores at most 2N+1 distinct embedding values, which gzip codes in a few bits "
-        "each instead of 8; the embedding is most of a sentiment bundle. 0: off (int8's own "
-        "127 levels). E.g. 5.")
+        0, "structured: after the removal phase, round every embedding value to the nearest "
+        "of N evenly spaced levels on each side of zero (step: the largest magnitude / N) "
+        "and hold the embedding fixed from then on (a magnitude phase fine-tunes the other "
+        "layers around it). The int8 file then stores at most 2N+1 distinct codes for "
+        "those rows, which gzip packs into a few bits each instead of 8; the embedding is "
+        "most of a sentiment bundle. 0: off (int8's own 127 levels). E.g. 4.")
+    structured_embedding_exact_words: int = setting(
+        0, "structured: with --structured_embedding_levels, the rows of this many words, "
+        "those the training inputs use most, keep their values (int8's full precision): "
+        "a few thousand words make up most of any English text. E.g. 3000.")
 
     def validate(self):
         for name in ("structured_units", "structured_embedding"):
@@ -436,6 +440,13 @@ class StructuredConfig(_Section):
                  f"--structured_embedding_levels={self.structured_embedding_levels} must be 0 "
                  f"(off) or 1 to {INT8_LEVELS - 1}: int8 already has {INT8_LEVELS} levels on "
                  "each side of zero")
+        _require(self.structured_embedding_exact_words >= 0,
+                 f"--structured_embedding_exact_words={self.structured_embedding_exact_words} "
+                 "must be >= 0")
+        _require(self.structured_embedding_levels or not self.structured_embedding_exact_words,
+                 f"--structured_embedding_exact_words={self.structured_embedding_exact_words} "
+                 "keeps words out of the rounding, but --structured_embedding_levels=0 rounds "
+                 "nothing: set --structured_embedding_levels too (e.g. 4)")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -91,12 +91,13 @@ def rotate_to_principal(model: tf_keras.Model, token_counts: np.ndarray) -> np.n
     return energy / energy.sum()
 
 
-def round_embedding(model: tf_keras.Model, levels: int) -> float:
-    """Rounds, in place, every embedding value to a multiple of step = max |value| / levels.
+def round_embedding(model: tf_keras.Model, levels: int, exact_rows=()) -> float:
+    """Rounds, in place, the embedding's values to multiples of step = max |value| / levels,
+    except those of `exact_rows`.
 
-    Symmetric int8 then maps each multiple to its own code, so the file holds at most
-    2·levels + 1 distinct values, which gzip stores in about log2 of that many bits instead
-    of 8. Returns the step.
+    Symmetric int8 maps each multiple to one code, so the rounded rows hold at most
+    2·levels + 1 distinct codes, which gzip stores in a few bits each instead of 8.
+    Returns the step.
     """
     layout = Layout.of(model)
     table = layout.embedding.get_weights()[0]
@@ -104,7 +105,10 @@ def round_embedding(model: tf_keras.Model, levels: int) -> float:
     if largest == 0:
         return 0.0
     step = largest / levels
-    layout.embedding.set_weights([(np.round(table / step) * step).astype(table.dtype)])
+    rounded = (np.round(table / step) * step).astype(table.dtype)
+    rows = np.asarray(exact_rows, dtype=int)
+    rounded[rows] = table[rows]
+    layout.embedding.set_weights([rounded])
     return step
 
 

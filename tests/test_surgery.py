@@ -235,3 +235,16 @@ def test_a_rounded_embedding_ships_as_few_int8_codes_that_gzip_smaller(tmp_path)
     codes = int8_embedding(model, "rounded")
     assert len(np.unique(codes)) == 11 and np.abs(codes).max() == 127
     assert len(gzip.compress(codes.tobytes(), 9)) < 0.6 * len(gzip.compress(plain.tobytes(), 9))
+
+
+def test_exact_rows_keep_their_values_while_the_rest_round():
+    model = random_weights(build_textgen_model(ModelConfig(embedding_dim=6, lstm_units=3),
+                                               VOCABULARY), seed=9)
+    table = surgery.Layout.of(model).embedding.get_weights()[0]
+    step = surgery.round_embedding(model, 3, exact_rows=[2, 7])
+    rounded = surgery.Layout.of(model).embedding.get_weights()[0]
+    np.testing.assert_array_equal(rounded[[2, 7]], table[[2, 7]])
+    others = np.setdiff1d(np.arange(VOCABULARY), [2, 7])
+    np.testing.assert_allclose(rounded[others] / step, np.round(rounded[others] / step),
+                               atol=1e-5)
+    assert not np.allclose(rounded[others], table[others])

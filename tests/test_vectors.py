@@ -83,7 +83,8 @@ def test_a_glove_run_with_structured_pruning_opens_the_vocabulary_and_ships_smal
         shared_data, tmp_path):
     """One real run for two paths (it keeps the suite short): GloVe vectors with an open
     vocabulary, and structured pruning down to a smaller model, its embedding rounded to
-    5 levels a side, then magnitude pruning of the LSTM and classifier."""
+    5 levels a side but for the 100 most used words, then magnitude pruning of the LSTM
+    and classifier."""
     from pipeline import artifacts, data, litert
     from pipeline.config import DataConfig
     from pipeline.reference_tokenizer import ReferenceTokenizer
@@ -94,7 +95,8 @@ def test_a_glove_run_with_structured_pruning_opens_the_vocabulary_and_ships_smal
                                  "--pruning_method=structured", "--structured_units=0.5",
                                  "--structured_embedding=0.25", "--structured_epochs=2",
                                  "--structured_embedding_basis=principal",
-                                 "--structured_embedding_levels=5", "--final_sparsity=0.5",
+                                 "--structured_embedding_levels=5",
+                                 "--structured_embedding_exact_words=100", "--final_sparsity=0.5",
                                  "--pruning_layers=lstm,dense", "--pruning_epochs=2")
     assert result.returncode == 0, result.stderr[-3000:]
     stats = artifacts.read_json(run_dir / "data" / "stats.json")
@@ -131,13 +133,15 @@ def test_a_glove_run_with_structured_pruning_opens_the_vocabulary_and_ships_smal
     lstm = next(op for op in interpreter._get_ops_details() if op["op_name"] == litert.FUSED_LSTM)
     shapes = [tuple(interpreter.get_tensor_details()[i]["shape"]) for i in lstm["inputs"][1:9]]
     assert shapes == [(8, 38)] * 4 + [(8, 8)] * 4
-    # The rounded embedding stayed on its grid through both fine-tuning phases: its int8
-    # codes are the 11 multiples of 127/5 (rounded), not int8's 255 values.
-    assert summary["embedding_levels"] == 5 and summary["steps"][-1]["embedding_step"] > 0
+    # The rounded embedding stayed on its grid through the magnitude phase: outside the
+    # 100 most used words' rows, its int8 codes are the 11 multiples of 127/5 (rounded).
+    grid = summary["embedding_grid"]
+    assert grid["levels"] == 5 and grid["step"] > 0 and grid["exact_words"] == 100
+    assert 0.3 < grid["exact_token_share"] < 1
     gather = next(op for op in interpreter._get_ops_details() if op["op_name"] == "GATHER")
     codes = interpreter.get_tensor(gather["inputs"][0])
-    assert codes.dtype == np.int8 and 127 in np.abs(codes)
-    assert set(np.unique(codes)) <= {round(level * 127 / 5) for level in range(-5, 6)}
+    on_grid = np.isin(codes, [round(level * 127 / 5) for level in range(-5, 6)]).all(axis=1)
+    assert codes.dtype == np.int8 and 50 <= np.sum(~on_grid) <= 100
     assert summary["magnitude"]["targets"] == {"lstm": 0.5, "dense": 0.5}
     metrics = artifacts.read_json(run_dir / "evaluate" / "metrics.json")
     assert metrics["tflite"]["int8"]["latency_vs_dense"]["dense_median_ms"] > 0

@@ -5,8 +5,8 @@ method ranks groups (see pipeline.surgery), removes the weakest in `--structured
 steps with fine-tuning in between, and rebuilds a genuinely smaller model after each step
 (with --structured_embedding_basis=principal, embedding dimensions are cut from a rotated
 basis: see pipeline.surgery.rotate_to_principal). With --structured_embedding_levels the
-last step also rounds the embedding to a coarse grid and freezes it, so its int8 values
-compress under gzip while the other layers fine-tune to the rounding.
+embedding is then rounded to a coarse grid (the most used words kept exact) and frozen,
+so its int8 codes compress under gzip.
 The best validation epoch after the last step is kept; if `--final_sparsity` is above 0,
 magnitude pruning then runs on the smaller model exactly as `--pruning_method=magnitude`.
 """
@@ -109,18 +109,16 @@ class StructuredPruning(MagnitudePruning):
         layout = surgery.Layout.of(model)
         original = {"embedding": layout.embedding.output_dim,
                     **{lstm.name: lstm.units for lstm in layout.lstms}}
+        rotating = cfg.structured_embedding_basis == "principal"
         counts = None
-        if cfg.structured_embedding_basis == "principal":
+        if rotating or cfg.structured_embedding_levels:
             counts = token_counts(fit, layout.embedding.input_dim, task.padding_id)
         history, best, steps = [], None, []
         for epoch in range(cfg.structured_epochs):
             if epoch < cfg.structured_steps:
                 share = (epoch + 1) / cfg.structured_steps
-                model, removed = self.remove(model, config, task, fit, original, share, counts)
-                if epoch == cfg.structured_steps - 1 and cfg.structured_embedding_levels:
-                    removed["embedding_step"] = surgery.round_embedding(
-                        model, cfg.structured_embedding_levels)
-                    surgery.Layout.of(model).embedding.trainable = False  # stays on the grid
+                model, removed = self.remove(model, config, task, fit, original, share,
+                                             counts if rotating else None)
                 steps.append({"epoch": epoch, **removed})
                 tasks.compile_model(model, task, config.pruning.pruning_learning_rate,
                                     config.train, fit.steps_per_epoch *
@@ -138,18 +136,37 @@ class StructuredPruning(MagnitudePruning):
         model.set_weights(best[2])
         summary = {"method": self.name, "criterion": cfg.structured_criterion,
                    "embedding_basis": cfg.structured_embedding_basis,
-                   "embedding_levels": cfg.structured_embedding_levels,
                    "sizes_before": original, "steps": steps,
                    "sizes_after": {"embedding": surgery.Layout.of(model).embedding.output_dim,
                                    **{lstm.name: lstm.units
                                       for lstm in surgery.Layout.of(model).lstms}},
                    "kept_epoch": best[1], f"kept_{task.monitor}": best[0],
                    "history": {key: [entry[key] for entry in history] for key in history[0]}}
+        if cfg.structured_embedding_levels:
+            summary["embedding_grid"] = self.coarsen_embedding(model, cfg, counts, rotating)
         if not self.magnitude_kinds(config):
             return model, summary
         model, magnitude = super().prune(model, config, task, run_dir, out_dir)
         summary["magnitude_history"] = magnitude.pop("history")
         return model, {**summary, "magnitude": {**magnitude, "method": "magnitude"}}
+
+    @staticmethod
+    def coarsen_embedding(model, cfg, counts: np.ndarray, rotating: bool) -> dict:
+        """Rounds the embedding to --structured_embedding_levels, except the rows of the
+        --structured_embedding_exact_words most used words, and freezes it on that grid.
+
+        It runs once the removal phase has fine-tuned the embedding (a frozen embedding
+        could no longer adapt to the removed units). With the principal basis the
+        embedding is first turned onto its principal directions again (exact), so the
+        dimensions the text uses least round to 0 most often."""
+        if rotating:
+            surgery.rotate_to_principal(model, counts)
+        exact = np.argsort(-counts, kind="stable")[:cfg.structured_embedding_exact_words]
+        step = surgery.round_embedding(model, cfg.structured_embedding_levels, exact)
+        surgery.Layout.of(model).embedding.trainable = False  # the magnitude phase keeps it
+        return {"levels": cfg.structured_embedding_levels, "step": step,
+                "exact_words": len(exact),
+                "exact_token_share": round(float(counts[exact].sum() / counts.sum()), 6)}
 
     def remove(self, model, config, task, fit, original: dict, share: float,
                counts: np.ndarray | None):
