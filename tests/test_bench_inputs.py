@@ -149,7 +149,8 @@ def test_every_cell_of_the_nightly_flagfile_validates(tmp_path, monkeypatch):
                                                     tmp_path / "run", tmp_path / "cache", []))
         labels.add(f"{task}/{bench.method_name(method)[1]}")
     assert {"textgen_stacked/l2", "sentiment_bidirectional/magnitude",
-            "textgen/structured@0.5", "sentiment/structured@0.9"} <= labels
+            "textgen/structured@0.5", "sentiment/structured@0.9",
+            "sentiment/structured+levels@0.5"} <= labels
     smoke = bench.cells(*bench.smoke_subset(tasks, methods, bench.FLAGS.smoke_tasks,
                                             bench.FLAGS.smoke_methods, bench.FLAGS.dense_method),
                         [float(s) for s in bench.FLAGS.sparsities], smoke=True)

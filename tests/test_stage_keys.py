@@ -25,6 +25,9 @@ BASES = {
     "structured_embedding": PipelineConfig(
         pruning=PruningConfig(pruning_method="structured"),
         structured=StructuredConfig(structured_units=0.5, structured_embedding=0.5)),
+    "structured_grid": PipelineConfig(
+        pruning=PruningConfig(pruning_method="structured", pruning_layers=("lstm", "dense")),
+        structured=StructuredConfig(structured_units=0.5, structured_embedding=0.5)),
     "glove": PipelineConfig(embeddings=EmbeddingsConfig(pretrained_embeddings="glove-6b-50d"),
                             model=ModelConfig(embedding_dim=50)),
     "hardened": PipelineConfig(hardening=HardeningConfig(adversarial_sentences=1000)),
@@ -107,6 +110,9 @@ ROWS = [
     ("structured", {"structured_epochs": 4}, "prune"),
     ("structured", {"taylor_batches": 5}, "prune"),
     ("structured_embedding", {"structured_embedding_basis": "principal"}, "prune"),
+    ("structured_grid", {"structured_embedding_levels": 4}, "prune"),
+    ("structured_grid", {"structured_embedding_exact_words": 3000,
+                         "structured_embedding_levels": 4}, "prune"),
     ("structured", {"final_sparsity": 0.0}, "prune"),
     ("structured", {"lstm_units": 64}, "train"),
     ("structured", {"group_lasso": 1e-3}, "train"),
