@@ -248,3 +248,6 @@ def test_exact_rows_keep_their_values_while_the_rest_round():
     np.testing.assert_allclose(rounded[others] / step, np.round(rounded[others] / step),
                                atol=1e-5)
     assert not np.allclose(rounded[others], table[others])
+    surgery.Layout.of(model).embedding.set_weights([np.zeros_like(table)])
+    assert surgery.round_embedding(model, 3) == 0.0  # nothing to round, and no division by 0
+    assert not surgery.Layout.of(model).embedding.get_weights()[0].any()
