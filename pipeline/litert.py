@@ -136,6 +136,19 @@ def op_names(path: Path) -> list[str]:
     return [op["op_name"] for op in _inspector(path)._get_ops_details()]
 
 
+def float_lstms(path: Path) -> int:
+    """How many fused LSTMs in the file keep float recurrent weights.
+
+    Dynamic-range int8 quantizes only tensors of 1,024 elements or more, and an LSTM whose
+    gate blocks are smaller (e.g. 64 units reading 8 inputs) stays float: bigger and
+    slower than the user asked for."""
+    interpreter = _inspector(path)
+    tensors = interpreter.get_tensor_details()
+    return sum(tensors[op["inputs"][LSTM_WEIGHT_INPUTS["recurrent_kernel"][0]]]["dtype"]
+               == np.float32 for op in interpreter._get_ops_details()
+               if op["op_name"] == FUSED_LSTM)
+
+
 def sizes(flatbuffer: bytes) -> dict:
     """Raw and gzip'd size: pruning zeros only shrink the file once it is compressed."""
     return {"bytes": len(flatbuffer), "gzip_bytes": len(gzip.compress(flatbuffer, compresslevel=9))}

@@ -251,3 +251,20 @@ def test_exact_rows_keep_their_values_while_the_rest_round():
     surgery.Layout.of(model).embedding.set_weights([np.zeros_like(table)])
     assert surgery.round_embedding(model, 3) == 0.0  # nothing to round, and no division by 0
     assert not surgery.Layout.of(model).embedding.get_weights()[0].any()
+
+
+@pytest.mark.parametrize("dimensions, float_lstms", [(8, 1), (16, 0)])
+def test_an_lstm_with_gate_blocks_under_1024_weights_is_reported_float(
+        dimensions, float_lstms, tmp_path):
+    """The converter leaves tensors under 1,024 elements float: with 64 units, 8 inputs
+    (64 x 8 = 512 per gate) keep the whole LSTM float in the int8 file; 16 do not."""
+    from pipeline import litert
+    from pipeline.config import PipelineConfig, TokenizerConfig
+    from pipeline.stages import convert
+    from pipeline.tasks.sentiment import SentimentTask
+    model = random_weights(build_sentiment_model(
+        ModelConfig(embedding_dim=dimensions, lstm_units=64), 600, LENGTH, 2))
+    path = tmp_path / "model_int8.tflite"
+    path.write_bytes(convert.to_tflite(SentimentTask().tflite_programs(model, PipelineConfig(
+        tokenizer=TokenizerConfig(max_length=LENGTH)))["model"], model, "int8"))
+    assert litert.float_lstms(path) == float_lstms

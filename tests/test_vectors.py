@@ -143,6 +143,9 @@ def test_a_glove_run_with_structured_pruning_opens_the_vocabulary_and_ships_smal
     on_grid = np.isin(codes, [round(level * 127 / 5) for level in range(-5, 6)]).all(axis=1)
     assert codes.dtype == np.int8 and 50 <= np.sum(~on_grid) <= 100
     assert summary["magnitude"]["targets"] == {"lstm": 0.5, "dense": 0.5}
+    # 8 units reading 38 dimensions: each gate block is under 1,024 weights, so the
+    # converter left this LSTM float, and convert says so.
+    assert artifacts.read_json(run_dir / "convert" / "convert.json")["int8"]["float_lstms"] == 1
     metrics = artifacts.read_json(run_dir / "evaluate" / "metrics.json")
     assert metrics["tflite"]["int8"]["latency_vs_dense"]["dense_median_ms"] > 0
     assert set(metrics["behaviour"]) == {"float", "int8", "dense float", "dense int8"}

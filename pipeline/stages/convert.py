@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import tensorflow as tf
+from absl import logging
 
 from pipeline import artifacts, litert, methods, pruning, tasks
 from pipeline.config import PipelineConfig
@@ -85,6 +86,15 @@ def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
                              f"{entry['programs']['model']['ops']}); the phone would run a "
                              "slow unrolled loop")
         entry["sparsity"] = litert.weight_sparsity(window, layer_names)
+        if export == "int8":
+            entry["float_lstms"] = litert.float_lstms(window)
+            if entry["float_lstms"]:
+                logging.warning(
+                    "convert: %d LSTM layer(s) in %s stay float: the converter quantizes only "
+                    "tensors of 1,024 elements or more, and each gate block (units x inputs) "
+                    "is smaller. The int8 file is larger and slower than it could be; keep "
+                    "units x inputs >= 1,024 (e.g. fewer removed units or dimensions)",
+                    entry["float_lstms"], window.name)
         entry.update({key: entry["programs"][shipped][key]
                       for key in ("file", "bytes", "gzip_bytes", "dense_reference")})
         if dense is not flatbuffers:  # kept so evaluate can time pruned and dense side by side
