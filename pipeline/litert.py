@@ -65,7 +65,7 @@ def check_runs(path: Path) -> None:
 PAIRED_BURST = 10  # consecutive calls of one model before switching to the other
 
 
-def paired_latency(path: Path, reference: Path, runs: int) -> dict:
+def paired_latency(path: Path, reference: Path, runs: int, ids: np.ndarray | None = None) -> dict:
     """Median invoke latency of two .tflite files, in alternating bursts (1 thread).
 
     Alternating shares the machine's noise between the two, so their ratio is steadier than
@@ -76,13 +76,15 @@ def paired_latency(path: Path, reference: Path, runs: int) -> dict:
     is timed: the inputs are set once, since copying them through Python's set_tensor
     (about 5 us a call for the three tensors of a step model) is the harness's cost, not
     the model's, and an app writes its inputs in place (see set_timing_inputs). A fused
-    LSTM's state is not reset between timed invokes: what it costs does not depend on it.
+    LSTM's state is not reset between timed invokes. `ids` is the example the id input
+    gets (zeros if None): LiteRT skips work on all-zero input vectors, so a model whose
+    padding row is 0 looks faster on all-padding input than on text.
     """
     invokes, rng = [], np.random.default_rng(0)
     for model_path in (path, reference):
         interpreter = Interpreter(model_path=str(model_path), num_threads=1)
         interpreter.allocate_tensors()
-        set_timing_inputs(interpreter, rng)
+        set_timing_inputs(interpreter, rng, ids)
         invokes.append(interpreter.invoke)
     times: list[list[float]] = [[], []]
     warmup = 2
@@ -96,17 +98,22 @@ def paired_latency(path: Path, reference: Path, runs: int) -> dict:
     median, dense = float(np.median(times[0])), float(np.median(times[1]))
     return {"median_ms": median, "dense_median_ms": dense, "ratio": median / dense,
             "runs": len(times[0]), "burst": PAIRED_BURST, "threads": 1,
-            "inputs": "zero ids, uniform(-1, 1) floats", "timed": "invoke"}
+            "inputs": ("zero ids" if ids is None else "a test example's ids")
+            + ", uniform(-1, 1) floats", "timed": "invoke"}
 
 
-def set_timing_inputs(interpreter: Interpreter, rng: np.random.Generator) -> None:
-    """Sets every input once for timing: ids to zero, float inputs (a step model's state)
-    uniform in (-1, 1), since LiteRT's int8 kernels skip a product with an all-zero vector,
-    which a running state never is."""
+def set_timing_inputs(interpreter: Interpreter, rng: np.random.Generator,
+                      ids: np.ndarray | None = None) -> None:
+    """Sets every input once for timing: ids to `ids` (zeros if None), float inputs (a step
+    model's state) uniform in (-1, 1), since LiteRT's int8 kernels skip a product with an
+    all-zero vector, which a running state never is."""
     for detail in interpreter.get_input_details():
         shape, dtype = detail["shape"], detail["dtype"]
-        value = (rng.uniform(-1, 1, shape).astype(dtype)
-                 if np.issubdtype(dtype, np.floating) else np.zeros(shape, dtype))
+        if np.issubdtype(dtype, np.floating):
+            value = rng.uniform(-1, 1, shape).astype(dtype)
+        else:
+            value = (np.zeros(shape, dtype) if ids is None
+                     else np.asarray(ids).reshape(shape).astype(dtype))
         interpreter.set_tensor(detail["index"], value)
 
 

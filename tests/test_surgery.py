@@ -268,3 +268,25 @@ def test_an_lstm_with_gate_blocks_under_1024_weights_is_reported_float(
     path.write_bytes(convert.to_tflite(SentimentTask().tflite_programs(model, PipelineConfig(
         tokenizer=TokenizerConfig(max_length=LENGTH)))["model"], model, "int8"))
     assert litert.float_lstms(path) == float_lstms
+
+
+def test_paired_latency_times_the_example_it_is_given(tmp_path):
+    """Sentiment latency is timed on a real sentence: with a zero padding row (as
+    --structured_embedding_levels leaves it) all-padding input lets LiteRT skip work."""
+    from pipeline import litert
+    from pipeline.config import PipelineConfig, TokenizerConfig
+    from pipeline.stages import convert
+    from pipeline.tasks.sentiment import SentimentTask
+    model = random_weights(build_sentiment_model(ModelConfig(embedding_dim=6, lstm_units=4),
+                                                 VOCABULARY, LENGTH, 2))
+    path = tmp_path / "model.tflite"
+    path.write_bytes(convert.to_tflite(SentimentTask().tflite_programs(model, PipelineConfig(
+        tokenizer=TokenizerConfig(max_length=LENGTH)))["model"], model, "float"))
+    interpreter = litert.Runner(path).interpreter
+    ids = np.arange(1, LENGTH + 1, dtype="int32")
+    litert.set_timing_inputs(interpreter, np.random.default_rng(0), ids)
+    assert interpreter.get_tensor(interpreter.get_input_details()[0]["index"]).ravel().tolist() \
+        == ids.tolist()
+    paired = litert.paired_latency(path, path, runs=9, ids=ids)
+    assert paired["inputs"].startswith("a test example's ids") and paired["ratio"] > 0
+    assert litert.paired_latency(path, path, runs=9)["inputs"].startswith("zero ids")

@@ -148,6 +148,8 @@ def test_a_glove_run_with_structured_pruning_opens_the_vocabulary_and_ships_smal
     assert artifacts.read_json(run_dir / "convert" / "convert.json")["int8"]["float_lstms"] == 1
     metrics = artifacts.read_json(run_dir / "evaluate" / "metrics.json")
     assert metrics["tflite"]["int8"]["latency_vs_dense"]["dense_median_ms"] > 0
+    assert metrics["tflite"]["int8"]["latency_vs_dense"]["inputs"].startswith(
+        "a test example's ids")  # not all padding, whose embedding row the grid zeroed
     assert set(metrics["behaviour"]) == {"float", "int8", "dense float", "dense int8"}
     assert metrics["behaviour"]["dense int8"]["plain"] >= 0.6  # GloVe: "good" is not "awful"
     assert set(metrics["long_text"]["int8"]) == {"first", "windows"}

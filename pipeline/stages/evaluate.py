@@ -37,7 +37,8 @@ def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
         if "file" in info["dense_reference"]:
             metrics["tflite"][export]["latency_vs_dense"] = litert.paired_latency(
                 run_dir / "convert" / info["file"],
-                run_dir / "convert" / info["dense_reference"]["file"], config.eval.latency_runs)
+                run_dir / "convert" / info["dense_reference"]["file"], config.eval.latency_runs,
+                task.timing_ids(run_dir))
     metrics["keras_sparsity"] = artifacts.read_json(run_dir / "strip" / "sparsity.json")
     artifacts.atomic_write_json(out_dir / "metrics.json", metrics)
     artifacts.atomic_write_text(out_dir / "report.md", report(metrics))

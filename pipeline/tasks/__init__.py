@@ -72,6 +72,12 @@ class Task:
         """Scores the Keras models (label → .keras path) and the converted .tflite files."""
         raise NotImplementedError
 
+    def timing_ids(self, run_dir: Path) -> np.ndarray | None:
+        """The ids the paired latency feeds (None: zeros). A model whose padding row is 0
+        runs faster on padding (LiteRT skips work on all-zero inputs), so a task whose
+        inputs are padded times a real example."""
+        return None
+
     def bundle(self, config: PipelineConfig, run_dir: Path, out_dir: Path,
                metrics: dict) -> dict:
         """Copies the task's files into the bundle; returns the manifest's task fields."""
