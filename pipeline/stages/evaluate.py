@@ -24,6 +24,7 @@ def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
     metrics = task.evaluate(config, run_dir, keras_models, converted)
     metrics["task"] = task.name
     metrics["primary"] = {"name": task.primary_metric, "higher_is_better": task.higher_is_better}
+    timed = task.timing_ids(run_dir)
     for export, info in converted.items():
         metrics["tflite"][export].update(
             file=info["file"], sha256=artifacts.sha256_file(run_dir / "convert" / info["file"]),
@@ -38,7 +39,7 @@ def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
             metrics["tflite"][export]["latency_vs_dense"] = litert.paired_latency(
                 run_dir / "convert" / info["file"],
                 run_dir / "convert" / info["dense_reference"]["file"], config.eval.latency_runs,
-                task.timing_ids(run_dir))
+                timed)
     metrics["keras_sparsity"] = artifacts.read_json(run_dir / "strip" / "sparsity.json")
     artifacts.atomic_write_json(out_dir / "metrics.json", metrics)
     artifacts.atomic_write_text(out_dir / "report.md", report(metrics))

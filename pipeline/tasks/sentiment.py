@@ -237,14 +237,13 @@ class SentimentTask(Task):
                 name: classification_metrics(model.predict(x, batch_size=512, verbose=0), y)
                 for name, (x, y) in splits.items()}
         source_accuracy = metrics["keras"]["stripped"]["test"]["accuracy"]
-        failures = []
+        failures, timed = [], self.timing_ids(run_dir)
         for export, info in converted.items():
             window_file = info["programs"]["model"]["file"]
             runner = litert.Runner(run_dir / "convert" / window_file)
             entry = {name: classification_metrics(runner.predict(x), y)
                      for name, (x, y) in splits.items()}
-            entry["latency"] = runner.latency_ms(self.timing_ids(run_dir),
-                                                 config.eval.latency_runs)
+            entry["latency"] = runner.latency_ms(timed, config.eval.latency_runs)
             entry["parity_gap_points"] = 100.0 * (entry["test"]["accuracy"] - source_accuracy)
             metrics["tflite"][export] = entry
             logging.info("evaluate: %s test accuracy %.4f (Keras %.4f), latency median %.3f "
