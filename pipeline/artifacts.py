@@ -23,17 +23,68 @@ class RunLockedError(RuntimeError):
     """Another process is using the run directory."""
 
 
+RUN_MARKER = ".prune-pipeline-run"
+
+
+class ForeignFolderError(ValueError):
+    """A folder holds files the pipeline did not make; nothing in it is written or deleted."""
+
+
+def claim_folder(folder: Path, flag: str) -> None:
+    """Makes `folder` a pipeline-owned folder, or refuses one that holds someone else's files.
+
+    Runs replace stage folders and overwrite `config.json`, so they may only do that where
+    the pipeline made everything: a folder that is new or empty gets the marker file before
+    anything else is written; a non-empty folder without the marker is refused untouched
+    (a user's project folder passed as `--output_dir` by mistake, or `/`).
+    """
+    folder = Path(folder)
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise ForeignFolderError(f"{flag}={folder} is not a folder (a file or a link); choose "
+                                 "a new or empty folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    entries = {entry.name for entry in folder.iterdir()}
+    marker = folder / RUN_MARKER
+    if RUN_MARKER in entries:
+        if marker.is_symlink() or not marker.is_file():
+            raise ForeignFolderError(f"{marker} is not a plain file; {flag}={folder} was not "
+                                     "made by the pipeline: choose a new or empty folder")
+        return
+    if entries:
+        raise ForeignFolderError(
+            f"{flag}={folder} already holds files the pipeline did not make (it has no "
+            f"{RUN_MARKER} marker), and a run would replace or delete some of them; choose a "
+            "new or empty folder. (A run directory from pipeline 0.1 before this check: "
+            f"adopt it with `touch {marker}`.)")
+    # A plain create, not a rename: another worker listing the folder meanwhile must see
+    # the marker or nothing.
+    descriptor = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    os.close(descriptor)
+
+
 @contextlib.contextmanager
 def run_lock(run_dir: Path):
     """Holds an exclusive lock on the run directory while a run uses it.
 
     Two runs writing into one folder would race for its stage folders and could resume
     each other's checkpoints; the second one stops instead, naming the first. The lock is
-    the kernel's (flock), so a killed run never leaves a stale one behind.
+    the kernel's (flock), so a killed run never leaves a stale one behind. The lock file is
+    opened without following a link, and only if it is a plain file, so a link or a FIFO
+    planted there is never written through or waited on.
     """
     import fcntl
+    import stat
     path = Path(run_dir) / LOCK_FILE
-    handle = open(path, "a+", encoding="utf-8")
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK,
+                             0o644)
+    except OSError as error:
+        raise RunLockedError(f"cannot open the run lock {path} ({error.strerror}); it must be "
+                             "a plain file: remove it and rerun") from None
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise RunLockedError(f"the run lock {path} is not a plain file; remove it and rerun")
+    handle = os.fdopen(descriptor, "r+", encoding="utf-8")
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -144,10 +195,20 @@ def sha256_tree(folder: Path) -> str:
 
 
 def replace_dir(new: Path, target: Path) -> None:
-    """Swaps a finished folder into place; the old one is removed only after the swap."""
+    """Swaps a finished folder into place; the old one is removed only after the swap.
+
+    Only a folder the pipeline made (one holding a stage record) is ever replaced: a
+    folder of the same name without one is someone else's and is refused untouched.
+    """
     target = Path(target)
+    if target.is_symlink() or (target.exists() and not (target / STAGE_RECORD).is_file()):
+        raise ForeignFolderError(f"{target} was not made by the pipeline (it has no "
+                                 f"{STAGE_RECORD}), so it is not replaced; move it away and "
+                                 "rerun")
     old = target.with_name(f".{target.name}.old")
-    if old.exists():
+    if old.is_symlink():
+        old.unlink()
+    elif old.exists():
         shutil.rmtree(old)
     if target.exists():
         os.replace(target, old)

@@ -182,7 +182,7 @@ def cell_arguments(flagfile: Path, method_flags: str, sparsity: float, run_dir: 
 
 
 def run_cell(arguments: list[str], run_dir: Path) -> subprocess.CompletedProcess:
-    run_dir.mkdir(parents=True, exist_ok=True)
+    artifacts.claim_folder(run_dir, "--output_dir")  # the cell's log goes in its run folder
     with open(run_dir / "bench.log", "w", encoding="utf-8") as log:
         return subprocess.run([sys.executable, "-m", "pipeline.run", *arguments],
                               stdout=log, stderr=subprocess.STDOUT)
@@ -549,6 +549,7 @@ def bench(out_dir: Path) -> int:
                                    out_dir / "cache", list(FLAGS.run_flag))
         check_cell(f"{task}/{name}/{sparsity:g}", arguments)
         sweep.append((task, name, sparsity, run_dir, arguments))
+    artifacts.claim_folder(out_dir, "--output_dir")
     context = {**machine(), "git_commit": git_commit()}
     results = out_dir / "results.jsonl"
     artifacts.atomic_write_text(results, "")
@@ -572,7 +573,7 @@ def main(argv: list[str]) -> None:
         sys.exit(2)
     try:
         sys.exit(bench(Path(FLAGS.output_dir).expanduser().resolve()))
-    except (BenchError, OSError) as error:
+    except (BenchError, artifacts.ForeignFolderError, OSError) as error:
         sys.stderr.write(f"error: {error}\n")
         sys.exit(2)
 

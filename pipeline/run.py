@@ -187,9 +187,16 @@ def run_stage(stage: Stage, config: PipelineConfig, run_dir: Path, key: dict) ->
 def run_pipeline(config: PipelineConfig) -> dict:
     """Runs the selected stages in order; returns each stage's summary."""
     run_dir = Path(config.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    claim_folders(config)
     with artifacts.run_lock(run_dir):
         return _run_locked(config, run_dir)
+
+
+def claim_folders(config: PipelineConfig) -> None:
+    """Marks the run and cache folders as the pipeline's, or refuses folders it did not make."""
+    artifacts.claim_folder(Path(config.output_dir), "--output_dir")
+    if config.cache_dir:
+        artifacts.claim_folder(Path(config.cache_dir), "--cache_dir")
 
 
 def _run_locked(config: PipelineConfig, run_dir: Path) -> dict:
@@ -229,6 +236,13 @@ def _run_locked(config: PipelineConfig, run_dir: Path) -> dict:
     return summaries
 
 
+def exit_for_os_error(error: OSError, config: PipelineConfig) -> None:
+    """Permissions, a full disk, a folder where a file should be: one line, exit 1."""
+    sys.stderr.write(f"error: {error.strerror or error} ({error.filename}); check that "
+                     f"{config.output_dir} is writable and the disk has room\n")
+    sys.exit(1)
+
+
 def main(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """Exit 2: bad input, before any work; exit 1: a stage or the machine failed."""
     if len(argv) > 1:
@@ -240,13 +254,16 @@ def main(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> None:
         check_dataset(config.data)
         vectors.check(config)
         distribute.check(config)
-        output = Path(config.output_dir)
-        if output.exists() and not output.is_dir():
-            raise ConfigError(f"--output_dir={output} is a file, not a folder; choose a folder "
-                              "for the run")
     except (ConfigError, DataError) as error:
         sys.stderr.write(f"error: {error}\n")
         sys.exit(2)
+    try:
+        claim_folders(config)  # before any worker writes, so none sees another's first file
+    except artifacts.ForeignFolderError as error:
+        sys.stderr.write(f"error: {error}\n")
+        sys.exit(2)
+    except OSError as error:
+        exit_for_os_error(error, config)
     logging.set_verbosity(logging.INFO)
     distribute.start(config)
     config = distribute.for_this_worker(config)
@@ -257,10 +274,8 @@ def main(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> None:
             ValueError) as error:
         sys.stderr.write(f"error: {error}\n")
         sys.exit(1)
-    except OSError as error:  # permissions, a full disk, a folder where a file should be
-        sys.stderr.write(f"error: {error.strerror or error} ({error.filename}); check that "
-                         f"{config.output_dir} is writable and the disk has room\n")
-        sys.exit(1)
+    except OSError as error:
+        exit_for_os_error(error, config)
     if "bundle" in config.stages:
         logging.info("done: bundle in %s", Path(config.output_dir) / "bundle")
     else:

@@ -5,8 +5,10 @@ tests build what they need (a tiny untrained bundle, stand-in stages); none read
 data or trains.
 """
 import json
+import os
 import random
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -130,7 +132,7 @@ def test_a_changed_cache_entry_is_ignored(stages, tmp_path):
 
 
 def test_a_second_run_in_the_same_folder_is_refused(stages, tmp_path):
-    (tmp_path / "run").mkdir()
+    artifacts.claim_folder(tmp_path / "run", "--output_dir")  # as the first run did
     with artifacts.run_lock(tmp_path / "run"):
         with pytest.raises(artifacts.RunLockedError, match=r"in use by another pipeline.run "
                                                            r"\(pid \d+\)"):
@@ -152,7 +154,7 @@ def test_an_unwritable_output_is_one_error_line(stages, tmp_path, capsys, monkey
     afile = tmp_path / "afile"
     afile.write_text("x")
     status, stderr = run_main([f"--output_dir={afile}", "--dataset=sst2"], capsys)
-    assert status == 2 and "is a file, not a folder" in stderr
+    assert status == 2 and f"--output_dir={afile} is not a folder" in stderr
     status, stderr = run_main([f"--output_dir={afile / 'run'}"], capsys)
     assert status == 1 and "Not a directory" in stderr and "Traceback" not in stderr
 
@@ -162,6 +164,71 @@ def test_an_unwritable_output_is_one_error_line(stages, tmp_path, capsys, monkey
     monkeypatch.setattr(artifacts, "atomic_write_bytes", refuse)
     status, stderr = run_main([f"--output_dir={tmp_path / 'run'}"], capsys)
     assert status == 1 and "Permission denied" in stderr and "is writable" in stderr
+
+
+def test_a_users_folder_is_never_written_or_wiped(stages, tmp_path, capsys):
+    """Issue 32, item 1: a folder with stage-named subfolders and a config.json."""
+    folder = tmp_path / "project"
+    for name in ("data", "train", "bundle"):
+        (folder / name).mkdir(parents=True)
+    (folder / "data" / "precious.csv").write_text("x\n")
+    (folder / "config.json").write_text("{}")
+    before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
+    status, stderr = run_main([f"--output_dir={folder}"], capsys)
+    assert status == 2 and f"--output_dir={folder} already holds files the pipeline did " \
+        "not make" in stderr and "Traceback" not in stderr
+    with pytest.raises(artifacts.ForeignFolderError, match="choose a new or empty folder"):
+        run.run_pipeline(PipelineConfig(output_dir=str(folder)))
+    with pytest.raises(artifacts.ForeignFolderError, match="--cache_dir="):
+        run.run_pipeline(PipelineConfig(output_dir=str(tmp_path / "run"),
+                                        cache_dir=str(folder)))
+    assert stages == []
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before
+    assert (folder / "data" / "precious.csv").read_text() == "x\n"
+    assert (folder / "config.json").read_text() == "{}"
+
+
+def test_the_root_folder_is_refused(capsys):
+    status, stderr = run_main(["--output_dir=/"], capsys)
+    assert status == 2 and "--output_dir=/ already holds files" in stderr
+    assert not Path("/.prune-pipeline-run").exists()
+
+
+def test_a_stage_folder_without_its_record_is_never_replaced(stages, tmp_path):
+    run_dir = tmp_path / "run"
+    artifacts.claim_folder(run_dir, "--output_dir")
+    (run_dir / "train").mkdir()
+    (run_dir / "train" / "notes.txt").write_text("mine")
+    with pytest.raises(artifacts.ForeignFolderError, match=f"{run_dir / 'train'} was not made "
+                                                           "by the pipeline"):
+        run.run_pipeline(PipelineConfig(output_dir=str(run_dir)))
+    assert (run_dir / "train" / "notes.txt").read_text() == "mine"
+    assert stages == ["data", "train"]  # data's output is kept; train's stays in train.partial
+
+
+def test_a_pipeline_folder_and_an_empty_one_are_used(stages, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    run.run_pipeline(PipelineConfig(output_dir=str(empty)))
+    assert (empty / artifacts.RUN_MARKER).is_file()
+    run.run_pipeline(PipelineConfig(output_dir=str(empty), force=True))  # its own folder
+    assert stages == ["data", "train", "prune"] * 2
+
+
+def test_the_run_lock_never_follows_a_link(stages, tmp_path):
+    """Issue 32, item 4: `ln -s victim RUN/.lock` used to truncate the victim."""
+    run_dir, victim = tmp_path / "run", tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    artifacts.claim_folder(run_dir, "--output_dir")
+    (run_dir / artifacts.LOCK_FILE).symlink_to(victim)
+    with pytest.raises(artifacts.RunLockedError, match="must be a plain file"):
+        run.run_pipeline(PipelineConfig(output_dir=str(run_dir)))
+    assert victim.read_text() == "keep me"
+    (run_dir / artifacts.LOCK_FILE).unlink()
+    os.mkfifo(run_dir / artifacts.LOCK_FILE)
+    with pytest.raises(artifacts.RunLockedError, match="is not a plain file"):
+        run.run_pipeline(PipelineConfig(output_dir=str(run_dir)))
+    assert stages == []
 
 
 # Bundles ------------------------------------------------------------------------------
