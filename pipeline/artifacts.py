@@ -322,3 +322,82 @@ def check_bundle(bundle_dir: Path) -> dict:
             raise BundleError(f"bundle file {path} does not match manifest.json's sha256; "
                               "copy the bundle again from the run")
     return manifest
+
+
+class RunFiles:
+    """Where each stage's outputs live in one run directory.
+
+    The runner builds one per run and hands it to stages, tasks, methods and evaluators;
+    they ask it for a split, the vocabulary or a model and never join paths under the run
+    directory themselves, so the layout is written down here once.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+
+    def __repr__(self) -> str:
+        return f"RunFiles({self.run_dir})"
+
+    def stage(self, name: str) -> Path:
+        """The folder a finished stage's outputs are in."""
+        return self.run_dir / name
+
+    def data(self, name: str) -> Path:
+        """A file of the data stage (the task decides which files it writes)."""
+        return self.stage("data") / name
+
+    def split(self, name: str) -> dict:
+        """The arrays the task saved for one split (train, validation, test)."""
+        import numpy as np
+        with np.load(self.data(f"{name}.npz")) as arrays:
+            return {key: arrays[key] for key in arrays.files}
+
+    @property
+    def tokenizer_spec(self) -> Path:
+        return self.data("tokenizer.json")
+
+    @property
+    def vocabulary(self) -> Path:
+        return self.data("vocab.txt")
+
+    @property
+    def labels(self) -> Path:
+        return self.data("labels.txt")
+
+    def label_names(self) -> list[str]:
+        return self.labels.read_text(encoding="utf-8").splitlines()
+
+    def vocabulary_size(self) -> int:
+        """Ids the model embeds (and, for text generation, predicts)."""
+        return read_json(self.tokenizer_spec)["vocabulary_size"]
+
+    @property
+    def trained_model(self) -> Path:
+        """The dense parent: every pruned model's reference."""
+        return self.stage("train") / "model.keras"
+
+    @property
+    def pruned_model(self) -> Path:
+        """The prune stage's model, pruning wrappers included."""
+        return self.stage("prune") / "pruned.keras"
+
+    @property
+    def stripped_model(self) -> Path:
+        return self.stage("strip") / "model.keras"
+
+    @property
+    def keras_sparsity(self) -> Path:
+        return self.stage("strip") / "sparsity.json"
+
+    @property
+    def conversions(self) -> Path:
+        """convert.json: every export's programs, sizes and dense-parent references."""
+        return self.stage("convert") / "convert.json"
+
+    def converted(self, file: str) -> Path:
+        """A .tflite the convert stage wrote (a program of the model or of its parent)."""
+        return self.stage("convert") / file
+
+    @property
+    def metrics(self) -> Path:
+        return self.stage("evaluate") / "metrics.json"

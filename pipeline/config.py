@@ -10,19 +10,18 @@ their values, are the settings part of its key.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
-import typing
 
-STAGE_NAMES = ("data", "train", "prune", "strip", "convert", "evaluate", "bundle")
+from pipeline.stages import NAMES as STAGE_NAMES
+from pipeline.exports import REGISTRY as EXPORT_REGISTRY
+from pipeline.tasks import REGISTRY as TASK_REGISTRY
+
 PRUNABLE_LAYERS = ("embedding", "lstm", "dense")
 PRUNING_SCHEDULES = ("one_shot", "constant", "polynomial_decay", "m_by_n")
 REGULARIZABLE_WEIGHTS = ("embeddings", "kernel", "recurrent_kernel")
-EXPORTS = ("float", "int8")
-TASKS = ("sentiment", "textgen")
+EXPORTS = tuple(EXPORT_REGISTRY)
+TASKS = tuple(TASK_REGISTRY)
 VOCABULARIES = ("wordpiece", "words", "characters")
-TASK_VOCABULARIES = {"sentiment": ("wordpiece", "words"), "textgen": ("characters",)}
 LEARNING_RATE_SCHEDULES = ("constant", "cosine")
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker")  # see pipeline.distribute
 POOLINGS = ("last", "max")
@@ -591,37 +590,13 @@ class PipelineConfig:
         _require(bool(self.output_dir), "--output_dir is empty: give a directory for the run")
         _check_choices(self)
         _require(bool(self.stages), f"--stages is empty: choose from {', '.join(STAGE_NAMES)}")
-        task, vocabulary = self.data.task, self.tokenizer.vocabulary
-        _require(vocabulary in TASK_VOCABULARIES[task], f"--vocabulary={vocabulary} does not "
-                 f"fit --task={task}: use {' or '.join(TASK_VOCABULARIES[task])}")
-        vectors = self.embeddings.pretrained_embeddings
-        _require(not vectors or task == "sentiment", f"--pretrained_embeddings={vectors} "
-                 "are word vectors, for --task=sentiment; the text generation model reads "
-                 "characters")
-        _require(not vectors or vocabulary == "words", f"--pretrained_embeddings={vectors} "
-                 "holds whole words: use --vocabulary=words (WordPiece pieces have no "
-                 "vectors)")
-        _require(not self.data.augment or task == "sentiment", f"--augment="
-                 f"{','.join(self.data.augment)} adds noisy copies of training sentences, for "
-                 "--task=sentiment; the text generation data is one running text")
-        _require(not self.data.negated_phrases or task == "sentiment", f"--negated_phrases="
-                 f"{self.data.negated_phrases} adds negated sentiment phrases, for "
-                 "--task=sentiment")
-        _require(not self.model.bidirectional or task == "sentiment", "--bidirectional reads "
-                 "the text backwards too, which a language model predicting the next character "
-                 "may not do: use it with --task=sentiment")
-        _require(task != "sentiment" or self.eval.long_text_stride <= self.tokenizer.max_length,
-                 f"--long_text_stride={self.eval.long_text_stride} is longer than a window "
-                 f"(--max_length={self.tokenizer.max_length}): tokens between windows would "
-                 "never be read")
         _require(self.bundle.bundle_export in self.convert.exports,
                  f"--bundle_export={self.bundle.bundle_export} is not produced by "
                  f"--exports={','.join(self.convert.exports)}")
-        from pipeline import methods
+        from pipeline import methods, tasks
+        tasks.get(self.data.task).validate(self)
         method = methods.get(self.pruning.pruning_method)
         adversarial = self.hardening.adversarial_sentences
-        _require(not adversarial or task == "sentiment", f"--adversarial_sentences="
-                 f"{adversarial} attacks sentiment sentences, for --task=sentiment")
         _require(not adversarial or method.changes_weights, f"--adversarial_sentences="
                  f"{adversarial} adds attack examples to pruning fine-tuning, which "
                  f"--pruning_method={method.name} does not do: choose magnitude, l1, l2, "
@@ -633,112 +608,15 @@ class PipelineConfig:
 
     def settings(self, names) -> dict:
         """{field: value} of the named fields and sections, as JSON values."""
-        chosen = {}
-        for field in sorted(expand(names)):
-            section = FIELDS[field][0]
-            owner = getattr(self, section) if section else self
-            chosen[field] = getattr(owner, field)
-        return json.loads(json.dumps(chosen))
+        from pipeline import settings
+        return settings.values(self, names)
 
-    def settings_hash(self, names) -> str:
-        """sha256 of the named settings: the identity of what a stage was told."""
-        text = json.dumps(self.settings(names), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()
-
-    def view(self, names, reader: str) -> "ConfigView":
-        return ConfigView(self, expand(names), reader)
+    def view(self, names, reader: str):
+        """The config as a stage sees it: only the named settings (pipeline.settings)."""
+        from pipeline import settings
+        return settings.ConfigView(self, settings.expand(names), reader)
 
     def declares(self, name: str) -> bool:
         """Whether `name` may be read: always, on the whole config (see ConfigView)."""
-        return name in FIELDS
-
-
-RUN_FIELDS = tuple(f.name for f in dataclasses.fields(PipelineConfig) if f.name not in SECTIONS)
-# Fields that choose which code runs (the task, the pruning method): any stage may read them
-# to find that code; the task is part of every stage key, the method where it declares so.
-DISPATCH_FIELDS = ("task", "pruning_method")
-
-
-def _all_fields() -> dict[str, tuple[str | None, dataclasses.Field, object]]:
-    """flag name → (section or None, field, type) for every setting; names are unique."""
-    result = {}
-    owners = [(None, PipelineConfig)] + list(SECTIONS.items())
-    for section, cls in owners:
-        hints = typing.get_type_hints(cls)
-        for field in dataclasses.fields(cls):
-            if field.name in SECTIONS:
-                continue
-            if field.name in result:
-                raise TypeError(f"setting {field.name} is defined twice: flag names must be "
-                                "unique across sections")
-            result[field.name] = (section, field, hints[field.name])
-    return result
-
-
-FIELDS = _all_fields()
-
-
-def expand(names) -> frozenset[str]:
-    """Section names become their fields; field names stay; anything else is a bug."""
-    result = set()
-    for name in names:
-        if name in SECTIONS:
-            result.update(f.name for f in dataclasses.fields(SECTIONS[name]))
-        elif name in FIELDS and name not in RUN_FIELDS:
-            result.add(name)
-        else:
-            raise KeyError(f"{name!r} is neither a config section nor a setting")
-    return frozenset(result)
-
-
-class UndeclaredSettingError(RuntimeError):
-    """Code read a setting its stage did not declare: the stage key would miss it."""
-
-
-class ConfigView:
-    """A stage's window on the config: it can read only the settings its key holds.
-
-    So a stage key cannot miss a setting the stage depends on: reading an undeclared one
-    fails loudly (a programming error, caught by the tests) instead of being silently
-    reused from an old run.
-    """
-
-    def __init__(self, config: PipelineConfig, allowed: frozenset[str], reader: str):
-        self._config, self._allowed, self._reader = config, allowed, reader
-
-    def __getattr__(self, name: str):
-        if name in SECTIONS:
-            return _SectionView(getattr(self._config, name), self._allowed, self._reader)
-        if name in RUN_FIELDS:
-            raise UndeclaredSettingError(f"{self._reader} read --{name}, which only steers the "
-                                         "runner and is in no stage key")
-        raise AttributeError(name)
-
-    def declares(self, name: str) -> bool:
-        """Whether the stage may read `name`: for settings a method reads only when on."""
-        return name in self._allowed
-
-    def settings(self) -> dict:
-        """Every readable setting by section, for a manifest."""
-        result: dict = {}
-        for name in sorted(self._allowed):
-            section = FIELDS[name][0]
-            result.setdefault(section, {})[name] = getattr(getattr(self._config, section), name)
-        return json.loads(json.dumps(result))
-
-
-class _SectionView:
-    def __init__(self, section, allowed: frozenset[str], reader: str):
-        self._section, self._allowed, self._reader = section, allowed, reader
-
-    def __getattr__(self, name: str):
-        fields = {f.name for f in dataclasses.fields(self._section)}
-        if name in fields and name not in self._allowed and name not in DISPATCH_FIELDS:
-            raise UndeclaredSettingError(
-                f"{self._reader} read --{name} without declaring it: add it to the reads of "
-                "the stage, task or pruning method that uses it, so the stage key holds it")
-        if name not in fields and not fields <= self._allowed:
-            raise UndeclaredSettingError(
-                f"{self._reader} called {type(self._section).__name__}.{name}(), which reads "
-                "the whole section: declare the section")
-        return getattr(self._section, name)
+        from pipeline import settings
+        return name in settings.FIELDS

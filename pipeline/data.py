@@ -97,15 +97,28 @@ def parse_file_uri(dataset: str, schemes=FILE_SCHEMES) -> tuple[str, Path] | Non
     return None
 
 
-def check_dataset(config: DataConfig) -> None:
-    """Fails fast on a --dataset that is neither registered for the task nor a file URI."""
-    textgen = config.task == "textgen"
-    names, schemes = (CORPORA, (TEXT_SCHEME,)) if textgen else (REGISTRY, FILE_SCHEMES)
+def check_labelled_dataset(config: DataConfig) -> None:
+    """check_dataset for labelled texts: a registered name (REGISTRY) or a table file, which
+    needs its label values."""
+    if check_dataset(config, REGISTRY, FILE_SCHEMES) and len(config.labels) < 2:
+        raise DataError(f"--dataset={config.dataset} needs --labels: the label values in class "
+                        "order (at least two, e.g. --labels=0,1), so that a typo in one row "
+                        "cannot become a class of its own")
+
+
+def check_corpus(config: DataConfig) -> None:
+    """check_dataset for one running text: a registered corpus (CORPORA) or a text file."""
+    check_dataset(config, CORPORA, (TEXT_SCHEME,))
+
+
+def check_dataset(config: DataConfig, names, schemes: tuple[str, ...]) -> Path | None:
+    """Fails fast on a --dataset that is neither one of the task's registered `names` nor
+    a file URI of one of its `schemes`; returns the file, if it is one."""
     if config.data_dir and not Path(config.data_dir).expanduser().is_dir():
         raise DataError(f"--data_dir={config.data_dir} is not a folder; give the local mirror "
                         "that holds <dataset>/ (or leave it empty to use TFDS)")
     if config.dataset in names:
-        return
+        return None
     uri = parse_file_uri(config.dataset, schemes)
     if uri is None:
         raise DataError(f"--dataset={config.dataset} is not a registered {config.task} "
@@ -113,10 +126,7 @@ def check_dataset(config: DataConfig) -> None:
                         f"({', '.join(s + ':PATH' for s in schemes)})")
     if not uri[1].is_file():
         raise DataError(f"--dataset={config.dataset}: file {uri[1]} does not exist")
-    if not textgen and len(config.labels) < 2:
-        raise DataError(f"--dataset={config.dataset} needs --labels: the label values in class "
-                        "order (at least two, e.g. --labels=0,1), so that a typo in one row "
-                        "cannot become a class of its own")
+    return uri[1]
 
 
 def source_files(config: DataConfig) -> list[Path]:
@@ -262,7 +272,7 @@ def _load_tfds(config: DataConfig, spec: RegisteredDataset) -> dict[str, Example
 
 def load_splits(config: DataConfig) -> Splits:
     """Reads, validates and splits the configured dataset into train/validation/test."""
-    check_dataset(config)
+    check_labelled_dataset(config)
     malformed: dict[str, int] = {}
     sources: dict[str, str] = {}
     uri = parse_file_uri(config.dataset)
@@ -351,7 +361,7 @@ def _read_text(path: Path) -> str:
 
 def load_text_splits(config: DataConfig) -> TextSplits:
     """Reads a language-model corpus and splits it by characters into train/validation/test."""
-    check_dataset(config)
+    check_corpus(config)
     uri = parse_file_uri(config.dataset, (TEXT_SCHEME,))
     if uri:
         parts = split_text(_read_text(uri[1]))

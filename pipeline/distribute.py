@@ -23,8 +23,8 @@ import json
 import os
 
 from pipeline.config import ConfigError, PipelineConfig
+from pipeline.stages import STAGES, TRAINING
 
-TRAINING_STAGES = ("train", "prune")  # every worker must run these together
 _strategy = None
 
 
@@ -90,7 +90,7 @@ def start(config: PipelineConfig) -> None:
 
 def scope(stage: str):
     """The strategy's scope for a training stage (models, optimizers and fit inside it)."""
-    if _strategy is None or stage not in TRAINING_STAGES:
+    if _strategy is None or stage not in TRAINING:
         return contextlib.nullcontext()
     return _strategy.scope()
 
@@ -98,7 +98,7 @@ def scope(stage: str):
 def runs_on_every_worker(stage: str) -> bool:
     """Whether the stage must run now, never skipped or restored from the cache: in a
     multi-worker run all workers must train together."""
-    return _worker() is not None and stage in TRAINING_STAGES
+    return _worker() is not None and stage in TRAINING
 
 
 def _worker() -> Worker | None:
@@ -114,7 +114,8 @@ def for_this_worker(config: PipelineConfig) -> PipelineConfig:
     worker = _worker()
     if worker is None or worker.is_chief:
         return config
-    stages = tuple(s for s in config.stages if s in ("data", *TRAINING_STAGES))
+    needed = set(TRAINING).union(*(stage.inputs for stage in STAGES if stage.trains))
+    stages = tuple(s for s in config.stages if s in needed)
     return dataclasses.replace(
         config, output_dir=os.path.join(config.output_dir, "workers", str(worker.index)),
         stages=stages, cache_dir="")

@@ -13,6 +13,7 @@ import os
 from absl import flags
 
 from pipeline import config as cfg
+from pipeline import settings
 
 FLAGS = flags.FLAGS
 PAIRS = tuple[tuple[str, float], ...]
@@ -41,7 +42,7 @@ def _format_pair(pair: tuple[str, float]) -> str:
 
 def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     """One absl flag per setting; the type decides the kind of flag."""
-    for name, (_, field, kind) in cfg.FIELDS.items():
+    for name, (_, field, kind) in settings.FIELDS.items():
         help_text, default = _help(field, kind), _default(field)
         common = {"flag_values": flag_values, "module_name": "pipeline.config"}
         if kind is bool:
@@ -85,10 +86,20 @@ def _value(name: str, kind, raw):
 def config_from_flags(values=FLAGS) -> cfg.PipelineConfig:
     """Builds the frozen config; raises ConfigError naming the offending flag."""
     grouped: dict = {None: {}, **{section: {} for section in cfg.SECTIONS}}
-    for name, (section, _, kind) in cfg.FIELDS.items():
+    for name, (section, _, kind) in settings.FIELDS.items():
         grouped[section][name] = _value(name, kind, getattr(values, name))
     sections = {name: cls(**grouped[name]) for name, cls in cfg.SECTIONS.items()}
     return cfg.PipelineConfig(**grouped[None], **sections)
+
+
+def parse_values(argv: list[str]) -> flags.FlagValues:
+    """pipeline.run's flags parsed from these arguments alone (flagfiles expanded): which
+    were given (`values[name].present`) and their values, before any config check."""
+    from pipeline import cli
+    values = flags.FlagValues()
+    define_flags(values)
+    values(["pipeline.run"] + cli.expand_flagfiles(argv))
+    return values
 
 
 def parse_config(argv: list[str]) -> cfg.PipelineConfig:
@@ -97,8 +108,4 @@ def parse_config(argv: list[str]) -> cfg.PipelineConfig:
     Raises ConfigError (or absl's flags.Error, or cli.FlagfileError) naming the problem;
     used to check every cell of a sweep before any of them runs.
     """
-    from pipeline import cli
-    values = flags.FlagValues()
-    define_flags(values)
-    values(["pipeline.run"] + cli.expand_flagfiles(argv))
-    return config_from_flags(values)
+    return config_from_flags(parse_values(argv))

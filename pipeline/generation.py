@@ -268,14 +268,15 @@ def load_keras_generator(run_dir: Path):
     from models.textgen import build_step_model
     from pipeline import artifacts
     from pipeline.reference_tokenizer import SpecError, read_spec_and_vocabulary
-    path = run_dir / "strip" / "model.keras"
+    files = artifacts.RunFiles(run_dir)
+    path = files.stripped_model
     if not path.is_file():
         raise GenerateError(f"{path} does not exist: --keras takes a textgen run directory "
                             "whose strip stage has finished")
     try:
-        spec, vocabulary = read_spec_and_vocabulary(run_dir / "data")
+        spec, vocabulary = read_spec_and_vocabulary(files.stage("data"))
     except (OSError, ValueError, KeyError, TypeError, SpecError) as error:
-        raise GenerateError(f"{run_dir / 'data'} has no usable tokenizer.json and vocab.txt "
+        raise GenerateError(f"{files.stage('data')} has no usable tokenizer.json and vocab.txt "
                             f"({error}); rerun the run's data stage") from None
     if spec.get("algorithm") != "characters":
         raise GenerateError(f"{run_dir} is a {spec.get('algorithm')} (sentiment) run; "

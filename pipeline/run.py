@@ -10,7 +10,6 @@ untouched on failure.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import json
@@ -19,42 +18,18 @@ import sys
 import time
 from importlib import metadata
 from pathlib import Path
-from types import ModuleType
 
 from absl import app, flags, logging
 
 import models
 import pipeline
-from pipeline import artifacts, cli, distribute, methods, tasks, vectors
+from pipeline import artifacts, cli, distribute, methods, tasks
 from pipeline import flags as pipeline_flags
 from pipeline.config import SECTIONS, ConfigError, PipelineConfig
-from pipeline.data import DataError, check_dataset
-from pipeline.stages import StageError
-from pipeline.stages import bundle, convert, evaluate, prune, strip, train
-from pipeline.stages import data as data_stage
+from pipeline.data import DataError
+from pipeline.stages import STAGES, Stage, StageError
 
 KEY_FILE = "key.json"
-
-
-@dataclasses.dataclass(frozen=True)
-class Stage:
-    name: str
-    module: ModuleType
-    reads: tuple[str, ...]   # settings (fields or sections) the stage itself reads
-    inputs: tuple[str, ...]  # earlier stages whose outputs it reads
-
-
-# The task and the pruning method add what their part of each stage reads.
-STAGES = (
-    Stage("data", data_stage, (), ()),
-    Stage("train", train, ("model", "train"), ("data",)),
-    Stage("prune", prune, ("train", "pruning_method", "hardening"), ("data", "train")),
-    Stage("strip", strip, (), ("prune",)),
-    Stage("convert", convert, ("exports",), ("train", "strip")),
-    Stage("evaluate", evaluate, ("latency_runs",), ("data", "train", "strip", "convert")),
-    # The manifest records every setting, so the bundle reads them all.
-    Stage("bundle", bundle, tuple(SECTIONS), ("data", "convert", "evaluate")),
-)
 
 
 def source_fingerprint(packages: dict[str, Path], version: str) -> str:
@@ -86,7 +61,9 @@ def later_stages(name: str) -> list[str]:
 
 def stage_settings(stage: Stage, config: PipelineConfig) -> tuple[str, ...]:
     """Everything the stage may read: its own, its task's and its pruning method's reads."""
-    return (("task",) + stage.reads + tasks.for_config(config).reads(stage.name, config)
+    own = tuple(SECTIONS) if stage.reads_everything else stage.reads
+    extra = getattr(stage.module, "reads", lambda _: ())(config)
+    return (("task",) + own + extra + tasks.for_config(config).reads(stage.name, config)
             + methods.for_config(config).reads(stage.name, config))
 
 
@@ -171,7 +148,7 @@ def run_stage(stage: Stage, config: PipelineConfig, run_dir: Path, key: dict) ->
     start = time.monotonic()
     view = config.view(stage_settings(stage, config), f"stage {stage.name}")
     with distribute.scope(stage.name):
-        summary = stage.module.run(view, run_dir, partial)
+        summary = stage.module.run(view, artifacts.RunFiles(run_dir), partial)
     (partial / KEY_FILE).unlink()
     record = {**key, "stage": stage.name, "summary": summary,
               "elapsed_s": round(time.monotonic() - start, 2),
@@ -251,8 +228,7 @@ def main(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> None:
         sys.exit(2)
     try:
         config = pipeline_flags.config_from_flags(flag_values)
-        check_dataset(config.data)
-        vectors.check(config)
+        tasks.for_config(config).check_inputs(config)
         distribute.check(config)
     except (ConfigError, DataError) as error:
         sys.stderr.write(f"error: {error}\n")

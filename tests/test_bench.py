@@ -8,6 +8,7 @@ from importlib import metadata
 import pytest
 
 from pipeline import bench as bench_module
+from pipeline.bench import report, sweep
 
 pytestmark = pytest.mark.slow  # real data and training: the integration layer
 
@@ -86,7 +87,7 @@ def test_dense_training_is_shared_through_the_cache(smoke_bench):
 def test_doctored_baseline_makes_the_gate_fail(smoke_bench, shared_data, tmp_path, monkeypatch,
                                               capsys):
     rows = read_rows(smoke_bench)
-    assert bench_module.regressions(rows, rows, 0.01, 0.02, 0.25) == []
+    assert report.regressions(rows, rows, 0.01, 0.02, 0.25) == []
     doctored = tmp_path / "baseline.jsonl"
     target = next(r for r in rows if r["method"] == "magnitude" and r["export"] == "int8")
     target["metric_value"] += 0.05  # the baseline claims a better model than we have now
@@ -94,7 +95,7 @@ def test_doctored_baseline_makes_the_gate_fail(smoke_bench, shared_data, tmp_pat
     # The same sweep again, in this process; its cells ran in the fixture, so running one
     # is reading its results back (a real rerun would skip every stage, at 10 s a cell).
     monkeypatch.setenv("PIPELINE_DATA_DIR", str(shared_data))
-    monkeypatch.setattr(bench_module, "run_cell",
+    monkeypatch.setattr(sweep, "run_cell",
                         lambda arguments, run_dir: subprocess.CompletedProcess(arguments, 0))
     bench_module.FLAGS.unparse_flags()
     bench_module.FLAGS(["pipeline.bench", "--smoke", *TASKS, *METHODS, "--sparsities=0,0.5,0.8",

@@ -4,6 +4,7 @@ import json
 import pytest
 
 from pipeline import bench
+from pipeline.bench import plan, report, sweep
 from tests.conftest import REPO
 
 GOOD_ROW = {"task": "sentiment", "method": "dense", "target_sparsity": 0.0, "export": "int8",
@@ -21,49 +22,49 @@ GOOD_ROW = {"task": "sentiment", "method": "dense", "target_sparsity": 0.0, "exp
 def test_a_bad_baseline_is_named_with_its_line(tmp_path, text, message):
     path = tmp_path / "baseline.jsonl"
     path.write_text(text)
-    with pytest.raises(bench.BenchError, match=message):
-        bench.load_baseline(str(path))
-    with pytest.raises(bench.BenchError, match="cannot be read"):
-        bench.load_baseline(str(tmp_path / "missing.jsonl"))
+    with pytest.raises(plan.BenchError, match=message):
+        report.load_baseline(str(path))
+    with pytest.raises(plan.BenchError, match="cannot be read"):
+        report.load_baseline(str(tmp_path / "missing.jsonl"))
 
 
 def test_a_good_baseline_loads(tmp_path):
     rows = [GOOD_ROW, {**GOOD_ROW, "export": "float"}]
     path = tmp_path / "baseline.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows) + "\n")
-    assert bench.load_baseline(str(path)) == rows
+    assert report.load_baseline(str(path)) == rows
 
 
 def test_a_bad_cell_is_refused_before_the_sweep(tmp_path):
-    flagfile = bench.resolve_flagfile("sentiment", "configs/sentiment.flags", smoke=True)
+    flagfile = plan.resolve_flagfile("sentiment", "configs/sentiment.flags", smoke=True)
     assert flagfile == REPO / "configs" / "sentiment_smoke.flags"
-    good = bench.cell_arguments(flagfile, "--pruning_method=none", 0.0, tmp_path / "r",
+    good = plan.cell_arguments(flagfile, "--pruning_method=none", 0.0, tmp_path / "r",
                                 tmp_path / "c", [f"--data_dir={tmp_path}"])
-    bench.check_cell("sentiment/dense/0", good)
-    bad = bench.cell_arguments(flagfile, "--pruning_method=l1 --l1=1e-6", 0.8, tmp_path / "r",
+    plan.check_cell("sentiment/dense/0", good)
+    bad = plan.cell_arguments(flagfile, "--pruning_method=l1 --l1=1e-6", 0.8, tmp_path / "r",
                                tmp_path / "c", [])
-    with pytest.raises(bench.BenchError, match="cell sentiment/l1/0.8: .*--pruning_schedule="
+    with pytest.raises(plan.BenchError, match="cell sentiment/l1/0.8: .*--pruning_schedule="
                                                "one_shot"):
-        bench.check_cell("sentiment/l1/0.8", bad)
-    vectors = bench.cell_arguments(flagfile, "--pretrained_embeddings=glove-6b-50d", 0.8,
+        plan.check_cell("sentiment/l1/0.8", bad)
+    vectors = plan.cell_arguments(flagfile, "--pretrained_embeddings=glove-6b-50d", 0.8,
                                    tmp_path / "r", tmp_path / "c", [f"--data_dir={tmp_path}"])
-    with pytest.raises(bench.BenchError, match="cell sentiment/magnitude/0.8: .*has 50 "
+    with pytest.raises(plan.BenchError, match="cell sentiment/magnitude/0.8: .*has 50 "
                                                "dimensions but --embedding_dim=16"):
-        bench.check_cell("sentiment/magnitude/0.8", vectors)
-    with pytest.raises(bench.BenchError, match="flagfile not found"):
-        bench.resolve_flagfile("x", "configs/missing.flags", smoke=False)
-    with pytest.raises(bench.BenchError, match="--smoke needs"):
-        bench.resolve_flagfile("x", "configs/compare.flags", smoke=True)
+        plan.check_cell("sentiment/magnitude/0.8", vectors)
+    with pytest.raises(plan.BenchError, match="flagfile not found"):
+        plan.resolve_flagfile("x", "configs/missing.flags", smoke=False)
+    with pytest.raises(plan.BenchError, match="--smoke needs"):
+        plan.resolve_flagfile("x", "configs/compare.flags", smoke=True)
 
 
 def test_the_gate_names_every_kind_of_regression():
     row = {**GOOD_ROW, "latency_median_ms": 1.0}
     worse = {**row, "metric_value": 0.7, "gzip_bytes": 1100, "latency_ratio_vs_dense": 1.5}
-    found = bench.regressions([worse], [row], 0.01, 0.02, 0.25)
+    found = report.regressions([worse], [row], 0.01, 0.02, 0.25)
     assert [line.split(": ", 1)[1].split(" ")[0] for line in found] == \
         ["accuracy", "gzip'd", "latency"]
-    assert bench.regressions([row], [row], 0.01, 0.02, 0.25) == []
-    assert bench.regressions([], [row], 0.01, 0.02, 0.25) == \
+    assert report.regressions([row], [row], 0.01, 0.02, 0.25) == []
+    assert report.regressions([], [row], 0.01, 0.02, 0.25) == \
         ["sentiment/dense/0.0/int8: row missing from this run"]
 
 
@@ -73,24 +74,25 @@ def test_methods_with_their_own_target_run_once():
                "structured@0.5": "--pruning_method=structured --structured_units=0.5 "
                                  "--final_sparsity=0",
                "small_dense": "--pruning_method=none --lstm_units=64"}
-    assert bench.cells({"sentiment": "x"}, methods, [0, 0.5, 0.8], smoke=False) == [
+    assert plan.cells({"sentiment": "x"}, methods, [0, 0.5, 0.8], smoke=False) == [
         ("sentiment", "dense", 0.0), ("sentiment", "magnitude", 0.5),
         ("sentiment", "magnitude", 0.8), ("sentiment", "structured@0.5", 0.0),
         ("sentiment", "small_dense", 0.0)]
-    with pytest.raises(bench.BenchError, match="--final_sparsity=high is not a number"):
-        bench.fixed_sparsity("--final_sparsity=high")
+    with pytest.raises(plan.BenchError, match="--method flags '--final_sparsity=high': .*"
+                                             "final_sparsity=high"):
+        plan.cells({"sentiment": "x"}, {"m": "--final_sparsity=high"}, [0.5], smoke=False)
 
 
 def test_a_task_prefix_restricts_a_method_to_that_task():
     methods = {"dense": "--pruning_method=none",
                "textgen/small_dense@0.5": "--pruning_method=none --lstm_units=256"}
     tasks = {"sentiment": "x", "textgen": "y"}
-    assert bench.cells(tasks, methods, [0, 0.8], smoke=True) == [
+    assert plan.cells(tasks, methods, [0, 0.8], smoke=True) == [
         ("sentiment", "dense", 0.0), ("textgen", "dense", 0.0),
         ("textgen", "textgen/small_dense@0.5", 0.0)]
-    assert bench.method_name("textgen/small_dense@0.5") == ("textgen", "small_dense@0.5")
-    with pytest.raises(bench.BenchError, match="--method=imdb/dense: no --task named imdb"):
-        bench.cells(tasks, {"imdb/dense": "--pruning_method=none"}, [0], smoke=False)
+    assert plan.method_name("textgen/small_dense@0.5") == ("textgen", "small_dense@0.5")
+    with pytest.raises(plan.BenchError, match="--method=imdb/dense: no --task named imdb"):
+        plan.cells(tasks, {"imdb/dense": "--pruning_method=none"}, [0], smoke=False)
 
 
 def test_smoke_runs_one_point_of_each_line():
@@ -101,27 +103,27 @@ def test_smoke_runs_one_point_of_each_line():
                "textgen/structured@0.9": "--pruning_method=structured "
                                          "--structured_units=0.9 --final_sparsity=0"}
     tasks = {"sentiment": "x", "textgen": "y"}
-    assert bench.cells(tasks, methods, [0, 0.5, 0.8, 0.9], smoke=True) == [
+    assert plan.cells(tasks, methods, [0, 0.5, 0.8, 0.9], smoke=True) == [
         ("sentiment", "dense", 0.0), ("sentiment", "magnitude", 0.8),
         ("sentiment", "structured@0.5", 0.0),
         ("textgen", "dense", 0.0), ("textgen", "magnitude", 0.8),
         ("textgen", "structured@0.5", 0.0), ("textgen", "textgen/structured@0.9", 0.0)]
-    assert len(bench.cells(tasks, methods, [0, 0.5, 0.8, 0.9], smoke=False)) == 15
+    assert len(plan.cells(tasks, methods, [0, 0.5, 0.8, 0.9], smoke=False)) == 15
 
 
 def test_smoke_flags_keep_the_named_tasks_and_methods():
     tasks = {"sentiment": "x", "sentiment_bidirectional": "y", "textgen": "z"}
     methods = {"dense": "a", "magnitude": "b", "sentiment/l1": "c", "small_dense@0.5": "d"}
-    assert bench.smoke_subset(tasks, methods, [], [], "dense") == (tasks, methods)
-    kept = bench.smoke_subset(tasks, methods, ["sentiment", "textgen"],
+    assert plan.smoke_subset(tasks, methods, [], [], "dense") == (tasks, methods)
+    kept = plan.smoke_subset(tasks, methods, ["sentiment", "textgen"],
                               ["dense", "sentiment/l1"], "dense")
     assert kept == ({"sentiment": "x", "textgen": "z"}, {"dense": "a", "sentiment/l1": "c"})
-    with pytest.raises(bench.BenchError, match="--smoke_tasks=imdb: imdb not among"):
-        bench.smoke_subset(tasks, methods, ["imdb"], [], "dense")
-    with pytest.raises(bench.BenchError, match="--smoke_methods=dense,l1: l1 not among"):
-        bench.smoke_subset(tasks, methods, [], ["dense", "l1"], "dense")
-    with pytest.raises(bench.BenchError, match="must include --dense_method=dense"):
-        bench.smoke_subset(tasks, methods, [], ["magnitude"], "dense")
+    with pytest.raises(plan.BenchError, match="--smoke_tasks=imdb: imdb not among"):
+        plan.smoke_subset(tasks, methods, ["imdb"], [], "dense")
+    with pytest.raises(plan.BenchError, match="--smoke_methods=dense,l1: l1 not among"):
+        plan.smoke_subset(tasks, methods, [], ["dense", "l1"], "dense")
+    with pytest.raises(plan.BenchError, match="must include --dense_method=dense"):
+        plan.smoke_subset(tasks, methods, [], ["magnitude"], "dense")
 
 
 def test_jobs_train_each_parent_once():
@@ -129,37 +131,37 @@ def test_jobs_train_each_parent_once():
     sweep = [("sentiment", "dense", 0.0), ("sentiment", "l2", 0.5), ("sentiment", "l2", 0.8),
              ("textgen", "dense", 0.0), ("textgen", "magnitude", 0.8),
              ("sentiment", "structured@0.5", 0.0)]
-    assert bench.job_groups(sweep, "dense") == [[[0], [3]], [[1, 2], [4], [5]]]
-    assert bench.job_groups(sweep[1:3], "dense") == [[[0, 1]]]
+    assert plan.job_groups(sweep, "dense") == [[[0], [3]], [[1, 2], [4], [5]]]
+    assert plan.job_groups(sweep[1:3], "dense") == [[[0, 1]]]
 
 
 def test_every_cell_of_the_nightly_flagfile_validates(tmp_path, monkeypatch):
     """configs/nightly.flags: every cell's config is valid (datasets not looked up)."""
     from pipeline import data
-    monkeypatch.setattr(data, "check_dataset", lambda config: None)
+    monkeypatch.setattr(data, "check_dataset", lambda config, names, schemes: None)
     bench.FLAGS.unparse_flags()
     bench.FLAGS(["pipeline.bench", f"--flagfile={REPO / 'configs' / 'nightly.flags'}"])
-    tasks = bench.parse_pairs(bench.FLAGS.task, "task")
-    methods = bench.parse_pairs(bench.FLAGS.method, "method")
+    tasks = plan.parse_pairs(bench.FLAGS.task, "task")
+    methods = plan.parse_pairs(bench.FLAGS.method, "method")
     labels = set()
-    for task, method, sparsity in bench.cells(
+    for task, method, sparsity in plan.cells(
             tasks, methods, [float(s) for s in bench.FLAGS.sparsities], smoke=False):
-        flagfile = bench.resolve_flagfile(task, tasks[task], smoke=False)
-        bench.check_cell(task, bench.cell_arguments(flagfile, methods[method], sparsity,
+        flagfile = plan.resolve_flagfile(task, tasks[task], smoke=False)
+        plan.check_cell(task, plan.cell_arguments(flagfile, methods[method], sparsity,
                                                     tmp_path / "run", tmp_path / "cache", []))
-        labels.add(f"{task}/{bench.method_name(method)[1]}")
+        labels.add(f"{task}/{plan.method_name(method)[1]}")
     assert {"textgen_stacked/l2", "sentiment_bidirectional/magnitude",
             "textgen/structured@0.5", "sentiment/structured@0.9",
             "sentiment/structured+levels@0.5"} <= labels
-    smoke = bench.cells(*bench.smoke_subset(tasks, methods, bench.FLAGS.smoke_tasks,
+    smoke = plan.cells(*plan.smoke_subset(tasks, methods, bench.FLAGS.smoke_tasks,
                                             bench.FLAGS.smoke_methods, bench.FLAGS.dense_method),
                         [float(s) for s in bench.FLAGS.sparsities], smoke=True)
-    assert [f"{task}/{bench.method_name(method)[1]}" for task, method, _ in smoke] == [
+    assert [f"{task}/{plan.method_name(method)[1]}" for task, method, _ in smoke] == [
         "sentiment/dense", "sentiment/magnitude", "sentiment/l2", "sentiment/l1",
         "sentiment/structured+magnitude@0.5", "textgen/dense", "textgen/magnitude",
         "textgen/l2", "textgen/structured@0.5"]
     for task in {task for task, _, _ in smoke}:
-        bench.resolve_flagfile(task, tasks[task], smoke=True)
+        plan.resolve_flagfile(task, tasks[task], smoke=True)
     bench.FLAGS.unparse_flags()
 
 
@@ -167,7 +169,7 @@ def test_latency_ratios_are_against_the_dense_method():
     rows = [{**GOOD_ROW, "method": method, "latency_median_ms": ms, "target_sparsity": 0.0,
              "latency_ratio_vs_dense": None}
             for method, ms in (("dense", 2.0), ("small_dense", 0.5), ("structured@0.5", 1.0))]
-    bench.add_latency_ratios(rows, "dense")
+    sweep.add_latency_ratios(rows, "dense")
     assert [r["latency_ratio_vs_dense"] for r in rows] == [1.0, 0.25, 0.5]
 
 
@@ -175,7 +177,7 @@ def test_a_ratio_paired_in_evaluate_is_kept_over_the_cross_cell_one():
     rows = [{**GOOD_ROW, "method": method, "latency_median_ms": ms, "target_sparsity": 0.0,
              "latency_ratio_vs_dense": paired}
             for method, ms, paired in (("dense", 2.0, None), ("structured@0.5", 1.0, 0.3))]
-    bench.add_latency_ratios(rows, "dense")
+    sweep.add_latency_ratios(rows, "dense")
     assert [r["latency_ratio_vs_dense"] for r in rows] == [1.0, 0.3]
 
 

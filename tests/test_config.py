@@ -9,6 +9,7 @@ from absl import flags as absl_flags
 from pipeline import cli
 from pipeline import config as cfg
 from pipeline import flags as pipeline_flags
+from pipeline import settings
 from tests.conftest import REPO
 
 
@@ -46,12 +47,12 @@ def test_bundle_export_must_be_converted():
                            bundle=cfg.BundleConfig(bundle_export="int8"))
 
 
-def test_settings_hash_tracks_only_the_named_settings():
+def test_settings_hold_only_the_named_settings():
     base = cfg.PipelineConfig(output_dir="a")
     changed = cfg.PipelineConfig(output_dir="b", pruning=cfg.PruningConfig(final_sparsity=0.5))
-    assert base.settings_hash(("model", "train")) == changed.settings_hash(("model", "train"))
-    assert base.settings_hash(("pruning",)) != changed.settings_hash(("pruning",))
-    assert base.settings_hash(("final_sparsity",)) != changed.settings_hash(("final_sparsity",))
+    assert base.settings(("model", "train")) == changed.settings(("model", "train"))
+    assert base.settings(("pruning",)) != changed.settings(("pruning",))
+    assert base.settings(("final_sparsity",)) != changed.settings(("final_sparsity",))
     assert base.settings(("seed", "model"))["embedding_dim"] == 128
     with pytest.raises(KeyError, match="'output_dir' is neither"):
         base.settings(("output_dir",))
@@ -61,11 +62,11 @@ def test_a_view_reads_only_declared_settings():
     view = cfg.PipelineConfig(output_dir="a").view(("train", "max_length"), "stage test")
     assert view.train.epochs == 4 and view.tokenizer.max_length == 64
     assert view.data.task == "sentiment"  # the task picks the code: always readable
-    with pytest.raises(cfg.UndeclaredSettingError, match="stage test read --vocabulary_size"):
+    with pytest.raises(settings.UndeclaredSettingError, match="stage test read --vocabulary_size"):
         view.tokenizer.vocabulary_size
-    with pytest.raises(cfg.UndeclaredSettingError, match="PruningConfig.targets"):
+    with pytest.raises(settings.UndeclaredSettingError, match="PruningConfig.targets"):
         view.pruning.targets()
-    with pytest.raises(cfg.UndeclaredSettingError, match="--output_dir"):
+    with pytest.raises(settings.UndeclaredSettingError, match="--output_dir"):
         view.output_dir
     assert view.settings() == {"train": dataclasses.asdict(cfg.TrainConfig()),
                                "tokenizer": {"max_length": 64}}
@@ -75,8 +76,8 @@ def test_every_setting_is_one_flag_with_its_default_and_help(monkeypatch):
     monkeypatch.delenv("PIPELINE_DATA_DIR", raising=False)
     values = absl_flags.FlagValues()
     pipeline_flags.define_flags(values)
-    assert set(values) == set(cfg.FIELDS)
-    for name, (_, field, _) in cfg.FIELDS.items():
+    assert set(values) == set(settings.FIELDS)
+    for name, (_, field, _) in settings.FIELDS.items():
         assert len(values[name].help) > 10, name
         assert values[name].default == (list(field.default) if isinstance(field.default, tuple)
                                         else field.default), name
@@ -195,7 +196,7 @@ def run_main(args, tmp_path, capsys):
     (["--adversarial_sentences=100", "--pruning_method=none"],
      "which --pruning_method=none does not do"),
     (["--task=textgen", "--dataset=tiny_shakespeare", "--vocabulary=characters",
-      "--adversarial_sentences=100"], "attacks sentiment sentences, for --task=sentiment"),
+      "--adversarial_sentences=100"], "attacks sentiment sentences: use it with --task=sentiment"),
     (["--distribution=multi_worker"], "--distribution=multi_worker needs TF_CONFIG"),
     (["--pruning_method=l2", "--l2=1e-5", "--pruning_schedule=one_shot",
       "--pruning_layers=lstm,dense", "--regularized_weights=embeddings,kernel"],

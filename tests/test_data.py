@@ -33,7 +33,7 @@ def test_missing_mirror_and_offline_tfds_names_every_place_tried(tmp_path):
 def test_unknown_dataset_name():
     with pytest.raises(data.DataError,
                        match="--dataset=nope is not a registered sentiment dataset"):
-        data.check_dataset(DataConfig(dataset="nope"))
+        data.check_labelled_dataset(DataConfig(dataset="nope"))
 
 
 def write_tsv(path, rows, header="label\ttext"):
@@ -124,9 +124,9 @@ def test_useless_data_is_refused(tmp_path, rows, labels, message):
 def test_file_datasets_declare_their_labels_and_data_dir_must_exist(tmp_path):
     path = write_tsv(tmp_path / "d.tsv", balanced(200))
     with pytest.raises(data.DataError, match="needs --labels"):
-        data.check_dataset(DataConfig(dataset=f"tsv:{path}", text_column="text"))
+        data.check_labelled_dataset(DataConfig(dataset=f"tsv:{path}", text_column="text"))
     with pytest.raises(data.DataError, match="--data_dir=.*/typo is not a folder"):
-        data.check_dataset(DataConfig(dataset="sst2", data_dir=str(tmp_path / "typo")))
+        data.check_labelled_dataset(DataConfig(dataset="sst2", data_dir=str(tmp_path / "typo")))
 
 
 def test_a_broken_jsonl_line_is_named(tmp_path):

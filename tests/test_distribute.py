@@ -10,7 +10,6 @@ import pytest
 
 from pipeline import artifacts, distribute, pruning
 from pipeline.config import ConfigError, PipelineConfig, TrainConfig
-from pipeline.stages import prune as prune_stage
 from tests.conftest import REPO
 
 
@@ -89,7 +88,7 @@ def start_worker(run_dir, data_dir, tf_config_value):
 
 
 def stripped_weights(run_dir):
-    model = artifacts.load_keras_model(run_dir / "prune" / prune_stage.MODEL_FILE,
+    model = artifacts.load_keras_model(artifacts.RunFiles(run_dir).pruned_model,
                                        scope=pruning.load_scope())
     return pruning.strip(model)
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from pipeline import artifacts, data, litert, run
+from pipeline import metrics as metrics_file
 from pipeline.config import DataConfig, EvalConfig, PipelineConfig
 from pipeline.predict import Classifier
 from pipeline.reference_tokenizer import ReferenceTokenizer
@@ -58,12 +59,13 @@ def test_tflite_matches_keras_and_keeps_the_zeros(smoke_run):
     keras_probs = stripped.predict(test_ids, verbose=0)
     tflite_probs = litert.Runner(run_dir / "convert" / "model_float.tflite").predict(test_ids)
     np.testing.assert_allclose(tflite_probs, keras_probs, atol=1e-4)
-    metrics = artifacts.read_json(run_dir / "evaluate" / "metrics.json")
+    metrics = metrics_file.read(run_dir / "evaluate" / "metrics.json")
     expected = np.mean(np.argmax(tflite_probs, 1) == test_labels)
-    assert metrics["tflite"]["float"]["test"]["accuracy"] == pytest.approx(expected)
-    assert metrics["tflite"]["float"]["latency"]["runs"] >= 200
+    assert metrics.value("accuracy", "float", "test") == pytest.approx(expected)
+    assert metrics.details["latency"]["float"]["latency"]["runs"] >= 200
+    files = metrics.details["size"]["files"]
     for export in ("float", "int8"):
-        per_weight = metrics["tflite"][export]["sparsity"]
+        per_weight = files[export]["sparsity"]
         assert set(per_weight) == {"embedding/embeddings", "lstm_0/kernel",
                                    "lstm_0/recurrent_kernel", "classifier/kernel"}
         assert per_weight["lstm_0/kernel"]["tensors"] == 4
@@ -71,7 +73,7 @@ def test_tflite_matches_keras_and_keeps_the_zeros(smoke_run):
             assert entry["sparsity"] >= 0.75, (export, name, entry)
     keras_sparsity = artifacts.read_json(run_dir / "strip" / "sparsity.json")
     assert keras_sparsity["lstm_0/kernel"]["zeros"] == \
-        metrics["tflite"]["float"]["sparsity"]["lstm_0/kernel"]["zeros"]
+        files["float"]["sparsity"]["lstm_0/kernel"]["zeros"]
     sizes = artifacts.read_json(run_dir / "convert" / "convert.json")
     assert sizes["int8"]["gzip_bytes"] < sizes["float"]["gzip_bytes"]
     assert sizes["float"]["gzip_compression_vs_dense_float"] == pytest.approx(
@@ -95,12 +97,11 @@ def test_reference_tokenizer_reproduces_the_run_ids(smoke_run, shared_data):
 
 def test_the_smoke_model_learned_something(smoke_run):
     run_dir, _ = smoke_run
-    metrics = artifacts.read_json(run_dir / "evaluate" / "metrics.json")
+    metrics = metrics_file.read(run_dir / "evaluate" / "metrics.json")
     labels = np.load(run_dir / "data" / "test.npz")["labels"]
     majority = max(np.mean(labels), 1 - np.mean(labels))
-    for name, entry in [("dense", metrics["keras"]["dense"]),
-                        *metrics["tflite"].items()]:
-        assert entry["test"]["accuracy"] >= majority + 0.08, (name, majority)
+    for model in ("keras dense", "float", "int8"):
+        assert metrics.value("accuracy", model, "test") >= majority + 0.08, (model, majority)
 
 
 def test_predict_uses_the_bundle_alone(smoke_run, shared_data, tmp_path):

@@ -6,7 +6,8 @@ import tf_keras
 from pipeline import artifacts, tokenizer
 from pipeline.config import HardeningConfig, PipelineConfig, TokenizerConfig
 from pipeline.stages import StageError
-from pipeline.tasks import save_split, sentiment, write_tokenizer_files
+from pipeline.tasks import sentiment
+from pipeline.tasks.base import save_split, write_tokenizer_files
 from pipeline.tasks.sentiment import SentimentTask
 from tests.test_robustness import toy_neighbours
 
@@ -56,7 +57,8 @@ def harden(run_dir, vocabulary, polarity, **settings):
     out_dir = run_dir / "prune"
     out_dir.mkdir(exist_ok=True)
     model = word_model(vocabulary, polarity)
-    return SentimentTask().harden(model, config, run_dir, out_dir), config
+    return (SentimentTask().harden(model, config, artifacts.RunFiles(run_dir), out_dir),
+            config)
 
 
 def test_flips_on_training_sentences_join_the_fine_tuning_data_with_their_labels(run_dir):
@@ -70,7 +72,7 @@ def test_flips_on_training_sentences_join_the_fine_tuning_data_with_their_labels
     assert adversarial["the film is fine and the cast is too"] == \
         "the film is meh and the cast is too"
     assert summary["examples_added"] == 2 * len(found["samples"])
-    fit = task.fit_data(config, folder, seed=1)
+    fit = task.fit_data(config, artifacts.RunFiles(folder), seed=1)
     x, y = fit.arguments["x"], fit.arguments["y"]
     assert len(x) == len(SENTENCES) + summary["examples_added"]
     expected = tokenizer.encode(list(adversarial.values()), vocabulary, config.tokenizer)
@@ -79,7 +81,7 @@ def test_flips_on_training_sentences_join_the_fine_tuning_data_with_their_labels
     assert (extra[len(expected):] == expected).all()
     labels = {sample["adversarial"]: sample["label"] for sample in found["samples"]}
     assert list(y[len(SENTENCES):]) == [labels[t] for t in adversarial.values()] * 2
-    assert SentimentTask().fit_data(config, folder, seed=1).arguments["x"].shape[0] == \
+    assert SentimentTask().fit_data(config, artifacts.RunFiles(folder), seed=1).arguments["x"].shape[0] == \
         len(SENTENCES)
 
 

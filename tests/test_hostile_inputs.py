@@ -21,7 +21,7 @@ from pipeline import flags as pipeline_flags
 from pipeline.config import ModelConfig, PipelineConfig, TokenizerConfig
 from pipeline.reference_tokenizer import ReferenceTokenizer, SpecError
 from pipeline.stages import StageError, convert
-from pipeline.tasks import write_tokenizer_files
+from pipeline.tasks.base import write_tokenizer_files
 from pipeline.tasks.sentiment import SentimentTask
 
 TEXTS = ["a gorgeous , witty film", "dull and lifeless", "I didn't like it at all",
@@ -103,7 +103,7 @@ def fake_stage(name, calls):
 def stages(monkeypatch):
     calls = []
     monkeypatch.setattr(run, "STAGES", tuple(
-        run.Stage(name, fake_stage(name, calls), (), inputs)
+        run.Stage(name, (), inputs, stand_in=fake_stage(name, calls))
         for name, inputs in (("data", ()), ("train", ("data",)), ("prune", ("train",)))))
     return calls
 

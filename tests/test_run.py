@@ -23,9 +23,9 @@ def fake_stage(name, calls, fail=False):
 @pytest.fixture
 def stages(monkeypatch):
     calls = []
-    fakes = (run.Stage("data", fake_stage("data", calls), ("data",), ()),
-             run.Stage("train", fake_stage("train", calls), ("train",), ("data",)),
-             run.Stage("prune", fake_stage("prune", calls), ("pruning",), ("train",)))
+    fakes = (run.Stage("data", ("data",), (), stand_in=fake_stage("data", calls)),
+             run.Stage("train", ("train",), ("data",), stand_in=fake_stage("train", calls)),
+             run.Stage("prune", ("pruning",), ("train",), stand_in=fake_stage("prune", calls)))
     monkeypatch.setattr(run, "STAGES", fakes)
     return calls
 
@@ -94,8 +94,8 @@ def test_failed_stage_keeps_the_previous_good_output(stages, tmp_path, monkeypat
     good = (tmp_path / "run" / "prune" / "out.txt").read_text()
     record = artifacts.stage_record(tmp_path / "run" / "prune")
     broken = list(run.STAGES)
-    broken[2] = run.Stage("prune", fake_stage("prune", stages, fail=True), ("pruning",),
-                          ("train",))
+    broken[2] = run.Stage("prune", ("pruning",), ("train",),
+                          stand_in=fake_stage("prune", stages, fail=True))
     monkeypatch.setattr(run, "STAGES", tuple(broken))
     with pytest.raises(StageError, match="prune broke"):
         run.run_pipeline(config(tmp_path, pruning=PruningConfig(final_sparsity=0.5)))

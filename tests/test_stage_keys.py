@@ -10,9 +10,10 @@ import dataclasses
 import pytest
 
 from pipeline import run
-from pipeline.config import (FIELDS, STAGE_NAMES, DataConfig, EmbeddingsConfig,
-                             HardeningConfig, ModelConfig, PipelineConfig, PruningConfig,
-                             RegularizationConfig, StructuredConfig, TokenizerConfig)
+from pipeline.config import (STAGE_NAMES, DataConfig, EmbeddingsConfig, HardeningConfig,
+                             ModelConfig, PipelineConfig, PruningConfig, RegularizationConfig,
+                             StructuredConfig, TokenizerConfig)
+from pipeline.settings import FIELDS
 
 BASES = {
     "magnitude": PipelineConfig(),

@@ -192,7 +192,7 @@ def test_token_counts_cover_an_epoch_of_arrays_or_datasets_and_leave_padding_out
     import tensorflow as tf
 
     from pipeline.methods.structured import token_counts
-    from pipeline.tasks import FitData
+    from pipeline.tasks.base import FitData
     x = np.array([[0, 0, 3, 4], [0, 2, 3, 3], [1, 1, 1, 1]], dtype="int32")
     y = np.zeros(3, dtype="int32")
     arrays = FitData({"x": x, "y": y, "batch_size": 2}, steps_per_epoch=2)

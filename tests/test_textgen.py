@@ -11,6 +11,7 @@ import tf_keras
 
 from models.textgen import build_step_model, build_textgen_model
 from pipeline import artifacts, data, generation, litert, run
+from pipeline import metrics as metrics_file
 from pipeline.config import (ConfigError, DataConfig, ModelConfig, PipelineConfig,
                              PruningConfig, TokenizerConfig)
 from pipeline.reference_tokenizer import CharacterTokenizer
@@ -65,9 +66,9 @@ def test_task_mismatches_fail_with_the_fix(tmp_path):
         PipelineConfig(output_dir="x", data=DataConfig(task="textgen",
                                                        dataset="tiny_shakespeare"))
     with pytest.raises(data.DataError, match="not a registered textgen dataset"):
-        data.check_dataset(DataConfig(task="textgen", dataset="sst2"))
+        data.check_corpus(DataConfig(task="textgen", dataset="sst2"))
     with pytest.raises(data.DataError, match="does not exist"):
-        data.check_dataset(DataConfig(task="textgen", dataset=f"text:{tmp_path}/none.txt"))
+        data.check_corpus(DataConfig(task="textgen", dataset=f"text:{tmp_path}/none.txt"))
     short = tmp_path / "short.txt"
     short.write_text("too short")
     with pytest.raises(data.DataError, match="at least 1,000"):
@@ -87,28 +88,31 @@ def test_bundle_and_metrics(textgen_run):
     assert set(litert.op_names(bundle / "model.tflite")) <= BUILTIN_STEP_OPS
     generator = generation.GenerateRunner(bundle / "generate.tflite")
     assert manifest["generate"]["input"]["uniforms"]["shape"] == [generator.block]
-    metrics = artifacts.read_json(textgen_run / "evaluate" / "metrics.json")
+    metrics = metrics_file.read(textgen_run / "evaluate" / "metrics.json")
     prompt, length = SMOKE_FLAGS["--sample_prompt"], int(SMOKE_FLAGS["--sample_length"])
-    assert set(metrics["samples"]) == {"keras_dense", "keras_stripped", "tflite_float",
-                                       "tflite_int8"}
+    samples = metrics.details["samples"]["texts"]
+    assert set(samples) == {"keras_dense", "keras_stripped", "tflite_float", "tflite_int8"}
     report = (textgen_run / "evaluate" / "report.md").read_text()
-    for label, sample in metrics["samples"].items():
+    for label, sample in samples.items():
         assert sample.startswith(prompt) and len(sample) == len(prompt) + length
         assert f"## Sample: {label}\n\n```\n{sample}\n```" in report
     for export in ("float", "int8"):
-        entry = metrics["tflite"][export]
-        assert entry["test"]["perplexity"] == pytest.approx(math.exp(entry["test"]["loss"]),
-                                                            rel=1e-3)
-        assert abs(entry["parity_gap_nats"]) <= float(SMOKE_FLAGS["--loss_parity_tolerance"])
+        test = metrics.scores(export, "test")
+        assert test["perplexity"] == pytest.approx(math.exp(test["loss"]), rel=1e-3)
+        assert abs(metrics.value("parity_gap_nats", export, "test")) <= \
+            float(SMOKE_FLAGS["--loss_parity_tolerance"])
+        speed = metrics.details["generation_speed"][export]
         for key in ("characters_per_second", "characters_per_second_numpy"):
-            assert entry[key]["runs"] >= 15
-            paired = entry[f"{key}_vs_dense"]  # timed alternately with the parent, per round
-            assert len(paired["per_round"]) == entry[key]["runs"]
+            assert speed[key]["runs"] >= 15
+            paired = speed[f"{key}_vs_dense"]  # timed alternately with the parent, per round
+            assert len(paired["per_round"]) == speed[key]["runs"]
             assert paired["ratio"] == pytest.approx(np.median(paired["per_round"]))
-        assert entry["in_graph_sample_identical"] is True
-        assert entry["pruned_sparsity"] >= 0.79
-        assert entry["sparsity"]["lstm_0/kernel"]["tensors"] == 4
-        for name, weight in entry["sparsity"].items():  # read from the .tflite, per weight
+            assert metrics.value(f"{key}_vs_dense", export) == paired["ratio"]
+        assert metrics.value("in_graph_sample_identical", export) is True
+        assert metrics.value("pruned_sparsity", export) >= 0.79
+        files = metrics.details["size"]["files"][export]
+        assert files["sparsity"]["lstm_0/kernel"]["tensors"] == 4
+        for name, weight in files["sparsity"].items():  # read from the .tflite, per weight
             assert weight["sparsity"] >= 0.75, (export, name, weight)
 
 
@@ -252,7 +256,7 @@ def test_timing_inputs_give_a_step_model_a_running_state(tmp_path):
     assert values["token_id"].tolist() == [0]
     for name in ("h_0", "c_0", "h_1", "c_1"):
         assert np.all(values[name] != 0) and np.all(np.abs(values[name]) < 1), name
-    assert textgen.step_latency(runner, 5)["median_ms"] > 0
+    assert litert.time_calls(runner.interpreter.invoke, 5)["median_ms"] > 0
 
 
 def test_the_generate_model_clamps_k(tmp_path):
@@ -336,7 +340,8 @@ def test_generate_command_handles_unknown_characters_and_bad_input(textgen_run):
     assert keras.returncode == 0, keras.stderr[-2000:]
     assert keras.stdout.startswith("ROMEO:")
     manifest = json.loads((bundle / "manifest.json").read_text())
-    assert manifest["metrics"]["characters_per_second"]["median"] > 0
+    shipped = {(m["name"], m["model"]): m["value"] for m in manifest["metrics"]}
+    assert shipped["characters_per_second", manifest["export"]] > 0
     for args, message in [(["--length=10000000"], "--length=10000000 must be in [1, 100,000]"),
                           (["--temperature=nan"], "--temperature=nan must be a finite")]:
         refused = generate_cli(f"--bundle={bundle}", "--prompt=ROMEO:", *args)

@@ -4,6 +4,7 @@ import sys
 import numpy as np
 import pytest
 
+from pipeline import metrics as metrics_file
 from pipeline import tokenizer, vectors
 from pipeline.config import (ConfigError, EmbeddingsConfig, ModelConfig, PipelineConfig,
                              TokenizerConfig)
@@ -146,11 +147,14 @@ def test_a_glove_run_with_structured_pruning_opens_the_vocabulary_and_ships_smal
     # 8 units reading 38 dimensions: each gate block is under 1,024 weights, so the
     # converter left this LSTM float, and convert says so.
     assert artifacts.read_json(run_dir / "convert" / "convert.json")["int8"]["float_lstms"] == 1
-    metrics = artifacts.read_json(run_dir / "evaluate" / "metrics.json")
-    assert metrics["tflite"]["int8"]["latency_vs_dense"]["dense_median_ms"] > 0
-    assert metrics["tflite"]["int8"]["latency_vs_dense"]["inputs"].startswith(
+    metrics = metrics_file.read(run_dir / "evaluate" / "metrics.json")
+    paired = metrics.details["latency"]["int8"]["latency_vs_dense"]
+    assert paired["dense_median_ms"] > 0
+    assert paired["inputs"].startswith(
         "a test example's ids")  # not all padding, whose embedding row the grid zeroed
-    assert set(metrics["behaviour"]) == {"float", "int8", "dense float", "dense int8"}
-    assert metrics["behaviour"]["dense int8"]["plain"] >= 0.6  # GloVe: "good" is not "awful"
-    assert set(metrics["long_text"]["int8"]) == {"first", "windows"}
-    assert metrics["long_text"]["int8"]["windows"]["inputs_per_text"] > 1.5
+    assert {m.model for m in metrics.select("behaviour.plain")} == {
+        "float", "int8", "dense float", "dense int8"}
+    assert metrics.value("behaviour.plain", "dense int8") >= 0.6  # GloVe: "good" is not "awful"
+    assert {m.name.split(".")[1] for m in metrics.select(model="int8", split="validation")
+            if m.name.startswith("long_text.")} == {"first", "windows"}
+    assert metrics.value("long_text.windows.inputs_per_text", "int8", "validation") > 1.5

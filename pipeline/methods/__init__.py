@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import tf_keras
 
+    from pipeline.artifacts import RunFiles
     from pipeline.config import PipelineConfig
 
 # name → "module:class"; modules load only when a method is used.
@@ -49,7 +50,7 @@ class PruningMethod:
         """Model-builder key → tf_keras regularizer, for the train stage."""
         return {}
 
-    def prune(self, model: tf_keras.Model, config, task, run_dir: Path,
+    def prune(self, model: tf_keras.Model, config, task, files: RunFiles,
               out_dir: Path) -> tuple[tf_keras.Model, dict]:
         """The prune stage's work on the trained model: (model to save, summary)."""
         raise NotImplementedError

@@ -5,7 +5,8 @@ import shutil
 
 import tf_keras
 
-from pipeline import pruning, resume, tasks
+from pipeline import pruning, resume
+from pipeline.tasks.base import compile_model, keras_verbosity
 from pipeline.config import ConfigError
 from pipeline.methods import OWNED_SECTIONS, PruningMethod, require_defaults
 from pipeline.stages import StageError
@@ -28,11 +29,11 @@ class MagnitudePruning(PruningMethod):
     def pruned_kinds(self, config) -> tuple[str, ...]:
         return tuple(config.pruning.pruning_layers)
 
-    def prune(self, model, config, task, run_dir, out_dir):
+    def prune(self, model, config, task, files, out_dir):
         cfg = config.pruning
         tf_keras.utils.set_random_seed(config.train.seed)
         # Another seed than dense training: fine-tuning sees fresh random windows.
-        fit = task.fit_data(config, run_dir, seed=config.train.seed + 1)
+        fit = task.fit_data(config, files, seed=config.train.seed + 1)
         steps_per_epoch = fit.steps_per_epoch
         end_step = pruning.resolve_end_step(cfg, steps_per_epoch)
         total_steps = steps_per_epoch * cfg.pruning_epochs
@@ -47,9 +48,9 @@ class MagnitudePruning(PruningMethod):
         keep_best = pruning.KeepBestAtTarget(end_step, steps_per_epoch, task.monitor,
                                              task.monitor_mode, state_folder=progress)
         log = resume.EpochLog(progress)
-        tasks.compile_model(pruned, task, cfg.pruning_learning_rate, config.train, total_steps)
+        compile_model(pruned, task, cfg.pruning_learning_rate, config.train, total_steps)
         pruned.fit(
-            **fit.arguments, epochs=cfg.pruning_epochs, verbose=tasks.keras_verbosity(),
+            **fit.arguments, epochs=cfg.pruning_epochs, verbose=keras_verbosity(),
             callbacks=[*pruning.callbacks(str(out_dir / "tensorboard")), log, keep_best,
                        tf_keras.callbacks.BackupAndRestore(str(out_dir / "backup"))])
         history = log.history()

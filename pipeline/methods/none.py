@@ -11,5 +11,5 @@ class NoPruning(PruningMethod):
     def validate(self, config) -> None:
         require_defaults(config, self.name, OWNED_SECTIONS)
 
-    def prune(self, model, config, task, run_dir, out_dir):
+    def prune(self, model, config, task, files, out_dir):
         return model, {"method": self.name}

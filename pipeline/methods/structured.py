@@ -17,7 +17,8 @@ import itertools
 import numpy as np
 import tensorflow as tf
 
-from pipeline import pruning, surgery, tasks
+from pipeline import pruning, surgery
+from pipeline.tasks.base import FitData, compile_model, keras_verbosity
 from pipeline.config import ConfigError
 from pipeline.methods.magnitude import MagnitudePruning
 
@@ -27,7 +28,7 @@ def kept(size: int, fraction: float) -> int:
     return size - int(round(size * fraction))
 
 
-def training_batches(fit: tasks.FitData, count: int):
+def training_batches(fit: FitData, count: int):
     """Up to `count` (inputs, targets) training batches, for Taylor importance."""
     arguments = fit.arguments
     if isinstance(arguments["x"], tf.data.Dataset):
@@ -36,7 +37,7 @@ def training_batches(fit: tasks.FitData, count: int):
     return [(x[i:i + size], y[i:i + size]) for i in range(0, min(len(x), count * size), size)]
 
 
-def token_counts(fit: tasks.FitData, vocabulary_size: int, padding_id: int | None) -> np.ndarray:
+def token_counts(fit: FitData, vocabulary_size: int, padding_id: int | None) -> np.ndarray:
     """How often each id occurs in one epoch of training inputs, padding left out."""
     counts = np.zeros(vocabulary_size)
     for x, _ in training_batches(fit, fit.steps_per_epoch):
@@ -103,9 +104,9 @@ class StructuredPruning(MagnitudePruning):
         """The layer kinds the magnitude phase prunes (none if every target is 0)."""
         return tuple(kind for kind, target in config.pruning.targets().items() if target > 0)
 
-    def prune(self, model, config, task, run_dir, out_dir):
+    def prune(self, model, config, task, files, out_dir):
         cfg = config.structured
-        fit = task.fit_data(config, run_dir, seed=config.train.seed + 1)
+        fit = task.fit_data(config, files, seed=config.train.seed + 1)
         layout = surgery.Layout.of(model)
         original = {"embedding": layout.embedding.output_dim,
                     **{lstm.name: lstm.units for lstm in layout.lstms}}
@@ -120,13 +121,13 @@ class StructuredPruning(MagnitudePruning):
                 model, removed = self.remove(model, config, task, fit, original, share,
                                              counts if rotating else None)
                 steps.append({"epoch": epoch, **removed})
-                tasks.compile_model(model, task, config.pruning.pruning_learning_rate,
+                compile_model(model, task, config.pruning.pruning_learning_rate,
                                     config.train, fit.steps_per_epoch *
                                     (cfg.structured_epochs - epoch))
             arguments = dict(fit.arguments)
             if isinstance(arguments["x"], tf.data.Dataset):  # fresh windows every epoch
                 arguments["x"] = arguments["x"].skip(epoch * fit.steps_per_epoch)
-            logs = model.fit(**arguments, epochs=1, verbose=tasks.keras_verbosity()).history
+            logs = model.fit(**arguments, epochs=1, verbose=keras_verbosity()).history
             history.append({key: float(values[-1]) for key, values in logs.items()})
             value = history[-1][task.monitor]
             better = best is None or (value > best[0] if task.monitor_mode == "max"
@@ -146,7 +147,7 @@ class StructuredPruning(MagnitudePruning):
             summary["embedding_grid"] = self.coarsen_embedding(model, cfg, counts, rotating)
         if not self.magnitude_kinds(config):
             return model, summary
-        model, magnitude = super().prune(model, config, task, run_dir, out_dir)
+        model, magnitude = super().prune(model, config, task, files, out_dir)
         summary["magnitude_history"] = magnitude.pop("history")
         return model, {**summary, "magnitude": {**magnitude, "method": "magnitude"}}
 

@@ -2,12 +2,15 @@
 generation's generate.tflite), vocabulary, tokenizer spec and a manifest."""
 from __future__ import annotations
 
+import dataclasses
 import platform
 from importlib import metadata
 from pathlib import Path
 
 from pipeline import artifacts, litert, tasks
+from pipeline import metrics as metrics_file
 from pipeline.config import PipelineConfig
+from pipeline.metrics import MetricsFile
 from pipeline.stages import StageError
 
 PACKAGES = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "keras-nlp",
@@ -25,14 +28,13 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
+def run(config: PipelineConfig, files: artifacts.RunFiles, out_dir: Path) -> dict:
     task = tasks.for_config(config)
     export = config.bundle.bundle_export
-    metrics = artifacts.read_json(run_dir / "evaluate" / "metrics.json")
-    shipped = metrics["tflite"][export]
-    sources = {"model.tflite": run_dir / "convert" / shipped["file"],
-               "vocab.txt": run_dir / "data" / "vocab.txt",
-               "tokenizer.json": run_dir / "data" / "tokenizer.json"}
+    metrics = read_metrics(files)
+    shipped = metrics.details["size"]["files"][export]
+    sources = {"model.tflite": files.converted(shipped["file"]),
+               "vocab.txt": files.vocabulary, "tokenizer.json": files.tokenizer_spec}
     for name, source in sources.items():
         artifacts.copy_file(source, out_dir / name)
     # Ship only the file that was evaluated, and only if it loads and runs.
@@ -40,31 +42,30 @@ def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
         raise StageError(f"{sources['model.tflite']} is not the file evaluate measured (sha256 "
                          "differs); rerun --stages=convert,evaluate,bundle")
     litert.check_runs(out_dir / "model.tflite")
-    task_fields = task.bundle(config, run_dir, out_dir, metrics)
-    files = COMMON_FILES + tuple(task_fields.pop("files"))
+    task_fields = task.bundle(config, files, out_dir, metrics)
+    bundled = COMMON_FILES + tuple(task_fields.pop("files"))
     primary = task.primary_metric
     manifest = {
         "task": task.name,
         "export": export,
         "program": task.shipped_program,
         "files": {name: {"sha256": artifacts.sha256_file(out_dir / name),
-                         "bytes": (out_dir / name).stat().st_size} for name in files},
+                         "bytes": (out_dir / name).stat().st_size} for name in bundled},
         **task_fields,
-        "metrics": {"test": shipped["test"], "validation": shipped["validation"],
-                    "latency": shipped["latency"], "gzip_bytes": shipped["gzip_bytes"],
-                    "gzip_compression_vs_dense_float":
-                        shipped["gzip_compression_vs_dense_float"],
-                    "keras_dense_test": metrics["keras"]["dense"]["test"],
-                    "keras_stripped_test": metrics["keras"]["stripped"]["test"],
-                    **{key: shipped[key] for key in ("characters_per_second",
-                                                     "characters_per_second_vs_dense",
-                                                     "characters_per_second_numpy",
-                                                     "characters_per_second_numpy_vs_dense",
-                                                     "latency_vs_dense") if key in shipped}},
+        # The shipped file's records and its Keras sources' (see pipeline.metrics).
+        "metrics": [dataclasses.asdict(m) for m in metrics.metrics
+                    if m.model in (export, "keras dense", "keras stripped")],
         "sparsity": {"per_weight": shipped["sparsity"],
-                     "pruned_weights_element_weighted": shipped["pruned_sparsity"]},
+                     "pruned_weights_element_weighted": metrics.get("pruned_sparsity", export)},
         "versions": package_versions(),
         "config": config.settings(),
     }
     artifacts.atomic_write_json(out_dir / "manifest.json", manifest)
-    return {"export": export, f"test_{primary}": round(shipped["test"][primary], 4)}
+    return {"export": export, f"test_{primary}": round(metrics.value(primary, export, "test"), 4)}
+
+
+def read_metrics(files: artifacts.RunFiles) -> MetricsFile:
+    try:
+        return metrics_file.read(files.metrics)
+    except metrics_file.MetricsError as error:
+        raise StageError(f"{error}: --stages=evaluate,bundle") from None

@@ -14,11 +14,9 @@ from pathlib import Path
 import tensorflow as tf
 from absl import logging
 
-from pipeline import artifacts, litert, methods, pruning, tasks
+from pipeline import artifacts, exports, litert, methods, pruning, tasks
 from pipeline.config import PipelineConfig
 from pipeline.stages import StageError
-from pipeline.stages import strip as strip_stage
-from pipeline.stages import train as train_stage
 
 
 def tflite_name(program: str, export: str) -> str:
@@ -33,8 +31,7 @@ def to_tflite(concrete, model, export: str) -> bytes:
     weights.variables_of_the_model = list(model.weights)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], weights)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if export == "int8":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    exports.REGISTRY[export].configure(converter)
     return converter.convert()
 
 
@@ -58,8 +55,8 @@ def keras_layer_names(model) -> dict[str, list[str]]:
     return names
 
 
-def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
-    model = artifacts.load_keras_model(run_dir / "strip" / strip_stage.MODEL_FILE)
+def run(config: PipelineConfig, files: artifacts.RunFiles, out_dir: Path) -> dict:
+    model = artifacts.load_keras_model(files.stripped_model)
     layer_names = keras_layer_names(model)
     task = tasks.for_config(config)
     shipped = task.shipped_program
@@ -67,8 +64,7 @@ def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
     if not methods.for_config(config).changes_weights:
         dense = flatbuffers
     else:  # the unpruned parent's timed programs, converted the same way: the reference
-        dense = convert_all(artifacts.load_keras_model(run_dir / "train" /
-                                                       train_stage.MODEL_FILE), config,
+        dense = convert_all(artifacts.load_keras_model(files.trained_model), config,
                             task.paired_programs)
     report = {}
     for export, programs in flatbuffers.items():
@@ -86,7 +82,7 @@ def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
                              f"{entry['programs']['model']['ops']}); the phone would run a "
                              "slow unrolled loop")
         entry["sparsity"] = litert.weight_sparsity(window, layer_names)
-        if export == "int8":
+        if exports.REGISTRY[export].integer_weights:
             entry["float_lstms"] = litert.float_lstms(window)
             if entry["float_lstms"]:
                 logging.warning(
@@ -110,7 +106,7 @@ def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
     for entry in report.values():
         entry["gzip_compression_vs_dense_float"] = (dense_float / entry["gzip_bytes"]
                                                     if dense_float else None)
-    artifacts.atomic_write_json(out_dir / "convert.json", report)
+    artifacts.atomic_write_json(out_dir / files.conversions.name, report)
     return {export: {"bytes": r["bytes"], "gzip_bytes": r["gzip_bytes"],
                      "gzip_compression_vs_dense_float": r["gzip_compression_vs_dense_float"]}
             for export, r in report.items()}

@@ -7,7 +7,7 @@ from pipeline import artifacts, data, tasks, vectors
 from pipeline.config import PipelineConfig
 
 
-def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
+def run(config: PipelineConfig, files: artifacts.RunFiles, out_dir: Path) -> dict:
     stats = tasks.for_config(config).prepare_data(config, out_dir)
     artifacts.atomic_write_json(out_dir / "stats.json", stats)
     return stats

@@ -8,21 +8,19 @@ import tf_keras
 
 from pipeline import artifacts, methods, pruning, tasks
 from pipeline.config import PipelineConfig
-from pipeline.stages import train as train_stage
-
-MODEL_FILE = "pruned.keras"
 
 
-def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
+
+def run(config: PipelineConfig, files: artifacts.RunFiles, out_dir: Path) -> dict:
     task, method = tasks.for_config(config), methods.for_config(config)
     tf_keras.utils.set_random_seed(config.train.seed)
-    model = artifacts.load_keras_model(run_dir / "train" / train_stage.MODEL_FILE)
+    model = artifacts.load_keras_model(files.trained_model)
     before = pruning.magnitude_histograms(model)
-    task, hardening = task.harden(model, config, run_dir, out_dir)
-    pruned, summary = method.prune(model, config, task, run_dir, out_dir)
+    task, hardening = task.harden(model, config, files, out_dir)
+    pruned, summary = method.prune(model, config, task, files, out_dir)
     if hardening:
         summary["hardening"] = hardening
-    artifacts.save_keras_model(pruned, out_dir / MODEL_FILE)
+    artifacts.save_keras_model(pruned, out_dir / files.pruned_model.name)
     artifacts.atomic_write_json(out_dir / "histograms.json", {
         "before": before, "after": pruning.magnitude_histograms(pruning.strip(pruned))})
     artifacts.atomic_write_json(out_dir / "history.json", summary)

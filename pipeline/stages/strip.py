@@ -5,16 +5,14 @@ from pathlib import Path
 
 from pipeline import artifacts, pruning
 from pipeline.config import PipelineConfig
-from pipeline.stages import prune as prune_stage
-
-MODEL_FILE = "model.keras"
 
 
-def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
-    wrapped = artifacts.load_keras_model(run_dir / "prune" / prune_stage.MODEL_FILE,
+
+def run(config: PipelineConfig, files: artifacts.RunFiles, out_dir: Path) -> dict:
+    wrapped = artifacts.load_keras_model(files.pruned_model,
                                          scope=pruning.load_scope())
     stripped = pruning.strip(wrapped)
-    artifacts.save_keras_model(stripped, out_dir / MODEL_FILE)
+    artifacts.save_keras_model(stripped, out_dir / files.stripped_model.name)
     measured = pruning.weight_sparsity(stripped)
-    artifacts.atomic_write_json(out_dir / "sparsity.json", measured)
+    artifacts.atomic_write_json(out_dir / files.keras_sparsity.name, measured)
     return {name: round(entry["sparsity"], 4) for name, entry in measured.items()}

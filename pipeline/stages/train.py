@@ -7,23 +7,23 @@ from pathlib import Path
 import tf_keras
 
 from pipeline import artifacts, methods, resume, tasks
+from pipeline.tasks.base import compile_model, keras_verbosity
 from pipeline.config import PipelineConfig
 
-MODEL_FILE = "model.keras"
 
 
-def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
+def run(config: PipelineConfig, files: artifacts.RunFiles, out_dir: Path) -> dict:
     task = tasks.for_config(config)
     tf_keras.utils.set_random_seed(config.train.seed)
-    fit = task.fit_data(config, run_dir, seed=config.train.seed)
-    model = task.build_model(config, run_dir,
+    fit = task.fit_data(config, files, seed=config.train.seed)
+    model = task.build_model(config, files,
                              regularizers=methods.for_config(config).regularizers(config))
-    tasks.compile_model(model, task, config.train.learning_rate, config.train,
+    compile_model(model, task, config.train.learning_rate, config.train,
                         fit.steps_per_epoch * config.train.epochs)
     progress = out_dir / "progress"
     log = resume.EpochLog(progress)
     model.fit(
-        **fit.arguments, epochs=config.train.epochs, verbose=tasks.keras_verbosity(),
+        **fit.arguments, epochs=config.train.epochs, verbose=keras_verbosity(),
         callbacks=[  # the state-saving callbacks first: see pipeline.resume
             log,
             resume.ResumableEarlyStopping(
@@ -32,7 +32,7 @@ def run(config: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
             # Checkpoints every epoch; a killed run resumes from the last one.
             tf_keras.callbacks.BackupAndRestore(str(out_dir / "backup")),
         ])
-    artifacts.save_keras_model(model, out_dir / MODEL_FILE)
+    artifacts.save_keras_model(model, out_dir / files.trained_model.name)
     history = log.history()
     shutil.rmtree(progress)
     watched = history[task.monitor]

@@ -1,7 +1,6 @@
 """Sentiment classification: left-padded token ids → class probabilities."""
 from __future__ import annotations
 
-import functools
 import math
 import time
 from pathlib import Path
@@ -12,13 +11,12 @@ import tf_keras
 from absl import logging
 
 from models.sentiment import build_sentiment_model
-from pipeline import (artifacts, behaviour, data, litert, long_text, negation, robustness,
-                      tokenizer, vectors)
-from pipeline.config import PipelineConfig
+from pipeline import artifacts, behaviour, data, long_text, negation, robustness, tokenizer, vectors
+from pipeline.config import ConfigError, PipelineConfig
+from pipeline.metrics import MetricsFile
 from pipeline.reference_tokenizer import ReferenceTokenizer, read_spec_and_vocabulary
 from pipeline.stages import StageError
-from pipeline.tasks import (FitData, Task, load_split_arrays, save_split, vocabulary_size,
-                            write_tokenizer_files)
+from pipeline.tasks.base import FitData, Parity, Task, save_split, write_tokenizer_files
 
 SPLITS = ("train", "validation", "test")
 EVAL_SPLITS = ("validation", "test")
@@ -30,16 +28,11 @@ ADVERSARIAL_FILE = "adversarial.json"  # prune/: what adversarial fine-tuning at
 MIN_ADVERSARIAL_WORDS = 8  # hardening attacks sentences, not SST-2's short sub-phrases
 KERAS_BATCH = 1024         # rows per Keras call while attacking training sentences
 ATTACK_VECTORS = "glove-6b-50d"        # the attack's neighbours (installed with the package)
-ATTACK_SEED, NOISE_RATES = 1, (0.1, 0.3)
 
 
-def load_split(run_dir: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
-    arrays = load_split_arrays(run_dir, name)
+def load_split(files: artifacts.RunFiles, name: str) -> tuple[np.ndarray, np.ndarray]:
+    arrays = files.split(name)
     return arrays["ids"], arrays["labels"]
-
-
-def label_names(run_dir: Path) -> list[str]:
-    return (Path(run_dir) / "data" / "labels.txt").read_text(encoding="utf-8").splitlines()
 
 
 def classification_metrics(probabilities: np.ndarray, labels: np.ndarray) -> dict:
@@ -53,16 +46,17 @@ class SentimentTask(Task):
     name = "sentiment"
     monitor, monitor_mode = "val_accuracy", "max"
     primary_metric, higher_is_better = "accuracy", True
-    shipped_program = "model"
+    score_directions = {"accuracy": True, "loss": False, "examples": None}
+    parity = Parity("accuracy", "parity_tolerance", 100.0, "parity_gap_points", "points")
+    keras_batch_size = 512
+    vocabularies = ("wordpiece", "words")
+    shipped_program, latency_per = "model", "text (one padded input)"
     paired_programs = ("model",)
     padding_id = tokenizer.RESERVED_TOKENS.index(tokenizer.PAD_TOKEN)
     stage_reads = {"data": ("data", "tokenizer", "pretrained_embeddings", "extra_vocabulary",
                             "missing_vectors"),
                    "train": ("max_length", "pretrained_embeddings", "freeze_embeddings"),
-                   "convert": ("max_length",),
-                   "evaluate": ("parity_tolerance", "latency_runs", "max_length", "long_text",
-                                "long_text_stride", "long_text_max_windows",
-                                "attack_sentences", "attack_max_words", "attack_max_queries")}
+                   "convert": ("max_length",)}
     ATTACK_BUDGET = ("attack_max_words", "attack_max_queries")
 
     def __init__(self, extra_training: tuple[np.ndarray, np.ndarray] | None = None):
@@ -72,6 +66,21 @@ class SentimentTask(Task):
         """Adversarial fine-tuning attacks with evaluate's budget, so prune reads it then."""
         hardened = stage == "prune" and config.hardening.adversarial_sentences
         return super().reads(stage, config) + (self.ATTACK_BUDGET if hardened else ())
+
+    def validate(self, config: PipelineConfig) -> None:
+        super().validate(config)
+        vectors_name = config.embeddings.pretrained_embeddings
+        if vectors_name and config.tokenizer.vocabulary != "words":
+            raise ConfigError(f"--pretrained_embeddings={vectors_name} holds whole words: use "
+                              "--vocabulary=words (WordPiece pieces have no vectors)")
+        if config.eval.long_text_stride > config.tokenizer.max_length:
+            raise ConfigError(f"--long_text_stride={config.eval.long_text_stride} is longer "
+                              f"than a window (--max_length={config.tokenizer.max_length}): "
+                              "tokens between windows would never be read")
+
+    def check_inputs(self, config: PipelineConfig) -> None:
+        data.check_labelled_dataset(config.data)
+        vectors.check(config)
 
     def prepare_data(self, config: PipelineConfig, out_dir: Path) -> dict:
         splits = data.load_splits(config.data)
@@ -165,14 +174,14 @@ class SentimentTask(Task):
                                "words_without_vector": lacking,
                                "malformed_lines": len(found.malformed_lines)}}
 
-    def build_model(self, config: PipelineConfig, run_dir: Path,
+    def build_model(self, config: PipelineConfig, files: artifacts.RunFiles,
                     regularizers: dict) -> tf_keras.Model:
-        model = build_sentiment_model(config.model, vocabulary_size(run_dir),
-                                      config.tokenizer.max_length, len(label_names(run_dir)),
+        model = build_sentiment_model(config.model, files.vocabulary_size(),
+                                      config.tokenizer.max_length, len(files.label_names()),
                                       regularizers=regularizers)
         if config.embeddings.pretrained_embeddings:
             embedding = model.get_layer("embedding")
-            embedding.set_weights([np.load(Path(run_dir) / "data" / EMBEDDING_FILE)])
+            embedding.set_weights([np.load(files.data(EMBEDDING_FILE))])
             embedding.trainable = not config.embeddings.freeze_embeddings
         return model
 
@@ -182,24 +191,24 @@ class SentimentTask(Task):
     def metrics(self) -> list:
         return ["accuracy"]
 
-    def fit_data(self, config: PipelineConfig, run_dir: Path, seed: int) -> FitData:
-        x_train, y_train = load_split(run_dir, "train")
+    def fit_data(self, config: PipelineConfig, files: artifacts.RunFiles, seed: int) -> FitData:
+        x_train, y_train = load_split(files, "train")
         if self.extra_training is not None:
             x_train = np.concatenate([x_train, self.extra_training[0]])
             y_train = np.concatenate([y_train, self.extra_training[1].astype(y_train.dtype)])
         return FitData({"x": x_train, "y": y_train, "batch_size": config.train.batch_size,
                         "shuffle": True,
-                        "validation_data": load_split(run_dir, "validation")},
+                        "validation_data": load_split(files, "validation")},
                        math.ceil(len(x_train) / config.train.batch_size))
 
-    def harden(self, model, config, run_dir, out_dir):
+    def harden(self, model, config, files, out_dir):
         """Adversarial fine-tuning (--adversarial_sentences): attacks on training sentences
         that turn `model` around join the fine-tuning data, --adversarial_copies times."""
         cfg = config.hardening
         if not cfg.adversarial_sentences:
             return self, {}
-        reference = ReferenceTokenizer(*read_spec_and_vocabulary(Path(run_dir) / "data"))
-        found = adversarial_examples(model, config, run_dir, reference)
+        reference = ReferenceTokenizer(*read_spec_and_vocabulary(files.stage("data")))
+        found = adversarial_examples(model, config, files, reference)
         artifacts.atomic_write_json(out_dir / ADVERSARIAL_FILE, found)
         wins = found["attack"]["samples"]
         if not wins:
@@ -218,94 +227,29 @@ class SentimentTask(Task):
                      len(wins), copies)
         return SentimentTask((np.tile(ids, (copies, 1)), np.tile(labels, copies))), summary
 
-    def timing_ids(self, run_dir: Path) -> np.ndarray:
+    def timing_ids(self, files: artifacts.RunFiles) -> np.ndarray:
         """The first test sentence, padded as the app pads it."""
-        return load_split(run_dir, "test")[0][0]
+        return load_split(files, "test")[0][0]
 
     def tflite_programs(self, model: tf_keras.Model, config: PipelineConfig) -> dict:
         function = tf.function(lambda ids: model(ids, training=False))
         return {"model": function.get_concrete_function(
             tf.TensorSpec([1, config.tokenizer.max_length], tf.int32, name="token_ids"))}
 
-    def evaluate(self, config: PipelineConfig, run_dir: Path, keras_models: dict,
-                 converted: dict) -> dict:
-        splits = {name: load_split(run_dir, name) for name in EVAL_SPLITS}
-        metrics: dict = {"keras": {}, "tflite": {}}
-        for label, path in keras_models.items():
-            model = artifacts.load_keras_model(path)
-            metrics["keras"][label] = {
-                name: classification_metrics(model.predict(x, batch_size=512, verbose=0), y)
-                for name, (x, y) in splits.items()}
-        source_accuracy = metrics["keras"]["stripped"]["test"]["accuracy"]
-        failures, timed = [], self.timing_ids(run_dir)
-        for export, info in converted.items():
-            window_file = info["programs"]["model"]["file"]
-            runner = litert.Runner(run_dir / "convert" / window_file)
-            entry = {name: classification_metrics(runner.predict(x), y)
-                     for name, (x, y) in splits.items()}
-            entry["latency"] = runner.latency_ms(timed, config.eval.latency_runs)
-            entry["parity_gap_points"] = 100.0 * (entry["test"]["accuracy"] - source_accuracy)
-            metrics["tflite"][export] = entry
-            logging.info("evaluate: %s test accuracy %.4f (Keras %.4f), latency median %.3f "
-                         "ms", export, entry["test"]["accuracy"], source_accuracy,
-                         entry["latency"]["median_ms"])
-            if abs(entry["parity_gap_points"]) > config.eval.parity_tolerance:
-                failures.append(f"{window_file}: test accuracy {entry['test']['accuracy']:.4f} vs "
-                                f"Keras {source_accuracy:.4f} "
-                                f"({entry['parity_gap_points']:+.2f} points, "
-                                f"--parity_tolerance={config.eval.parity_tolerance})")
-        if failures:
-            raise StageError("parity gate failed: " + "; ".join(failures))
-        self.evaluate_behaviour(config, run_dir, converted, metrics)
-        return metrics
+    def eval_data(self, config: PipelineConfig, files: artifacts.RunFiles) -> dict:
+        return {name: load_split(files, name) for name in EVAL_SPLITS}
 
-    @staticmethod
-    def evaluate_behaviour(config: PipelineConfig, run_dir: Path, converted: dict,
-                           metrics: dict) -> None:
-        """Long texts (each policy, on paragraphs of validation sentences) and the
-        behavioural suite, on every .tflite and its dense parent, through the tokenizer
-        spec as an app reads it."""
-        spec, vocabulary = read_spec_and_vocabulary(run_dir / "data")
-        policies = {"first": {**spec, "long_text": {"policy": "first"}},
-                    config.eval.long_text: {**spec, "long_text": long_text.spec_entry(config)}}
-        # Every model reads the same texts: tokenize each once, not once per model.
-        windows_of = {name: functools.lru_cache(maxsize=None)(
-                          ReferenceTokenizer(policy_spec, vocabulary).encode_windows)
-                      for name, policy_spec in policies.items()}
-        paragraphs = artifacts.read_json(run_dir / "data" / PARAGRAPHS_FILE)
-        labels = label_names(run_dir)
-        attacked = attack_inputs(config, run_dir)
-        metrics["long_text"], metrics["behaviour"], metrics["robustness"] = {}, {}, {}
-        for export, info in converted.items():
-            models = {export: info["programs"]["model"]["file"]}
-            if "file" in info["dense_reference"]:
-                models[f"dense {export}"] = info["dense_reference"]["file"]
-            for label, file in models.items():
-                runner = litert.Runner(run_dir / "convert" / file)
-                if label == export:  # the policies on the shipped candidate
-                    metrics["long_text"][export] = {
-                        name: long_text.accuracy(runner, windows, paragraphs)
-                        for name, windows in windows_of.items()}
-                chosen = windows_of[config.eval.long_text]
-                probabilities_of = lambda text: long_text.classify(runner, chosen, text)[0]
-                if behaviour.applies(labels):
-                    metrics["behaviour"][label] = behaviour.run_suite(probabilities_of, labels)
-                if attacked:
-                    metrics["robustness"][label] = robustness_of(probabilities_of, attacked)
-                    logging.info("evaluate: %s accuracy under attack %.4f (success rate %.3f)",
-                                 label, metrics["robustness"][label]["attack"][
-                                     "accuracy_under_attack"],
-                                 metrics["robustness"][label]["attack"]["success_rate"])
-        metrics["long_text_policy"] = long_text.spec_entry(config)
+    def score(self, outputs: np.ndarray, targets: np.ndarray) -> dict:
+        return classification_metrics(outputs, targets)
 
-    def bundle(self, config: PipelineConfig, run_dir: Path, out_dir: Path,
-               metrics: dict) -> dict:
-        artifacts.copy_file(run_dir / "data" / "labels.txt", out_dir / "labels.txt")
+    def bundle(self, config: PipelineConfig, files: artifacts.RunFiles, out_dir: Path,
+               metrics: MetricsFile) -> dict:
+        artifacts.copy_file(files.labels, out_dir / "labels.txt")
         # The long-text policy evaluate measured joins the spec, so an app does the same.
-        spec = artifacts.read_json(run_dir / "data" / "tokenizer.json")
+        spec = artifacts.read_json(files.tokenizer_spec)
         artifacts.atomic_write_json(out_dir / "tokenizer.json",
                                     {**spec, "long_text": long_text.spec_entry(config)})
-        labels = label_names(run_dir)
+        labels = files.label_names()
         return {
             "files": ("labels.txt",),
             "input": {"name": "token_ids", "shape": [1, config.tokenizer.max_length],
@@ -317,17 +261,6 @@ class SentimentTask(Task):
         }
 
 
-def attack_inputs(config: PipelineConfig, run_dir: Path) -> dict | None:
-    """The first --attack_sentences test sentences, the vector neighbours and the budget
-    (None with --attack_sentences=0)."""
-    count = config.eval.attack_sentences
-    if not count:
-        return None
-    saved = artifacts.read_json(run_dir / "data" / TEST_TEXTS_FILE)
-    return {"texts": saved["texts"][:count], "labels": np.asarray(saved["labels"][:count]),
-            **attack_tools(config)}
-
-
 def attack_tools(config: PipelineConfig) -> dict:
     """The attack's vector neighbours and its budget (--attack_max_words/queries)."""
     found = vectors.load(ATTACK_VECTORS, max_malformed_fraction=0.0)  # the installed wheel
@@ -336,12 +269,12 @@ def attack_tools(config: PipelineConfig) -> dict:
                                         max_queries=config.eval.attack_max_queries)}
 
 
-def adversarial_examples(model: tf_keras.Model, config: PipelineConfig, run_dir: Path,
-                         reference: ReferenceTokenizer) -> dict:
+def adversarial_examples(model: tf_keras.Model, config: PipelineConfig,
+                         files: artifacts.RunFiles, reference: ReferenceTokenizer) -> dict:
     """evaluate's attack on --adversarial_sentences training sentences of at least
     MIN_ADVERSARIAL_WORDS words (chosen with --seed), querying the Keras model through the
     run's tokenizer (`reference`); every success is kept."""
-    saved = artifacts.read_json(Path(run_dir) / "data" / TRAIN_TEXTS_FILE)
+    saved = artifacts.read_json(files.data(TRAIN_TEXTS_FILE))
     pool = [i for i, text in enumerate(saved["texts"])
             if len(text.split()) >= MIN_ADVERSARIAL_WORDS]
     if not pool:
@@ -374,12 +307,3 @@ def adversarial_examples(model: tf_keras.Model, config: PipelineConfig, run_dir:
     logging.info("prune: the attack turned %.3f of %d training sentences around",
                  result["success_rate"], result["correct"])
     return {"attack": result, "seconds": round(time.perf_counter() - start, 1)}
-
-
-def robustness_of(probabilities_of, attacked: dict) -> dict:
-    """Noise accuracy and the attack's outcome for one model (same texts, seed, budget)."""
-    return {"noise": robustness.noise_accuracy(probabilities_of, attacked["texts"],
-                                               attacked["labels"], NOISE_RATES, ATTACK_SEED),
-            "attack": robustness.attack(probabilities_of, attacked["texts"],
-                                        attacked["labels"], attacked["neighbours"],
-                                        attacked["budget"], ATTACK_SEED, samples=10)}

@@ -9,7 +9,6 @@ invoke per generated character.
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,24 +16,21 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
-from models.textgen import build_step_model, build_textgen_model, lstm_layers
-from pipeline import artifacts, data, generation, litert, tokenizer
-from pipeline.config import PipelineConfig
-from pipeline.reference_tokenizer import CharacterTokenizer
+from models.textgen import build_textgen_model, lstm_layers
+from pipeline import artifacts, data, generation, tokenizer
+from pipeline.config import ConfigError, PipelineConfig
+from pipeline.metrics import MetricsFile
 from pipeline.stages import StageError
-from pipeline.tasks import (FitData, Task, load_split_arrays, save_split, vocabulary_size,
-                            write_tokenizer_files)
+from pipeline.tasks.base import FitData, Parity, Task, save_split, write_tokenizer_files
 
 SPLITS = ("train", "validation", "test")
 EVAL_SPLITS = ("validation", "test")
-SPEED_RUNS = 15
-SAMPLE = generation.Sampling(sampler="top_k", k=5, temperature=0.8, seed=1)
 OOV_ID = 0  # tokenizer.character_vocabulary puts [UNK] first
 GENERATE_FILE = "generate.tflite"  # shipped beside model.tflite (the step model)
 
 
-def load_ids(run_dir: Path, name: str) -> np.ndarray:
-    return load_split_arrays(run_dir, name)["ids"]
+def load_ids(files: artifacts.RunFiles, name: str) -> np.ndarray:
+    return files.split(name)["ids"]
 
 
 def windows(ids: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -178,61 +174,43 @@ def generate_function(model: tf_keras.Model):
     return generate.get_concrete_function()
 
 
-def characters_per_second(runners: list[tuple], prompt: list[int], length: int,
-                          oov_id: int) -> tuple[list[dict], list[float]]:
-    """Median generation speed of each (step runner, generate runner or None) pair over
-    SPEED_RUNS runs of `length` characters, and with two pairs (a pruned model and its
-    dense parent) the first's speed over the second's in each round.
-
-    Sampling and the Python around each invoke are included, as an app pays them. The
-    pairs alternate, so the machine's noise falls on both alike; the median of the
-    per-round ratios is steadier than the ratio of the two medians when the machine's
-    speed drifts during the measurement.
-    """
-    rates: list[list[float]] = [[] for _ in runners]
-    for _ in range(SPEED_RUNS):
-        for (step, generator), runner_rates in zip(runners, rates):
-            start = time.perf_counter()
-            generation.generate_litert(step, prompt, length, SAMPLE, oov_id,
-                                       generator=generator)
-            runner_rates.append(length / (time.perf_counter() - start))
-    speeds = [{"median": float(np.median(r)), "runs": SPEED_RUNS, "characters": length,
-               "sampler": SAMPLE.sampler, "threads": 1,
-               "sampling": "in the graph (generate model)" if generator else
-                           "NumPy after each step"}
-              for r, (_, generator) in zip(rates, runners)]
-    ratios = [float(a / b) for a, b in zip(*rates[:2])] if len(rates) > 1 else []
-    return speeds, ratios
-
-
-def program_files(info: dict) -> dict[str, dict[str, str]]:
-    """"pruned" (and "dense", when convert kept the parent's) → program → .tflite file."""
-    files = {"pruned": {name: info["programs"][name]["file"] for name in ("step", "generate")}}
-    references = {name: info["programs"][name]["dense_reference"].get("file")
-                  for name in ("step", "generate")}
-    if all(references.values()):
-        files["dense"] = references
-    return files
-
-
-def step_latency(runner: generation.StepRunner, runs: int) -> dict:
-    """Invoke latency of one step, its inputs set once as litert.paired_latency sets them."""
-    litert.set_timing_inputs(runner.interpreter, np.random.default_rng(0))
-    return {**litert.time_calls(runner.interpreter.invoke, runs), "per": "character"}
-
-
 class TextGenTask(Task):
     name = "textgen"
     monitor, monitor_mode = "val_loss", "min"
     primary_metric, higher_is_better = "loss", False
-    shipped_program = "step"
+    score_directions = {"loss": False, "perplexity": False, "characters": None}
+    parity = Parity("loss", "loss_parity_tolerance", 1.0, "parity_gap_nats", "nats/char")
+    keras_batch_size = 256
+    vocabularies = ("characters",)
+    shipped_program, latency_per = "step", "character"
     paired_programs = ("step", "generate")
     stage_reads = {"data": ("dataset", "data_dir", "train_limit", "eval_limit",
                             "tfds_data_dir", "tfds_download", "vocabulary"),
                    "train": ("max_length",), "prune": ("max_length",),
                    "convert": ("eval_window_length",),
-                   "evaluate": ("eval_window_length", "latency_runs", "sample_prompt",
-                                "sample_length", "loss_parity_tolerance")}
+                   "evaluate": ("eval_window_length",)}
+    # Settings that mean something for word-level sentiment only: set, they are refused.
+    SENTIMENT_ONLY = (
+        ("pretrained_embeddings", "embeddings", "are word vectors; the text generation model "
+                                                "reads characters"),
+        ("augment", "data", "adds noisy copies of training sentences; the text generation "
+                            "data is one running text"),
+        ("negated_phrases", "data", "adds negated sentiment phrases"),
+        ("bidirectional", "model", "reads the text backwards too, which a language model "
+                                   "predicting the next character may not do"),
+        ("adversarial_sentences", "hardening", "attacks sentiment sentences"))
+
+    def validate(self, config: PipelineConfig) -> None:
+        super().validate(config)
+        for name, section, why in self.SENTIMENT_ONLY:
+            value = getattr(getattr(config, section), name)
+            if value:
+                shown = "" if value is True else "=" + (
+                    ",".join(value) if isinstance(value, tuple) else str(value))
+                raise ConfigError(f"--{name}{shown} {why}: use it with --task=sentiment")
+
+    def check_inputs(self, config: PipelineConfig) -> None:
+        data.check_corpus(config.data)
 
     def prepare_data(self, config: PipelineConfig, out_dir: Path) -> dict:
         splits = data.load_text_splits(config.data)
@@ -252,17 +230,17 @@ class TextGenTask(Task):
         return {"characters": lengths, "unknown_characters": unknown,
                 "sources": splits.sources, "vocabulary_size": len(vocabulary)}
 
-    def build_model(self, config: PipelineConfig, run_dir: Path,
+    def build_model(self, config: PipelineConfig, files: artifacts.RunFiles,
                     regularizers: dict) -> tf_keras.Model:
-        return build_textgen_model(config.model, vocabulary_size(run_dir),
+        return build_textgen_model(config.model, files.vocabulary_size(),
                                    regularizers=regularizers)
 
     def loss(self) -> tf_keras.losses.Loss:
         return tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
-    def fit_data(self, config: PipelineConfig, run_dir: Path, seed: int) -> FitData:
+    def fit_data(self, config: PipelineConfig, files: artifacts.RunFiles, seed: int) -> FitData:
         """Random windows of the training text, as many characters per epoch as it holds."""
-        ids = load_ids(run_dir, "train")
+        ids = load_ids(files, "train")
         length, batch = config.tokenizer.max_length, config.train.batch_size
         if len(ids) <= length + 1:
             raise StageError(f"the training text has {len(ids)} characters, not more than "
@@ -275,7 +253,7 @@ class TextGenTask(Task):
                  .batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
         steps = max(1, len(ids) // (length * batch))
         return FitData({"x": train, "steps_per_epoch": steps,
-                        "validation_data": windows(load_ids(run_dir, "validation"), length),
+                        "validation_data": windows(load_ids(files, "validation"), length),
                         "validation_batch_size": 256}, steps)
 
     def tflite_programs(self, model: tf_keras.Model, config: PipelineConfig) -> dict:
@@ -285,86 +263,24 @@ class TextGenTask(Task):
                                   name="token_ids")),
                 "step": step_function(model), "generate": generate_function(model)}
 
-    def evaluate(self, config: PipelineConfig, run_dir: Path, keras_models: dict,
-                 converted: dict) -> dict:
+    def eval_data(self, config: PipelineConfig, files: artifacts.RunFiles) -> dict:
         length = config.eval.eval_window_length
-        splits = {name: windows(load_ids(run_dir, name), length) for name in EVAL_SPLITS}
-        character_tokenizer = CharacterTokenizer.from_bundle(run_dir / "data")
-        prompt = character_tokenizer.encode(config.eval.sample_prompt)
-        oov_id = character_tokenizer.spec["oov_id"]
-        metrics: dict = {"keras": {}, "tflite": {}, "samples": {},
-                         "sample_settings": {"prompt": config.eval.sample_prompt,
-                                             "length": config.eval.sample_length,
-                                             "sampler": SAMPLE.sampler, "k": SAMPLE.k,
-                                             "temperature": SAMPLE.temperature,
-                                             "seed": SAMPLE.seed,
-                                             "note": "Keras samples use keras-nlp's sampler, "
-                                                     ".tflite samples NumPy's: same settings, "
-                                                     "different random streams"}}
+        return {name: windows(load_ids(files, name), length) for name in EVAL_SPLITS}
 
-        def sample_text(ids: list[int]) -> str:
-            return config.eval.sample_prompt + character_tokenizer.decode(ids)
+    def score(self, outputs: np.ndarray, targets: np.ndarray) -> dict:
+        return language_model_metrics(outputs, targets)
 
-        for label, path in keras_models.items():
-            model = artifacts.load_keras_model(path)
-            metrics["keras"][label] = {
-                name: language_model_metrics(model.predict(x, batch_size=256, verbose=0), y)
-                for name, (x, y) in splits.items()}
-            metrics["samples"][f"keras_{label}"] = sample_text(generation.generate_keras(
-                build_step_model(model), prompt, config.eval.sample_length, SAMPLE, oov_id))
-        source_loss = metrics["keras"]["stripped"]["test"]["loss"]
-        failures = []
-        for export, info in converted.items():
-            window_file = info["programs"]["model"]["file"]
-            window = litert.Runner(run_dir / "convert" / window_file)
-            entry = {name: language_model_metrics(window.predict(x), y)
-                     for name, (x, y) in splits.items()}
-            runners = {label: (generation.StepRunner(run_dir / "convert" / files["step"]),
-                               generation.GenerateRunner(run_dir / "convert" / files["generate"]))
-                       for label, files in program_files(info).items()}
-            entry["latency"] = step_latency(runners["pruned"][0], config.eval.latency_runs)
-            for key, in_graph in (("characters_per_second", True),
-                                  ("characters_per_second_numpy", False)):
-                pairs = [(step, generator if in_graph else None)
-                         for step, generator in runners.values()]
-                speeds, ratios = characters_per_second(pairs, prompt,
-                                                       config.eval.sample_length, oov_id)
-                entry[key] = speeds[0]
-                if ratios:
-                    entry[f"{key}_vs_dense"] = {"dense_median": speeds[1]["median"],
-                                                "ratio": float(np.median(ratios)),
-                                                "per_round": ratios}
-            entry["parity_gap_nats"] = entry["test"]["loss"] - source_loss
-            step, generator = runners["pruned"]
-            numpy_ids = generation.generate_litert(step, prompt, config.eval.sample_length,
-                                                   SAMPLE, oov_id)
-            in_graph_ids = generation.generate_litert(step, prompt, config.eval.sample_length,
-                                                      SAMPLE, oov_id, generator=generator)
-            # float32 in the graph against float64 in NumPy: a draw that lands within
-            # rounding of a boundary may differ (and all after it), so this is recorded.
-            entry["in_graph_sample_identical"] = numpy_ids == in_graph_ids
-            metrics["samples"][f"tflite_{export}"] = sample_text(in_graph_ids)
-            metrics["tflite"][export] = entry
-            logging.info("evaluate: %s test loss %.4f nats/char (Keras %.4f), %.0f chars/s",
-                         export, entry["test"]["loss"], source_loss,
-                         entry["characters_per_second"]["median"])
-            if abs(entry["parity_gap_nats"]) > config.eval.loss_parity_tolerance:
-                failures.append(f"{window_file}: test loss {entry['test']['loss']:.4f} vs Keras "
-                                f"{source_loss:.4f} nats/char ({entry['parity_gap_nats']:+.4f}, "
-                                f"--loss_parity_tolerance={config.eval.loss_parity_tolerance})")
-        if failures:
-            raise StageError("parity gate failed: " + "; ".join(failures))
-        return metrics
-
-    def bundle(self, config: PipelineConfig, run_dir: Path, out_dir: Path,
-               metrics: dict) -> dict:
+    def bundle(self, config: PipelineConfig, files: artifacts.RunFiles, out_dir: Path,
+               metrics: MetricsFile) -> dict:
         # The state sizes come from the shipped file: structured pruning may have shrunk them.
         shapes = generation.StepRunner(out_dir / "model.tflite").state_shapes
-        program = metrics["tflite"][config.bundle.bundle_export]["programs"]["generate"]
-        artifacts.copy_file(run_dir / "convert" / program["file"], out_dir / GENERATE_FILE)
+        shipped = metrics.details["size"]["files"][config.bundle.bundle_export]
+        program = shipped["programs"]["generate"]
+        source = files.converted(program["file"])
+        artifacts.copy_file(source, out_dir / GENERATE_FILE)
         if artifacts.sha256_file(out_dir / GENERATE_FILE) != program["sha256"]:
-            raise StageError(f"{run_dir / 'convert' / program['file']} is not the file evaluate "
-                             "measured (sha256 differs); rerun --stages=convert,evaluate,bundle")
+            raise StageError(f"{source} is not the file evaluate measured (sha256 differs); "
+                             "rerun --stages=convert,evaluate,bundle")
         block = generation.GenerateRunner(out_dir / GENERATE_FILE).block
         state = {name: {"shape": [int(n) for n in shape], "dtype": "float32"}
                  for name, shape in sorted(shapes.items())}
@@ -372,7 +288,7 @@ class TextGenTask(Task):
             "files": (GENERATE_FILE,),
             "signature": "serving_default",
             "input": {generation.STEP_INPUT: {"shape": [1], "dtype": "int32"}, **state},
-            "output": {generation.STEP_LOGITS: {"shape": [1, vocabulary_size(run_dir)],
+            "output": {generation.STEP_LOGITS: {"shape": [1, files.vocabulary_size()],
                                               "dtype": "float32",
                                               "meaning": "next-character logits, ids as in "
                                                          "vocab.txt"},
@@ -400,5 +316,5 @@ class TextGenTask(Task):
                        "[UNK] excluded) whose cumulative softmax(logits / temperature) "
                        "probability exceeds uniforms[t] times their total",
             },
-            "samples": metrics["samples"],
+            "samples": metrics.details["samples"]["texts"],
         }

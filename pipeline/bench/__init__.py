@@ -1,0 +1,114 @@
+"""Nightly sweep: `python -m pipeline.bench --flagfile=configs/nightly.flags`.
+
+Runs task × method × target sparsity through `pipeline.run` (one subprocess per cell,
+sharing a stage cache so each dense model is trained once), then writes
+results.jsonl/.csv, report.md, report.html and PNG plots. With --baseline it compares
+against an earlier results.jsonl and exits non-zero on a regression. All numbers come from
+the .tflite files; latency is compared as a ratio to the dense row of the same run.
+
+This module holds the flags and the order of work; `plan` decides the cells, `sweep` runs
+them and reads their rows, `report` writes the results and applies the regression gate.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from absl import flags
+
+from pipeline import artifacts
+from pipeline.bench import plan, report, sweep
+
+flags.DEFINE_string("output_dir", "runs/nightly", "Bench directory: runs/, cache/, results "
+                    "and the report.")
+flags.DEFINE_multi_string("task", [], "NAME:FLAGFILE, one per task, e.g. "
+                          "sentiment:configs/sentiment.flags. A relative FLAGFILE is looked "
+                          "up in the working directory, then in the repository.")
+flags.DEFINE_multi_string("method", [], "NAME:FLAGS, one per method; FLAGS are pipeline.run "
+                          "flags, e.g. 'l1:--pruning_method=l1 --l1=1e-6'. A method with "
+                          "--pruning_method=none runs once (sparsity 0); one with its own "
+                          "--final_sparsity runs once at that target; the others run at every "
+                          "--sparsities target. NAME@X (structured@0.5) joins line NAME in "
+                          "the plots; TASK/NAME runs for that --task only.")
+flags.DEFINE_string("dense_method", "dense", "The method whose rows are the latency "
+                    "reference of every row of the same task and export.")
+flags.DEFINE_list("sparsities", ["0", "0.5", "0.8", "0.9", "0.95"], "Target sparsities for "
+                  "every pruning method; 0 selects the dense method's row.")
+flags.DEFINE_multi_string("run_flag", [], "Extra pipeline.run flag for every cell "
+                          "(e.g. --data_dir=...).")
+flags.DEFINE_bool("smoke", False, "Each task's smoke flagfile (configs/X_smoke.flags beside "
+                  "configs/X.flags: small slices, a few epochs), one sparsity and one point "
+                  "of each NAME@X line (the X nearest 0.5): exercises the whole path in "
+                  "minutes; the numbers are not results.")
+flags.DEFINE_list("smoke_tasks", [], "With --smoke: run only these --task names (default: "
+                  "every task). The full sweep always runs every task.")
+flags.DEFINE_list("smoke_methods", [], "With --smoke: run only these --method names, as "
+                  "given (e.g. dense,magnitude,sentiment/l1); it must include --dense_method. "
+                  "Default: every method, one point of each NAME@X line.")
+flags.DEFINE_integer("jobs", 1, "Cells run side by side. Each task's dense cell runs first "
+                     "(the others restore its training from the cache); then each method's "
+                     "cells run in order in one job, since they share a parent. Above 1 the "
+                     "cells share the cores, so keep 1 for latency you mean to quote "
+                     "(ratios to the dense parent are paired inside each cell and hold).",
+                     lower_bound=1)
+flags.DEFINE_string("baseline", "", "An earlier results.jsonl to compare against.")
+flags.DEFINE_float("metric_tolerance", 0.01, "Largest allowed drop of the primary metric "
+                   "(absolute; accuracy 0.01 = 1 point) before a row counts as regressed.")
+flags.DEFINE_float("size_tolerance", 0.02, "Largest allowed relative growth of gzip'd bytes.")
+flags.DEFINE_float("latency_tolerance", 0.25, "Largest allowed relative growth of the "
+                   "latency ratio to the dense row measured in the same run.")
+FLAGS = flags.FLAGS
+
+
+def bench(out_dir: Path) -> int:
+    tasks = plan.parse_pairs(FLAGS.task, "task")
+    methods = plan.parse_pairs(FLAGS.method, "method")
+    if not tasks or not methods:
+        raise plan.BenchError("give at least one --task=NAME:FLAGFILE and one --method=NAME:FLAGS")
+    if FLAGS.smoke:
+        tasks, methods = plan.smoke_subset(tasks, methods, FLAGS.smoke_tasks, FLAGS.smoke_methods,
+                                      FLAGS.dense_method)
+    flagfiles = {name: plan.resolve_flagfile(name, flagfile, FLAGS.smoke)
+                 for name, flagfile in tasks.items()}
+    try:
+        sparsities = [float(s) for s in FLAGS.sparsities]
+    except ValueError:
+        raise plan.BenchError(f"--sparsities={','.join(FLAGS.sparsities)} must be numbers") from None
+    baseline = report.load_baseline(FLAGS.baseline) if FLAGS.baseline else None
+    planned = []
+    for task, method, sparsity in plan.cells(tasks, methods, sparsities, FLAGS.smoke):
+        name = plan.method_name(method)[1]
+        run_dir = out_dir / "runs" / task / name / f"s{sparsity:g}"
+        arguments = plan.cell_arguments(flagfiles[task], methods[method], sparsity, run_dir,
+                                   out_dir / "cache", list(FLAGS.run_flag))
+        plan.check_cell(f"{task}/{name}/{sparsity:g}", arguments)
+        planned.append((task, name, sparsity, run_dir, arguments))
+    artifacts.claim_folder(out_dir, "--output_dir")
+    context = {**sweep.machine(), "git_commit": sweep.git_commit()}
+    results = out_dir / "results.jsonl"
+    artifacts.atomic_write_text(results, "")
+    rows_by_cell, failed = sweep.run_sweep(planned, context, results, FLAGS.jobs,
+                                          FLAGS.dense_method)
+    rows = [row for position in sorted(rows_by_cell) for row in rows_by_cell[position]]
+    sweep.add_latency_ratios(rows, FLAGS.dense_method)
+    problems = (report.regressions(rows, baseline, FLAGS.metric_tolerance, FLAGS.size_tolerance,
+                            FLAGS.latency_tolerance) if baseline is not None else [])
+    report.write_results(out_dir, rows)
+    report.write_report(out_dir, rows, problems, failed, report.plots(rows, out_dir) if rows else [],
+                 context)
+    for line in failed + problems:
+        print(f"REGRESSION: {line}" if line in problems else f"FAILED: {line}", flush=True)
+    print(f"report: {out_dir / 'report.md'}", flush=True)
+    return 1 if problems or failed else 0
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        sys.stderr.write(f"error: unexpected arguments {argv[1:]} (see --helpfull)\n")
+        sys.exit(2)
+    try:
+        sys.exit(bench(Path(FLAGS.output_dir).expanduser().resolve()))
+    except (plan.BenchError, artifacts.ForeignFolderError, OSError) as error:
+        sys.stderr.write(f"error: {error}\n")
+        sys.exit(2)
+

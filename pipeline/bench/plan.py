@@ -1,0 +1,169 @@
+"""The sweep's plan: which cells (task × method × target sparsity) run, with which
+pipeline.run arguments, in which order; every cell's config is checked before any runs."""
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SMOKE_SUFFIX = "_smoke.flags"  # --smoke runs configs/X_smoke.flags instead of configs/X.flags
+
+
+class BenchError(RuntimeError):
+    """A bench flag or input is wrong; the message names it."""
+
+
+def parse_pairs(entries: list[str], flag: str) -> dict[str, str]:
+    pairs = {}
+    for entry in entries:
+        name, sep, value = entry.partition(":")
+        if not sep or not name or name in pairs:
+            raise BenchError(f"--{flag}={entry!r} must be NAME:VALUE with a unique NAME")
+        pairs[name] = value
+    return pairs
+
+
+def method_targets(method_flags: str) -> tuple[bool, float | None]:
+    """(whether the method leaves the dense model as it is, the target sparsity it sets
+    itself or None), read from its flags as pipeline.run parses them."""
+    from absl.flags import Error as FlagError
+
+    from pipeline import methods
+    from pipeline.cli import FlagfileError
+    from pipeline.flags import parse_values
+    try:
+        values = parse_values(shlex.split(method_flags))
+    except (FlagError, FlagfileError, ValueError) as error:
+        raise BenchError(f"--method flags {method_flags!r}: {error}") from None
+    dense = not methods.get(values.pruning_method).changes_weights
+    return dense, values.final_sparsity if values["final_sparsity"].present else None
+
+
+def method_name(method: str) -> tuple[str | None, str]:
+    """(the only task it runs for or None, its name): TASK/NAME restricts NAME to TASK."""
+    task, _, name = method.rpartition("/")
+    return task or None, name
+
+
+def smoke_methods(methods: dict) -> dict:
+    """One method per NAME@X line (the X nearest 0.5), so --smoke exercises every line once."""
+    def distance(method: str) -> float:
+        _, _, point = method_name(method)[1].partition("@")
+        try:
+            return abs(float(point) - 0.5)
+        except ValueError:
+            return 0.0
+    chosen: dict[tuple, str] = {}
+    for method in methods:
+        task, name = method_name(method)
+        line = (task, line_name(name))
+        if line not in chosen or distance(method) < distance(chosen[line]):
+            chosen[line] = method
+    return {method: flags for method, flags in methods.items() if method in chosen.values()}
+
+
+def smoke_subset(tasks: dict, methods: dict, task_names: list[str], method_names: list[str],
+                 dense_method: str) -> tuple[dict, dict]:
+    """The tasks and methods --smoke_tasks and --smoke_methods keep (all when empty)."""
+    def keep(chosen: dict, names: list[str], flag: str) -> dict:
+        unknown = [name for name in names if name not in chosen]
+        if unknown:
+            raise BenchError(f"--{flag}={','.join(names)}: {', '.join(unknown)} not among "
+                             f"{', '.join(chosen)}")
+        return {name: value for name, value in chosen.items() if not names or name in names}
+
+    if method_names and dense_method not in method_names:
+        raise BenchError(f"--smoke_methods={','.join(method_names)} must include "
+                         f"--dense_method={dense_method}: it is every row's latency reference")
+    return (keep(tasks, task_names, "smoke_tasks"),
+            keep(methods, method_names, "smoke_methods"))
+
+
+def cells(tasks: dict, methods: dict, sparsities: list[float], smoke: bool) -> list[tuple]:
+    """(task, method as given, target sparsity) for every cell of the sweep."""
+    nonzero = sorted(s for s in sparsities if s > 0)
+    if smoke:
+        methods = smoke_methods(methods)
+        nonzero = [min(nonzero, key=lambda s: abs(s - 0.8))] if nonzero else []
+    for method in methods:
+        only = method_name(method)[0]
+        if only is not None and only not in tasks:
+            raise BenchError(f"--method={method}: no --task named {only} (tasks: "
+                             f"{', '.join(tasks)})")
+    result = []
+    for task in tasks:
+        for method, method_flags in methods.items():
+            if method_name(method)[0] not in (None, task):
+                continue
+            dense, fixed = method_targets(method_flags)
+            if dense:
+                if 0 in sparsities:
+                    result.append((task, method, 0.0))
+            elif fixed is not None:
+                result.append((task, method, fixed))
+            else:
+                result.extend((task, method, s) for s in nonzero)
+    return result
+
+
+def cell_arguments(flagfile: Path, method_flags: str, sparsity: float, run_dir: Path,
+                   cache_dir: Path, extra: list[str]) -> list[str]:
+    """pipeline.run's arguments for one cell: the method's flags override the flagfile's."""
+    arguments = [f"--flagfile={flagfile}", *shlex.split(method_flags)]
+    if sparsity > 0:
+        arguments.append(f"--final_sparsity={sparsity}")
+    return arguments + [f"--output_dir={run_dir}", f"--cache_dir={cache_dir}", *extra]
+
+
+def check_cell(label: str, arguments: list[str]) -> None:
+    """Parses and validates a cell's config in-process (its dataset and word vectors
+    included), so a bad one stops the sweep first."""
+    from absl.flags import Error as FlagError
+
+    from pipeline.cli import FlagfileError
+    from pipeline import tasks
+    from pipeline.config import ConfigError
+    from pipeline.data import DataError
+    from pipeline.flags import parse_config
+    try:
+        config = parse_config(arguments)
+        tasks.for_config(config).check_inputs(config)
+    except (ConfigError, DataError, FlagError, FlagfileError) as error:
+        raise BenchError(f"cell {label}: {error}") from None
+
+
+def resolve_flagfile(name: str, flagfile: str, smoke: bool) -> Path:
+    """The task's flagfile (or its smoke variant) as an absolute path."""
+    candidates = [Path(flagfile).expanduser(), REPO / flagfile]
+    path = next((p.resolve() for p in candidates if p.is_file()), None)
+    if path is None:
+        raise BenchError(f"--task={name}:{flagfile}: flagfile not found in the working "
+                         f"directory or in {REPO}")
+    if smoke:
+        smoke_path = path.with_name(path.stem + SMOKE_SUFFIX)
+        if not smoke_path.is_file():
+            raise BenchError(f"--smoke needs {smoke_path} beside {path} (the task's small "
+                             "variant) for --task={name}")
+        return smoke_path
+    return path
+
+
+def line_name(method: str) -> str:
+    """Methods NAME@X are points of one line NAME (e.g. structured fractions)."""
+    return method.split("@", 1)[0]
+
+
+def job_groups(sweep: list[tuple], dense_method: str) -> list[list[list[int]]]:
+    """Waves of jobs, each job a list of sweep positions run in order.
+
+    The first wave holds each task's dense cell, whose training the other cells restore
+    from the cache; in the second, a method's cells share one job, since they share their
+    parent (the l1 and l2 penalties train their own).
+    """
+    waves: list[dict] = [{}, {}]
+    for position, (task, method, *_) in enumerate(sweep):
+        wave = waves[0] if method == dense_method else waves[1]
+        wave.setdefault((task, method), []).append(position)
+    return [list(wave.values()) for wave in waves if wave]
+
+

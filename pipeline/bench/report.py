@@ -1,0 +1,197 @@
+"""What a sweep writes: results.jsonl/.csv, report.md/.html and plots, and the regression
+gate against an earlier results.jsonl."""
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import time
+from pathlib import Path
+
+from pipeline import artifacts, exports
+from pipeline.bench.plan import BenchError, line_name
+
+KEY_FIELDS = ("task", "method", "target_sparsity", "export")
+CSV_FIELDS = KEY_FIELDS + (
+    "metric", "metric_value", "higher_is_better", "test_loss", "bytes", "gzip_bytes",
+    "measured_sparsity", "lstm_min_sparsity", "latency_median_ms", "latency_p90_ms",
+    "latency_ratio_vs_dense", "characters_per_second", "plain", "negation", "long_text",
+    "attack_accuracy", "attack_success_rate", "train_wall_s", "git_commit",
+    "cpu_model", "cores", "versions")
+HTML_FIELDS = CSV_FIELDS[:CSV_FIELDS.index("train_wall_s")]  # what the HTML table shows
+
+
+def row_key(row: dict) -> tuple:
+    return tuple(row[k] for k in KEY_FIELDS)
+
+
+def regressions(rows: list[dict], baseline: list[dict], metric_tolerance: float,
+                size_tolerance: float, latency_tolerance: float) -> list[str]:
+    """Rows that got worse than the baseline, each as one readable line."""
+    current = {row_key(r): r for r in rows}
+    found = []
+    for old in baseline:
+        key = row_key(old)
+        label = "/".join(str(k) for k in key)
+        new = current.get(key)
+        if new is None:
+            found.append(f"{label}: row missing from this run")
+            continue
+        delta = new["metric_value"] - old["metric_value"]
+        worse = -delta if old["higher_is_better"] else delta
+        if worse > metric_tolerance:
+            found.append(f"{label}: {old['metric']} {new['metric_value']:.4f} vs baseline "
+                         f"{old['metric_value']:.4f} (worse by {worse:.4f} > "
+                         f"{metric_tolerance})")
+        if new["gzip_bytes"] > old["gzip_bytes"] * (1 + size_tolerance):
+            found.append(f"{label}: gzip'd size {new['gzip_bytes']} B vs baseline "
+                         f"{old['gzip_bytes']} B")
+        new_ratio, old_ratio = new["latency_ratio_vs_dense"], old["latency_ratio_vs_dense"]
+        if new_ratio and old_ratio and new_ratio > old_ratio * (1 + latency_tolerance):
+            found.append(f"{label}: latency {new_ratio:.2f}× dense vs baseline "
+                         f"{old_ratio:.2f}×")
+    return found
+
+
+def plots(rows: list[dict], out_dir: Path) -> list[Path]:
+    """Per task: metric, size and latency against target sparsity, then the two trade-offs
+    people choose from: metric against latency and against gzip'd size (the Pareto fronts),
+    every method one line, each export in its registered line style."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for task in sorted({r["task"] for r in rows}):
+        task_rows = [r for r in rows if r["task"] == task]
+        metric = task_rows[0]["metric"]
+        figure, axes = plt.subplots(1, 5, figsize=(25, 4.5))
+        for line in sorted({line_name(r["method"]) for r in task_rows}):
+            for export, style in ((e.name, e.plot_style) for e in exports.REGISTRY.values()):
+                chosen = [r for r in task_rows
+                          if r["export"] == export and line_name(r["method"]) == line]
+                if not chosen:
+                    continue
+                label = f"{line} ({export})"
+                by_target = sorted(chosen, key=lambda r: r["target_sparsity"])
+                xs = [r["target_sparsity"] for r in by_target]
+                axes[0].plot(xs, [r["metric_value"] for r in by_target], style, label=label)
+                axes[1].plot(xs, [r["gzip_bytes"] / 1024 for r in by_target], style, label=label)
+                axes[2].plot(xs, [r["latency_median_ms"] for r in by_target], style, label=label)
+                by_latency = sorted(chosen, key=lambda r: r["latency_median_ms"])
+                axes[3].plot([r["latency_median_ms"] for r in by_latency],
+                             [r["metric_value"] for r in by_latency], style, label=label)
+                by_size = sorted(chosen, key=lambda r: r["gzip_bytes"])
+                axes[4].plot([r["gzip_bytes"] / 1024 for r in by_size],
+                             [r["metric_value"] for r in by_size], style, label=label)
+        axes[0].set(title=f"{task}: test {metric} (.tflite)", xlabel="target sparsity")
+        axes[1].set(title="gzip'd .tflite size (KiB)", xlabel="target sparsity", yscale="log")
+        axes[2].set(title="latency median (ms, 1 thread, LiteRT)", xlabel="target sparsity",
+                    ylim=(0, None))
+        axes[3].set(title=f"{metric} against latency", xlabel="latency median (ms)",
+                    ylabel=metric)
+        axes[4].set(title=f"{metric} against size", xlabel="gzip'd KiB", ylabel=metric,
+                    xscale="log")
+        axes[0].legend(fontsize=7)
+        figure.tight_layout()
+        path = out_dir / f"{task}.png"
+        with artifacts.atomic_path(path) as tmp:
+            figure.savefig(tmp, dpi=80, format="png")
+        plt.close(figure)
+        written.append(path)
+    return written
+
+
+def markdown_table(rows: list[dict]) -> str:
+    header = ("| task | method | target | export | metric | gzip KiB | measured sparsity "
+              "(all / least LSTM weight) | latency ms (median / p90) | × dense | chars/s | "
+              "plain / negation / long text | under attack / attack success | train s |")
+    lines = [header, "|" + "---|" * 13]
+
+    def share(value, digits=2):
+        return "–" if value is None else f"{value:.{digits}f}"
+    for r in rows:
+        ratio = r["latency_ratio_vs_dense"]
+        behaviour = " / ".join(share(r.get(key)) for key in ("plain", "negation", "long_text"))
+        lines.append(
+            f"| {r['task']} | {r['method']} | {r['target_sparsity']:g} | {r['export']} | "
+            f"{r['metric']} {r['metric_value']:.4f} | {r['gzip_bytes'] / 1024:.1f} | "
+            f"{r['measured_sparsity']:.3f} / {share(r.get('lstm_min_sparsity'), 3)} | "
+            f"{r['latency_median_ms']:.3f} / "
+            f"{r['latency_p90_ms']:.3f} | {'' if ratio is None else f'{ratio:.2f}'} | "
+            f"{share(r.get('characters_per_second'), 0)} | {behaviour} | "
+            f"{share(r.get('attack_accuracy'), 3)} / {share(r.get('attack_success_rate'), 3)} | "
+            f"{r['train_wall_s']:.0f} |")
+    return "\n".join(lines)
+
+
+def write_report(out_dir: Path, rows: list[dict], problems: list[str], failed: list[str],
+                 images: list[Path], context: dict) -> None:
+    title = "# Nightly benchmark\n"
+    facts = (f"commit `{context['git_commit']}` · {context['cpu_model']} · "
+             f"{context['cores']} cores · {time.strftime('%Y-%m-%d %H:%M')}\n")
+    status = ("**Regressions / failures:**\n" + "\n".join(f"- {p}" for p in failed + problems)
+              if problems or failed else "No regressions against the baseline.")
+    body = "\n\n".join([facts, status, markdown_table(rows)])
+    artifacts.atomic_write_text(out_dir / "report.md", "\n".join(
+        [title, body, ""] + [f"![{p.stem}]({p.name})" for p in images]) + "\n")
+    html_rows = "".join(
+        "<tr>" + "".join(f"<td>{r.get(f, '')}</td>" for f in HTML_FIELDS) + "</tr>"
+        for r in rows)
+    html_images = "".join(
+        f'<h2>{p.stem}</h2><img alt="{p.stem}" src="data:image/png;base64,'
+        f'{base64.b64encode(p.read_bytes()).decode()}">' for p in images)
+    html_status = ("<ul>" + "".join(f"<li>{p}</li>" for p in failed + problems) + "</ul>"
+                   if problems or failed else "<p>No regressions against the baseline.</p>")
+    artifacts.atomic_write_text(out_dir / "report.html", (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Nightly benchmark</title>"
+        "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:2px 6px}"
+        "table{border-collapse:collapse}</style></head><body><h1>Nightly benchmark</h1>"
+        f"<p>{facts}</p>{html_status}<table><tr>"
+        + "".join(f"<th>{f}</th>" for f in HTML_FIELDS) + f"</tr>{html_rows}</table>"
+        f"{html_images}</body></html>\n"))
+
+
+def write_results(out_dir: Path, rows: list[dict]) -> None:
+    artifacts.atomic_write_text(out_dir / "results.jsonl",
+                                "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows({**r, "versions": " ".join(f"{k}={v}" for k, v in r["versions"].items())}
+                     for r in rows)
+    artifacts.atomic_write_text(out_dir / "results.csv", buffer.getvalue())
+
+
+BASELINE_FIELDS = KEY_FIELDS + ("metric", "metric_value", "higher_is_better", "gzip_bytes",
+                                "latency_ratio_vs_dense")
+
+
+def load_baseline(path: str) -> list[dict]:
+    """An earlier results.jsonl, checked row by row before any cell runs."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise BenchError(f"--baseline={path} cannot be read ({error})") from None
+    try:
+        values = artifacts.json_lines(lines)
+    except artifacts.JsonLinesError as error:
+        raise BenchError(f"--baseline={path}:{error}; give a results.jsonl written by "
+                         "pipeline.bench") from None
+    rows = []
+    for number, row in values:
+        missing = [f for f in BASELINE_FIELDS if not isinstance(row, dict) or f not in row]
+        if missing:
+            raise BenchError(f"--baseline={path}:{number} lacks {', '.join(missing)}; give a "
+                             "results.jsonl written by pipeline.bench")
+        if not isinstance(row["metric_value"], (int, float)) or \
+                not isinstance(row["gzip_bytes"], (int, float)):
+            raise BenchError(f"--baseline={path}:{number}: metric_value and gzip_bytes must be "
+                             "numbers")
+        rows.append(row)
+    if not rows:
+        raise BenchError(f"--baseline={path} holds no rows")
+    return rows
+
+
