@@ -180,14 +180,17 @@ def from_legacy(old: dict) -> MetricsFile:
                             ("words_changed_per_success", True)):
             if key in attack:
                 add(f"attack.{key}", model, "test", attack[key], higher)
-    kept = {key: value for key, value in old.items()
-            if key not in ("keras", "tflite", "task", "primary")}
-    kept["files"] = {export: {key: entry[key] for key in ("file", "sha256", "programs",
-                                                          "sparsity", "dense_reference")
-                              if key in entry}
-                     for export, entry in old.get("tflite", {}).items()}
+    files = {export: {key: entry[key] for key in ("file", "sha256", "programs", "sparsity",
+                                                  "dense_reference") if key in entry}
+             for export, entry in old.get("tflite", {}).items()}
+    # Where the evaluators keep the same things now, so the bundle and the bench read them.
+    details = {"size": {"files": files, "keras_sparsity": old.get("keras_sparsity", {})},
+               "samples": {"texts": old.get("samples", {}),
+                           "settings": old.get("sample_settings", {})},
+               "long_text": {"policy": old.get("long_text_policy", {})},
+               "legacy": {key: old[key] for key in ("behaviour", "robustness") if key in old}}
     return MetricsFile(old.get("task", "sentiment"), primary["name"],
-                       primary["higher_is_better"], records, {"legacy": kept})
+                       primary["higher_is_better"], records, details)
 
 
 def main(argv: list[str]) -> int:

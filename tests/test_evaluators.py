@@ -144,4 +144,26 @@ def test_the_nested_format_converts(tmp_path, capsys):
     assert converted.value("behaviour.negation", "int8") == 0.4
     assert converted.value("long_text.windows.all", "int8", "validation") == 0.8
     assert converted.exports() == ["int8"]
-    assert converted.details["legacy"]["files"]["int8"]["sha256"] == "ab"
+    assert converted.details["size"]["files"]["int8"]["sha256"] == "ab"
+
+
+def test_the_bench_reads_a_run_whose_metrics_are_in_the_nested_format(tmp_path):
+    from pipeline import artifacts
+    from pipeline.bench import sweep
+    old = {"task": "sentiment", "primary": {"name": "accuracy", "higher_is_better": True},
+           "keras": {"dense": {"test": {"accuracy": 0.85}}},
+           "tflite": {"int8": {"test": {"accuracy": 0.84, "loss": 0.4},
+                               "latency": {"median_ms": 0.3, "p90_ms": 0.4},
+                               "bytes": 4000, "gzip_bytes": 1000, "pruned_sparsity": 0.8,
+                               "sparsity": {"lstm_0/kernel": {"kind": "lstm",
+                                                              "sparsity": 0.8}}}},
+           "long_text_policy": {"policy": "windows"},
+           "long_text": {"int8": {"windows": {"all": 0.9}}}}
+    files = artifacts.RunFiles(tmp_path)
+    artifacts.atomic_write_json(files.metrics, old)
+    artifacts.atomic_write_json(files.stage("bundle") / "manifest.json", {"versions": {}})
+    for stage in ("train", "prune"):
+        artifacts.atomic_write_json(files.stage(stage) / "stage.json", {"elapsed_s": 10.0})
+    [row] = sweep.rows_for(tmp_path, "sentiment", "magnitude", 0.8, {})
+    assert (row["metric_value"], row["gzip_bytes"], row["lstm_min_sparsity"],
+            row["long_text"], row["train_wall_s"]) == (0.84, 1000, 0.8, 0.9, 20.0)
