@@ -248,25 +248,88 @@ class UnsafeModelError(ValueError):
     """A model file is not the zip `.keras` archive the pipeline writes; it is not loaded."""
 
 
+# What a model the pipeline writes may name: the layers models/ builds and their tfmot
+# wrappers, the initializers, regularizers, schedules, losses and optimizers those carry.
+# Anything else (Lambda, TFOpLambda, a "function", a custom class) is refused unread.
+ALLOWED_CLASSES = frozenset({
+    "Functional", "Sequential", "InputLayer", "Embedding", "LSTM", "Bidirectional", "Dense",
+    "Dropout", "SpatialDropout1D", "GlobalMaxPooling1D", "Reshape",
+    "PruneLowMagnitude", "PrunableBidirectional", "ConstantSparsity", "PolynomialDecay",
+    "GlorotUniform", "GlorotNormal", "HeUniform", "HeNormal", "LecunUniform", "LecunNormal",
+    "Orthogonal", "RandomUniform", "RandomNormal", "TruncatedNormal", "VarianceScaling",
+    "Zeros", "Ones", "Constant", "Identity",
+    "L1", "L2", "L1L2", "GateGroupLasso", "SparseCategoricalCrossentropy", "Adam",
+    "CosineDecay"})
+ALLOWED_MODULES = frozenset({
+    "keras.layers", "keras.initializers", "keras.regularizers", "keras.losses",
+    "keras.optimizers", "keras.optimizers.schedules", "tf_keras.src.engine.functional",
+    "tf_keras.src.engine.sequential", "pipeline.pruning",
+    "tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper",
+    "tensorflow_model_optimization.python.core.sparsity.keras.pruning_schedule"})
+
+
+def unsafe_entry(node, where: str = "config") -> str | None:
+    """The first entry of a Keras model config outside the allow-lists, as a readable path."""
+    if isinstance(node, dict):
+        name = node.get("class_name")
+        if name is not None and name not in ALLOWED_CLASSES:
+            return f"{where}: class {name!r}"
+        module = node.get("module")
+        if module is not None and module not in ALLOWED_MODULES:
+            return f"{where}: module {module!r}"
+        if "function_type" in node or "function" in node:
+            return f"{where}: a serialized function"
+        for key, value in node.items():
+            found = unsafe_entry(value, f"{where}.{key}")
+            if found:
+                return found
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found = unsafe_entry(value, f"{where}[{index}]")
+            if found:
+                return found
+    return None
+
+
 def check_keras_archive(path: Path) -> None:
-    """Refuses anything but a zip `.keras` archive holding exactly what `save_keras_model` writes.
+    """Refuses anything but a zip `.keras` archive holding exactly what `save_keras_model`
+    writes, naming only the classes and modules the pipeline builds.
 
     tf_keras applies safe mode only to zip archives: an HDF5 file named `.keras` goes to the
-    legacy loader, which runs a Lambda layer's pickled bytecode. So the container is checked
-    here, before any loader sees the file.
+    legacy loader, which runs a Lambda layer's pickled bytecode. And safe mode still imports
+    any module a config names and calls what it names there. So the container and the
+    config are checked here, before any loader sees the file.
     """
+    fix = "rerun the stage that makes it with --force"
     try:
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())
+            config_text = archive.read("config.json") if "config.json" in names else b""
     except (zipfile.BadZipFile, OSError) as error:
         raise UnsafeModelError(f"model file {path} is not a zip .keras archive ({error}); the "
                                "pipeline loads only the .keras files it writes (HDF5 and "
-                               "SavedModel files can run code). Rerun the stage that makes "
-                               "it with --force") from None
+                               f"SavedModel files can run code). {fix[0].upper()}{fix[1:]}") \
+            from None
     if names != KERAS_ARCHIVE_ENTRIES:
         raise UnsafeModelError(f"model file {path} holds {sorted(names)}, not the "
                                f"{sorted(KERAS_ARCHIVE_ENTRIES)} of a .keras archive written "
-                               "by the pipeline; rerun the stage that makes it with --force")
+                               f"by the pipeline; {fix}")
+    try:
+        config = json.loads(config_text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UnsafeModelError(f"model file {path}: config.json is not JSON ({error}); "
+                               f"{fix}") from None
+    found = unsafe_entry(config)
+    if found:
+        raise UnsafeModelError(f"model file {path} names {found}, which the pipeline never "
+                               f"builds; it is not loaded (it could run code). {fix[0].upper()}"
+                               f"{fix[1:]}")
+
+
+def check_keras_files(folder: Path) -> None:
+    """check_keras_archive for every .keras file under a stage folder or a cache entry."""
+    for path in sorted(Path(folder).rglob("*.keras")):
+        check_keras_archive(path)
 
 
 def load_keras_model(path: Path, scope=None):

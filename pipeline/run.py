@@ -128,6 +128,11 @@ def restore_from_cache(entry: Path | None, stage: Stage, run_dir: Path) -> dict 
         logging.warning("%s: the cached output %s no longer matches its record; ignoring it",
                         stage.name, entry)
         return None
+    try:
+        artifacts.check_keras_files(entry)
+    except artifacts.UnsafeModelError as error:
+        logging.warning("%s: ignoring the cached output %s: %s", stage.name, entry, error)
+        return None
     artifacts.copy_tree(entry, run_dir / stage.name)
     if artifacts.sha256_tree(run_dir / stage.name) != record["output_hash"]:
         raise StageError(f"copying {entry} to {run_dir / stage.name} changed its files; check "
@@ -157,6 +162,7 @@ def run_stage(stage: Stage, config: PipelineConfig, run_dir: Path, key: dict) ->
     artifacts.replace_dir(partial, run_dir / stage.name)
     entry = cache_entry(config, stage, key)
     if entry is not None:
+        artifacts.check_keras_files(run_dir / stage.name)  # only what loads safely is shared
         artifacts.copy_tree(run_dir / stage.name, entry)
     return summary
 

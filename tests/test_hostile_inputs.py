@@ -89,6 +89,69 @@ def test_a_zip_with_other_entries_is_refused(tmp_path):
         artifacts.load_keras_model(path)
 
 
+def rewritten_archive(source, target, edit):
+    """A copy of a .keras archive with its config.json changed by `edit(config)`."""
+    import zipfile
+    with zipfile.ZipFile(source) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(entries["config.json"])
+    edit(config)
+    entries["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(target, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return target
+
+
+def test_a_model_config_naming_a_function_never_loads(tmp_path):
+    """Issue 32, item 2: a zip .keras with the three expected entries whose Lambda names
+    `builtins.print` passes safe mode: tf_keras imports the module and calls the function."""
+    inputs = tf_keras.Input(shape=(3,))
+    tf_keras.Model(inputs, tf_keras.layers.Lambda(lambda x: x * 2)(inputs)).save(
+        tmp_path / "lambda.keras")
+
+    def name_print(config):
+        config["config"]["layers"][1]["config"].update(
+            function={"class_name": "function", "module": "builtins", "config": "print"},
+            function_type="function", module="builtins")
+
+    path = rewritten_archive(tmp_path / "lambda.keras", tmp_path / "model.keras", name_print)
+    loaded = tf_keras.models.load_model(path, safe_mode=True, compile=False)
+    assert loaded.layers[1].function is print, "the attack no longer reproduces"
+    with pytest.raises(artifacts.UnsafeModelError, match="class 'Lambda', which the pipeline "
+                                                         "never builds"):
+        artifacts.load_keras_model(path)
+
+    dense = build_sentiment_model(ModelConfig(embedding_dim=4, lstm_units=4), 10, 5, 2)
+    artifacts.save_keras_model(dense, tmp_path / "dense.keras")
+    artifacts.load_keras_model(tmp_path / "dense.keras")  # what the pipeline writes loads
+
+    def foreign_module(config):
+        config["config"]["layers"][-1]["module"] = "os"
+
+    path = rewritten_archive(tmp_path / "dense.keras", tmp_path / "other.keras", foreign_module)
+    with pytest.raises(artifacts.UnsafeModelError, match="module 'os', which the pipeline"):
+        artifacts.load_keras_model(path)
+
+
+def test_a_poisoned_cache_entry_is_never_restored_or_stored(stages, tmp_path):
+    cache = tmp_path / "cache"
+    run.run_pipeline(PipelineConfig(output_dir=str(tmp_path / "a"), cache_dir=str(cache)))
+    inputs = tf_keras.Input(shape=(3,))
+    tf_keras.Model(inputs, tf_keras.layers.Lambda(lambda x: x)(inputs)).save(
+        tmp_path / "lambda.keras")
+    for entry in (cache / "train").iterdir():  # its record rewritten to match
+        (tmp_path / "lambda.keras").replace(entry / "model.keras")
+        record = artifacts.stage_record(entry)
+        record["output_hash"] = artifacts.sha256_tree(entry)
+        artifacts.atomic_write_json(entry / artifacts.STAGE_RECORD, record)
+    run.run_pipeline(PipelineConfig(output_dir=str(tmp_path / "b"), cache_dir=str(cache)))
+    assert stages == ["data", "train", "prune", "train"]  # train ran again, not restored
+    assert not (tmp_path / "b" / "train" / "model.keras").exists()
+    for entry in (cache / "train").iterdir():
+        artifacts.check_keras_files(entry)  # the rerun's output replaced the poisoned entry
+
+
 # Stage outputs ------------------------------------------------------------------------
 
 def fake_stage(name, calls):
