@@ -108,7 +108,28 @@ def stage_key(stage: Stage, config: PipelineConfig, run_dir: Path,
     view = config.view(stage_settings(stage, config), f"stage {stage.name}")
     external = getattr(stage.module, "external_inputs", lambda _: {})(view)
     return {"code": code_fingerprint(), "settings": config.settings(stage_settings(stage, config)),
-            "inputs": inputs, "external": external}
+            "inputs": inputs, "external": external,
+            "lineage": lineage(stage, run_dir)}
+
+
+def lineage(stage: Stage, run_dir: Path) -> dict[str, str]:
+    """The output hash of every stage the inputs descend from, the inputs included.
+
+    Each stage checks only that its direct inputs are unchanged; this makes sure they also
+    come from one history: a vocabulary redone since the model was trained (say) is never
+    shipped beside it.
+    """
+    merged: dict[str, str] = {}
+    for name in stage.inputs:
+        record = artifacts.stage_record(run_dir / name)
+        for ancestor, digest in {**record.get("lineage", {}), name: record["output_hash"]}.items():
+            if merged.setdefault(ancestor, digest) != digest:
+                raise StageError(
+                    f"stage {stage.name} reads outputs made from different outputs of stage "
+                    f"{ancestor} ({ancestor} was redone in {run_dir} after some of them were "
+                    f"made); it will not mix them. Redo what follows it: --stages="
+                    + ",".join(later_stages(ancestor)[1:]))
+    return merged
 
 
 def cache_entry(config: PipelineConfig, stage: Stage, key: dict) -> Path | None:

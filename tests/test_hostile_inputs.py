@@ -184,6 +184,34 @@ def test_a_changed_input_is_never_read(stages, tmp_path):
     assert (tmp_path / "run" / "train" / "out.txt").read_text() == "train output"
 
 
+def test_outputs_of_different_data_are_never_mixed(monkeypatch, tmp_path):
+    """Issue 32, item 3: the data stage redone alone, then a stage reading data and train
+    (whose model came from the old data) used to ship the new vocabulary with the old model."""
+    calls = []
+
+    def counting_stage(name):
+        def run_stage(config, files, out_dir):
+            calls.append(name)
+            artifacts.atomic_write_text(out_dir / "out.txt", f"{name} output {len(calls)}")
+            return {}
+        return types.SimpleNamespace(run=run_stage)
+
+    monkeypatch.setattr(run, "STAGES", tuple(
+        run.Stage(name, (), inputs, stand_in=counting_stage(name))
+        for name, inputs in (("data", ()), ("train", ("data",)),
+                             ("prune", ("data", "train")))))
+    run_dir = tmp_path / "run"
+    run.run_pipeline(PipelineConfig(output_dir=str(run_dir)))
+    shipped = (run_dir / "prune" / "out.txt").read_text()
+    run.run_pipeline(PipelineConfig(output_dir=str(run_dir), stages=("data",), force=True))
+    with pytest.raises(StageError, match="stage prune reads outputs made from different "
+                                         "outputs of stage data.*--stages=train,prune"):
+        run.run_pipeline(PipelineConfig(output_dir=str(run_dir), stages=("prune",)))
+    assert (run_dir / "prune" / "out.txt").read_text() == shipped  # the old output stays
+    run.run_pipeline(PipelineConfig(output_dir=str(run_dir), stages=("train", "prune")))
+    assert calls == ["data", "train", "prune", "data", "train", "prune"]
+
+
 def test_a_changed_cache_entry_is_ignored(stages, tmp_path):
     cache = tmp_path / "cache"
     run.run_pipeline(PipelineConfig(output_dir=str(tmp_path / "a"), cache_dir=str(cache)))
