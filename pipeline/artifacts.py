@@ -235,8 +235,23 @@ def stage_record(stage_dir: Path) -> dict | None:
     return read_json(path) if path.is_file() else None
 
 
+class NonFiniteWeightsError(ValueError):
+    """A model about to be saved has NaN or infinite weights: training diverged."""
+
+
 def save_keras_model(model, path: Path) -> None:
-    """Saves in the `.keras` format, which loads back in safe mode (no pickled code)."""
+    """Saves in the `.keras` format, which loads back in safe mode (no pickled code).
+
+    A model with a non-finite weight is refused: training diverged, and every later stage
+    (the int8 converter crashes on it) would only carry the damage further.
+    """
+    import numpy as np
+    for weight in model.weights:
+        if not np.isfinite(weight.numpy()).all():
+            raise NonFiniteWeightsError(
+                f"the model for {path} has non-finite values in {weight.name}: training "
+                "diverged. Lower --learning_rate (or --pruning_learning_rate) or set "
+                "--clip_norm, then rerun")
     with atomic_path(path) as tmp:
         model.save(tmp, save_format="keras")
 

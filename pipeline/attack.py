@@ -23,9 +23,9 @@ from pathlib import Path
 
 from absl import app, flags
 
-from pipeline import artifacts, cli, robustness, vectors
+from pipeline import artifacts, cli, data, robustness, vectors
 from pipeline.artifacts import BundleError
-from pipeline.config import DataConfig
+from pipeline.config import MAX_SEED, DataConfig
 from pipeline.data import DataError, load_splits
 from pipeline.predict import Classifier
 
@@ -35,10 +35,14 @@ flags.DEFINE_string("model", None, "Another .tflite of the same run to attack be
                     "default: the bundle's model.tflite.")
 flags.DEFINE_string("output", None, "JSON file for the results; must not exist yet.")
 flags.DEFINE_string("data_dir", "", "Local data mirror (default: $PIPELINE_DATA_DIR).")
+flags.DEFINE_string("dataset", "", "The dataset to read sentences from, as pipeline.run's "
+                    "--dataset (default: the bundle's, if it is a registered name; a file "
+                    "the bundle names is never opened).")
 flags.DEFINE_enum("split", "test", ["validation", "test"], "Sentences to attack.")
 flags.DEFINE_integer("sentences", 500, "Sentences taken from the split, in file order.",
                      lower_bound=1)
-flags.DEFINE_integer("seed", 1, "Seed of the noise and of the attack's typos.")
+flags.DEFINE_integer("seed", 1, "Seed of the noise and of the attack's typos.",
+                     lower_bound=0, upper_bound=MAX_SEED)
 flags.DEFINE_integer("max_words", 3, "Words the attack may change per sentence.",
                      lower_bound=1)
 flags.DEFINE_integer("max_queries", 300, "Model calls the attack may make per sentence.",
@@ -76,14 +80,25 @@ def settings() -> tuple[robustness.Budget, tuple[float, ...]]:
                              FLAGS.min_similarity), rates
 
 
-def data_config(bundle: Path, data_dir: str) -> DataConfig:
-    """The run's dataset settings from the manifest, read from `data_dir`'s mirror, whole."""
+def data_config(bundle: Path, data_dir: str, dataset: str) -> DataConfig:
+    """The run's dataset settings from the manifest, read whole from `data_dir`'s mirror.
+
+    A bundle is untrusted: the dataset it names is used only if it is a registered name;
+    a file it names is never opened (pass --dataset), and its TFDS settings are ignored
+    (no download, TFDS's default folder).
+    """
     try:
         saved = artifacts.read_json(bundle / "manifest.json")["config"]["data"]
+        named = saved["dataset"]
+        if not dataset and named not in data.REGISTRY:
+            raise AttackError(f"{bundle}/manifest.json names the dataset {named!r}, not a "
+                              f"registered one ({', '.join(sorted(data.REGISTRY))}); the "
+                              "attack opens no path a bundle names: pass --dataset")
         # JSON keeps tuples (labels, augment) as lists; the frozen config wants tuples.
         config = DataConfig(**{**{name: tuple(value) if isinstance(value, list) else value
                                   for name, value in saved.items()},
-                               "train_limit": 0, "eval_limit": 0})
+                               "dataset": dataset or named, "train_limit": 0,
+                               "eval_limit": 0, "tfds_data_dir": "", "tfds_download": False})
     except (KeyError, TypeError) as error:
         raise AttackError(f"{bundle}/manifest.json has no usable config.data ({error}); "
                           "rebuild the bundle with this version of pipeline.run") from None
@@ -98,7 +113,8 @@ def main(argv: list[str]) -> None:
         budget, rates = settings()
         classifier = Classifier(Path(FLAGS.bundle), FLAGS.model)
         data_dir = FLAGS.data_dir or os.environ.get("PIPELINE_DATA_DIR", "")
-        split = getattr(load_splits(data_config(Path(FLAGS.bundle), data_dir)), FLAGS.split)
+        split = getattr(load_splits(data_config(Path(FLAGS.bundle), data_dir, FLAGS.dataset)),
+                        FLAGS.split)
         neighbours = None
         if FLAGS.vectors != "none":
             loaded = vectors.load(FLAGS.vectors, max_malformed_fraction=0.01)

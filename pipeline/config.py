@@ -50,6 +50,18 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+MAX_SEED = 2**31 - 1  # TensorFlow, NumPy and Python all take a seed in this range
+
+
+def _check_seed(name: str, value: int) -> None:
+    _require(0 <= value <= MAX_SEED, f"--{name}={value} must be in [0, {MAX_SEED:,}]")
+
+
+# The largest model shapes the pipeline will build: past these a single layer's weights
+# no longer fit in memory (an LSTM of width u reading d inputs has 4u(u + d) weights).
+MODEL_LIMITS = {"embedding_dim": 4096, "lstm_units": 8192, "lstm_layers": 16}
+
+
 def _check_sparsity(name: str, value: float) -> None:
     _require(0.0 <= value < 1.0, f"--{name}={value} is outside [0, 1): a sparsity is the "
              "fraction of weights set to zero, e.g. 0.8")
@@ -161,6 +173,7 @@ class DataConfig(_Section):
                  f"--augment_copies={self.augment_copies} must be in [1, 10]")
         _require(self.negated_phrases >= 0,
                  f"--negated_phrases={self.negated_phrases} must be >= 0 (0 adds none)")
+        _check_seed("data_seed", self.data_seed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,8 +252,10 @@ class ModelConfig(_Section):
         choices=POOLINGS)
 
     def validate(self):
-        for name in ("embedding_dim", "lstm_units", "lstm_layers"):
-            _require(getattr(self, name) >= 1, f"--{name}={getattr(self, name)} must be >= 1")
+        for name, limit in MODEL_LIMITS.items():
+            _require(1 <= getattr(self, name) <= limit,
+                     f"--{name}={getattr(self, name)} must be in [1, {limit:,}]: a larger "
+                     "model does not fit this pipeline's memory")
         for name in ("embedding_dropout", "dropout"):
             value = getattr(self, name)
             _require(0.0 <= value < 1.0, f"--{name}={value} must be in [0, 1)")
@@ -276,7 +291,9 @@ class TrainConfig(_Section):
                  "(0: no gradient clipping)")
         _require(self.epochs >= 1, f"--epochs={self.epochs} must be >= 1")
         _require(self.batch_size >= 1, f"--batch_size={self.batch_size} must be >= 1")
-        _require(self.learning_rate > 0, f"--learning_rate={self.learning_rate} must be > 0")
+        _require(0 < self.learning_rate <= 1, f"--learning_rate={self.learning_rate} must be "
+                 "in (0, 1]: Adam diverges above that")
+        _check_seed("seed", self.seed)
         _require(self.early_stopping_patience >= 0,
                  f"--early_stopping_patience={self.early_stopping_patience} must be >= 0")
 
@@ -363,12 +380,13 @@ class PruningConfig(_Section):
                  f"greater than --pruning_begin_step={self.pruning_begin_step}")
         _require(self.pruning_frequency >= 1,
                  f"--pruning_frequency={self.pruning_frequency} must be >= 1")
-        _require(1 <= self.pruning_m < self.pruning_n,
+        _require(1 <= self.pruning_m < self.pruning_n <= 64,
                  f"--pruning_m={self.pruning_m} and --pruning_n={self.pruning_n}: m zeros out "
-                 "of every n weights needs 1 <= m < n (e.g. 2:4)")
+                 "of every n weights needs 1 <= m < n <= 64 (e.g. 2:4)")
         _require(self.pruning_epochs >= 1, f"--pruning_epochs={self.pruning_epochs} must be >= 1")
-        _require(self.pruning_learning_rate > 0,
-                 f"--pruning_learning_rate={self.pruning_learning_rate} must be > 0")
+        _require(0 < self.pruning_learning_rate <= 1,
+                 f"--pruning_learning_rate={self.pruning_learning_rate} must be in (0, 1]: "
+                 "Adam diverges above that")
 
     def targets(self) -> dict[str, float]:
         """Final sparsity per pruned layer kind: --final_sparsity unless overridden."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from absl import app, flags
 
 from pipeline import cli
+from pipeline.config import MAX_SEED
 from pipeline.artifacts import BundleError, check_bundle
 from pipeline.generation import (IN_GRAPH_SAMPLERS, SAMPLERS, GenerateError, GenerateRunner,
                                  Sampling, StepRunner, encode_prompt, generate_keras,
@@ -41,7 +42,8 @@ flags.DEFINE_integer("k", 5, "k of --sampler=top_k.")
 flags.DEFINE_float("p", 0.9, "p of --sampler=top_p, in (0, 1].")
 flags.DEFINE_float("temperature", 1.0, "Divides the logits before sampling (< 1: safer, "
                    "> 1: wilder); greedy ignores it.")
-flags.DEFINE_integer("seed", 1, "Seed of the sampler: the same seed gives the same text.")
+flags.DEFINE_integer("seed", 1, "Seed of the sampler: the same seed gives the same text.",
+                     lower_bound=0, upper_bound=MAX_SEED)
 flags.DEFINE_integer("threads", 1, "LiteRT threads (bundle path).")
 FLAGS = flags.FLAGS
 

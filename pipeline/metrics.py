@@ -162,15 +162,18 @@ def from_legacy(old: dict) -> MetricsFile:
                 add(f"{key}_vs_dense", export, "", entry[f"{key}_vs_dense"].get("ratio"), True)
         for key, (name, higher) in LEGACY_EXPORT_KEYS.items():
             if key in entry:
-                add(name, export, "", entry[key], higher)
+                add(name, export, "test" if key.startswith("parity_gap") else "", entry[key],
+                    higher)
     for model, policies in old.get("long_text", {}).items():
         for policy, result in policies.items():
             for key, value in result.items():
                 add(f"long_text.{policy}.{key}", model, "validation", value,
                     None if key == "inputs_per_text" else True)
     for model, result in old.get("behaviour", {}).items():
-        for key in ("plain", "negation"):
-            add(f"behaviour.{key}", model, "", result.get(key), True)
+        scores = {**result.get("categories", {"plain": result.get("plain")}),
+                  "negation": result.get("negation")}
+        for key, value in scores.items():
+            add(f"behaviour.{key}", model, "", value, True)
     for model, result in old.get("robustness", {}).items():
         for key, value in result.get("noise", {}).items():
             if key != "seed":

@@ -285,6 +285,19 @@ def main(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> None:
         logging.info("done: %s in %s", ", ".join(config.stages), config.output_dir)
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+    """cli.parse_or_exit, and with --only_check_args the config's own checks too (absl
+    stops before main then, so a bad value would otherwise pass the check)."""
+    remaining = cli.parse_or_exit(argv)
+    if flags.FLAGS.only_check_args:
+        try:
+            pipeline_flags.config_from_flags(flags.FLAGS)
+        except ConfigError as error:
+            sys.stderr.write(f"error: {error}\n")
+            sys.exit(2)
+    return remaining
+
+
 if __name__ == "__main__":
     pipeline_flags.define_flags()
-    app.run(main, flags_parser=cli.parse_or_exit)
+    app.run(main, flags_parser=parse_flags)

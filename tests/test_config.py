@@ -203,12 +203,47 @@ def run_main(args, tmp_path, capsys):
      "--regularized_weights names embeddings, which no layer in --pruning_layers=lstm,dense"),
     (["--distribution=mirrored", "--pruning_method=structured", "--structured_units=0.5"],
      "use --distribution=none with it"),
+    # Issue 32, item 9: values that used to pass the checks and fail after work began.
+    (["--seed=-1"], "--seed=-1 must be in [0, 2,147,483,647]"),
+    (["--seed=100000000000000000000"], "--seed=100000000000000000000 must be in [0,"),
+    (["--data_seed=-1"], "--data_seed=-1 must be in [0, 2,147,483,647]"),
+    (["--lstm_units=4000000000"], "--lstm_units=4000000000 must be in [1, 8,192]"),
+    (["--embedding_dim=4000000000"], "--embedding_dim=4000000000 must be in [1, 4,096]"),
+    (["--lstm_layers=1000000000000"], "--lstm_layers=1000000000000 must be in [1, 16]"),
+    (["--pruning_schedule=m_by_n", "--pruning_n=9223372036854775808"], "1 <= m < n <= 64"),
+    (["--learning_rate=1e300"], "--learning_rate=1e+300 must be in (0, 1]"),
 ])
 def test_cli_rejects_bad_input_before_any_work(args, message, tmp_path, capsys):
     status, stderr = run_main(args, tmp_path, capsys)
     assert status == 2, stderr[-2000:]
     assert message in stderr and "Traceback" not in stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_only_check_args_runs_the_config_checks(tmp_path):
+    """absl stops before main with --only_check_args; the config is checked anyway."""
+    def check(*args):
+        return subprocess.run([sys.executable, "-m", "pipeline.run", "--only_check_args",
+                               *args], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=300)
+    refused = check("--epochs=-5")
+    assert refused.returncode == 2 and "--epochs=-5 must be >= 1" in refused.stderr
+    assert check("--epochs=2").returncode == 0
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_diverged_model_is_never_saved(tmp_path):
+    import numpy as np
+    import tf_keras
+
+    from pipeline import artifacts
+    model = tf_keras.Sequential([tf_keras.Input(shape=(2,)), tf_keras.layers.Dense(1)])
+    kernel, bias = model.get_weights()
+    model.set_weights([np.full_like(kernel, np.nan), bias])
+    with pytest.raises(artifacts.NonFiniteWeightsError, match="non-finite values in "
+                                                              "dense/kernel:0: training"):
+        artifacts.save_keras_model(model, tmp_path / "model.keras")
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow

@@ -170,8 +170,26 @@ def test_the_attack_reads_the_dataset_settings_a_bundle_manifest_saved(tmp_path)
                        train_limit=10)
     (tmp_path / "manifest.json").write_text(
         json.dumps({"config": {"data": dataclasses.asdict(saved)}}))
-    read = attack.data_config(tmp_path, "/mirror")
-    assert read == dataclasses.replace(saved, train_limit=0, data_dir="/mirror")
+    read = attack.data_config(tmp_path, "/mirror", "")
+    assert read == dataclasses.replace(saved, train_limit=0, data_dir="/mirror",
+                                       tfds_download=False)
     (tmp_path / "manifest.json").write_text(json.dumps({"config": {}}))
     with pytest.raises(attack.AttackError, match="has no usable config.data"):
-        attack.data_config(tmp_path, "/mirror")
+        attack.data_config(tmp_path, "/mirror", "")
+
+
+def test_the_attack_opens_no_path_a_manifest_names(tmp_path):
+    """Issue 32, item 7: `dataset: "csv:/etc/passwd"` in a manifest used to be read, and
+    its tfds_data_dir made the attack create folders and try downloads."""
+    from pipeline import attack
+    from pipeline.config import DataConfig
+    saved = DataConfig(dataset="csv:/etc/passwd", labels=("a", "b"),
+                       tfds_data_dir=str(tmp_path / "made"))
+    (tmp_path / "manifest.json").write_text(
+        json.dumps({"config": {"data": dataclasses.asdict(saved)}}))
+    with pytest.raises(attack.AttackError, match="names the dataset 'csv:/etc/passwd', not a "
+                                                 "registered one.*pass --dataset"):
+        attack.data_config(tmp_path, "", "")
+    chosen = attack.data_config(tmp_path, "", "sst2")
+    assert (chosen.dataset, chosen.tfds_data_dir, chosen.tfds_download) == ("sst2", "", False)
+    assert not (tmp_path / "made").exists()
