@@ -125,6 +125,16 @@ def _umask() -> int:
     return mask
 
 
+def read_regular_text(path: Path) -> str:
+    """A text file's contents, refusing a FIFO, device or folder (reading one would hang or
+    fail half-way): raises OSError naming the path."""
+    import stat
+    path = Path(path)
+    if path.exists() and not stat.S_ISREG(path.stat().st_mode):
+        raise OSError(f"{path} is not a regular file")
+    return path.read_text(encoding="utf-8")
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
@@ -182,10 +192,23 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+class LinkInOutputError(ValueError):
+    """A stage output or cache entry holds a link, which the pipeline never writes."""
+
+
 def sha256_tree(folder: Path) -> str:
-    """Hash of every file's relative path and contents, skipping the stage record itself."""
+    """Hash of every file's relative path and contents, skipping the stage record itself.
+
+    A link is refused, never followed: the pipeline writes none, and one planted in a stage
+    folder (with its record rewritten to match) would ship whatever file it points at.
+    """
     folder = Path(folder)
     digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_symlink():
+            raise LinkInOutputError(f"{path} is a link; stage outputs hold only files the "
+                                    "pipeline wrote. Remove it and rerun that stage with "
+                                    "--force")
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         relative = path.relative_to(folder).as_posix()
         if relative == STAGE_RECORD:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from absl import flags
 
+from pipeline.artifacts import read_regular_text
+
 FLAGFILE = re.compile(r"^--?flagfile=(.+)$")
 
 
@@ -34,7 +36,7 @@ def expand_flagfiles(argv: list[str], base: Path | None = None,
         if path.resolve() in including:
             raise FlagfileError(f"--flagfile={path} includes itself")
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_regular_text(path)
         except (OSError, UnicodeDecodeError) as error:
             raise FlagfileError(f"--flagfile={path} cannot be read ({error})") from None
         lines = [line.strip() for line in text.splitlines()]

@@ -281,6 +281,17 @@ def load_keras_generator(run_dir: Path):
     if spec.get("algorithm") != "characters":
         raise GenerateError(f"{run_dir} is a {spec.get('algorithm')} (sentiment) run; "
                             "--keras needs a textgen run directory")
+    for stage in ("data", "strip"):  # what the run made, not a file swapped in since
+        record = artifacts.stage_record(files.stage(stage))
+        try:
+            unchanged = record is not None and \
+                artifacts.sha256_tree(files.stage(stage)) == record.get("output_hash")
+        except ValueError as error:
+            raise GenerateError(str(error)) from None
+        if not unchanged:
+            raise GenerateError(f"{files.stage(stage)} does not match its "
+                                f"{artifacts.STAGE_RECORD} (changed since the run made it); "
+                                f"rerun --stages={stage} --force")
     try:
         model = artifacts.load_keras_model(path)
     except ValueError as error:

@@ -29,7 +29,11 @@ def bundle_file(folder, name) -> Path:
             any(c in name for c in "/\\\0:") or Path(name).is_absolute():
         raise SpecError(f"{name!r} is not a plain file name inside the bundle; a bundle may "
                         "name only its own files")
-    return Path(folder) / name
+    path = Path(folder) / name
+    if path.is_symlink():
+        raise SpecError(f"{path} is a link; a bundle holds only plain files (a link could "
+                        "read any file on the device)")
+    return path
 
 
 def clean_text(text: str) -> str:
@@ -178,7 +182,7 @@ def read_vocabulary(path, spec: dict) -> list[str]:
 def read_spec_and_vocabulary(folder) -> tuple[dict, list[str]]:
     """tokenizer.json and the vocabulary it names, from a bundle or a run's data/ folder."""
     folder = Path(folder)
-    spec = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    spec = json.loads(bundle_file(folder, "tokenizer.json").read_text(encoding="utf-8"))
     if not isinstance(spec, dict) or "vocabulary_file" not in spec:
         raise SpecError(f"{folder / 'tokenizer.json'} is not a tokenizer spec")
     return spec, read_vocabulary(bundle_file(folder, spec["vocabulary_file"]), spec)

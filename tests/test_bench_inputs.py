@@ -16,7 +16,13 @@ GOOD_ROW = {"task": "sentiment", "method": "dense", "target_sparsity": 0.0, "exp
     ("not json\n", ":1: not JSON"),
     (json.dumps({"task": "sentiment"}) + "\n", ":1 lacks method, target_sparsity"),
     (json.dumps(GOOD_ROW) + "\n[]\n", ":2 lacks task"),
-    (json.dumps({**GOOD_ROW, "metric_value": "high"}) + "\n", "must be numbers"),
+    (json.dumps({**GOOD_ROW, "metric_value": "high"}) + "\n", ":1: metric_value='high' is "
+                                                              "not of its kind"),
+    # Issue 32, item 10: these passed the check and crashed the gate after the sweep.
+    (json.dumps({**GOOD_ROW, "latency_ratio_vs_dense": "fast"}) + "\n",
+     "latency_ratio_vs_dense='fast' is not of its kind"),
+    (json.dumps({**GOOD_ROW, "target_sparsity": [0]}) + "\n", r"target_sparsity=\[0\]"),
+    (json.dumps({**GOOD_ROW, "higher_is_better": 1}) + "\n", "higher_is_better=1"),
     ("\n", "holds no rows"),
 ])
 def test_a_bad_baseline_is_named_with_its_line(tmp_path, text, message):
@@ -192,3 +198,47 @@ def test_a_bad_smoke_selection_exits_2_with_one_line_and_writes_nothing(tmp_path
     assert result.returncode == 2, result.stderr[-2000:]
     assert "error: --smoke_tasks=imdb: imdb not among sentiment" in result.stderr
     assert "Traceback" not in result.stderr and not out_dir.exists()
+
+
+def bench_cli(tmp_path, *args):
+    import subprocess
+    import sys
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.bench", f"--output_dir={tmp_path / 'bench'}",
+         "--task=sentiment:configs/sentiment.flags", "--method=dense:--pruning_method=none",
+         *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--metric_tolerance=nan"], "--metric_tolerance=nan must be a finite number >= 0"),
+    (["--method=mw:--distribution=multi_worker"],
+     "cell sentiment/mw/0.5: --distribution=multi_worker needs TF_CONFIG"),
+])
+def test_bench_inputs_that_used_to_fail_late_exit_2_first(tmp_path, args, message):
+    result = bench_cli(tmp_path, "--sparsities=0,0.5", *args)
+    assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and not (tmp_path / "bench").exists()
+
+
+def test_a_sweep_never_uses_its_own_results_as_baseline(tmp_path):
+    own = tmp_path / "bench" / "results.jsonl"
+    own.parent.mkdir()
+    own.write_text(json.dumps(GOOD_ROW) + "\n")
+    result = bench_cli(tmp_path, f"--baseline={own}")
+    assert result.returncode == 2 and "is the results.jsonl this sweep rewrites" in \
+        result.stderr, result.stderr[-2000:]
+    assert own.read_text() == json.dumps(GOOD_ROW) + "\n"
+
+
+def test_fifos_are_refused_as_flagfile_and_baseline(tmp_path):
+    """Issue 32, item 12: reading a FIFO waited forever for a writer."""
+    import os
+
+    from pipeline import cli
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(cli.FlagfileError, match="is not a regular file"):
+        cli.expand_flagfiles([f"--flagfile={fifo}"])
+    with pytest.raises(plan.BenchError, match=f"--baseline={fifo} cannot be read .*not a "
+                                               "regular file"):
+        report.load_baseline(str(fifo))

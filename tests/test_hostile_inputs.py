@@ -483,3 +483,49 @@ def test_keras_generation_refuses_a_sentiment_run(bundle, tmp_path):
         (tmp_path / "data" / name).write_bytes((bundle / name).read_bytes())
     with pytest.raises(generation.GenerateError, match="is a wordpiece \\(sentiment\\) run"):
         generation.load_keras_generator(tmp_path)
+
+
+# Links (issue 32, item 11) ------------------------------------------------------------
+
+def test_a_link_in_a_stage_output_is_never_read(stages, tmp_path):
+    run_dir, secret = tmp_path / "run", tmp_path / "secret.txt"
+    secret.write_text("not the pipeline's")
+    run.run_pipeline(PipelineConfig(output_dir=str(run_dir)))
+    (run_dir / "train" / "out.txt").unlink()
+    (run_dir / "train" / "out.txt").symlink_to(secret)  # and its record rewritten to match:
+    record = artifacts.stage_record(run_dir / "train")  # the hash of the linked bytes
+    import hashlib
+    digest = hashlib.sha256()
+    digest.update(b"out.txt\0" + artifacts.sha256_file(secret).encode() + b"\n")
+    record["output_hash"] = digest.hexdigest()
+    artifacts.atomic_write_json(run_dir / "train" / artifacts.STAGE_RECORD, record)
+    with pytest.raises(artifacts.LinkInOutputError, match="out.txt is a link"):
+        run.run_pipeline(PipelineConfig(output_dir=str(run_dir), stages=("prune",)))
+
+
+def test_a_bundle_file_that_is_a_link_is_refused(bundle_copy, tmp_path):
+    outside = tmp_path / "vocab_elsewhere.txt"
+    outside.write_bytes((bundle_copy / "vocab.txt").read_bytes())  # same bytes, same sha256
+    (bundle_copy / "vocab.txt").unlink()
+    (bundle_copy / "vocab.txt").symlink_to(outside)
+    with pytest.raises(artifacts.BundleError, match="vocab.txt is a link"):
+        artifacts.check_bundle(bundle_copy)
+    with pytest.raises(SpecError, match="vocab.txt is a link"):
+        ReferenceTokenizer.from_bundle(bundle_copy)
+
+
+def test_keras_generation_refuses_a_model_swapped_after_the_run(tmp_path):
+    cfg = TokenizerConfig(vocabulary="characters")
+    vocabulary = tokenizer.character_vocabulary("to be or not to be")
+    for stage in ("data", "strip"):
+        (tmp_path / stage).mkdir()
+    write_tokenizer_files(tmp_path / "data", vocabulary,
+                          tokenizer.character_spec(vocabulary, cfg), cfg)
+    artifacts.atomic_write_json(tmp_path / "data" / artifacts.STAGE_RECORD,
+                                {"output_hash": artifacts.sha256_tree(tmp_path / "data")})
+    (tmp_path / "strip" / "model.keras").write_bytes(b"the run's model")
+    artifacts.atomic_write_json(tmp_path / "strip" / artifacts.STAGE_RECORD,
+                                {"output_hash": artifacts.sha256_tree(tmp_path / "strip")})
+    (tmp_path / "strip" / "model.keras").write_bytes(b"a model swapped in later")
+    with pytest.raises(generation.GenerateError, match="strip does not match its stage.json"):
+        generation.load_keras_generator(tmp_path)

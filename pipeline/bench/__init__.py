@@ -11,6 +11,7 @@ them and reads their rows, `report` writes the results and applies the regressio
 """
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -74,6 +75,15 @@ def bench(out_dir: Path) -> int:
         sparsities = [float(s) for s in FLAGS.sparsities]
     except ValueError:
         raise plan.BenchError(f"--sparsities={','.join(FLAGS.sparsities)} must be numbers") from None
+    for name in ("metric_tolerance", "size_tolerance", "latency_tolerance"):
+        value = getattr(FLAGS, name)
+        if not (math.isfinite(value) and value >= 0):
+            raise plan.BenchError(f"--{name}={value} must be a finite number >= 0 (NaN "
+                                  "would turn the gate off)")
+    results = out_dir / "results.jsonl"
+    if FLAGS.baseline and Path(FLAGS.baseline).expanduser().resolve() == results:
+        raise plan.BenchError(f"--baseline={FLAGS.baseline} is the results.jsonl this sweep "
+                              "rewrites; copy it elsewhere first and pass the copy")
     baseline = report.load_baseline(FLAGS.baseline) if FLAGS.baseline else None
     planned = []
     for task, method, sparsity in plan.cells(tasks, methods, sparsities, FLAGS.smoke):
@@ -85,7 +95,6 @@ def bench(out_dir: Path) -> int:
         planned.append((task, name, sparsity, run_dir, arguments))
     artifacts.claim_folder(out_dir, "--output_dir")
     context = {**sweep.machine(), "git_commit": sweep.git_commit()}
-    results = out_dir / "results.jsonl"
     artifacts.atomic_write_text(results, "")
     rows_by_cell, failed = sweep.run_sweep(planned, context, results, FLAGS.jobs,
                                           FLAGS.dense_method)

@@ -121,13 +121,14 @@ def check_cell(label: str, arguments: list[str]) -> None:
     from absl.flags import Error as FlagError
 
     from pipeline.cli import FlagfileError
-    from pipeline import tasks
+    from pipeline import distribute, tasks
     from pipeline.config import ConfigError
     from pipeline.data import DataError
     from pipeline.flags import parse_config
     try:
         config = parse_config(arguments)
         tasks.for_config(config).check_inputs(config)
+        distribute.check(config)  # e.g. a multi_worker cell without TF_CONFIG
     except (ConfigError, DataError, FlagError, FlagfileError) as error:
         raise BenchError(f"cell {label}: {error}") from None
 

@@ -6,6 +6,7 @@ import base64
 import csv
 import io
 import json
+import math
 import time
 from pathlib import Path
 
@@ -164,14 +165,24 @@ def write_results(out_dir: Path, rows: list[dict]) -> None:
     artifacts.atomic_write_text(out_dir / "results.csv", buffer.getvalue())
 
 
-BASELINE_FIELDS = KEY_FIELDS + ("metric", "metric_value", "higher_is_better", "gzip_bytes",
-                                "latency_ratio_vs_dense")
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
+# Every field the gate reads, and what it must hold.
+BASELINE_TYPES = {"task": lambda v: isinstance(v, str), "method": lambda v: isinstance(v, str),
+                  "target_sparsity": _number, "export": lambda v: isinstance(v, str),
+                  "metric": lambda v: isinstance(v, str), "metric_value": _number,
+                  "higher_is_better": lambda v: isinstance(v, bool), "gzip_bytes": _number,
+                  "latency_ratio_vs_dense": lambda v: v is None or _number(v)}
 
 
 def load_baseline(path: str) -> list[dict]:
-    """An earlier results.jsonl, checked row by row before any cell runs."""
+    """An earlier results.jsonl, checked row by row (each field's type) before any cell
+    runs, so a bad baseline never fails the gate after hours of sweep."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        lines = artifacts.read_regular_text(Path(path)).splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise BenchError(f"--baseline={path} cannot be read ({error})") from None
     try:
@@ -181,14 +192,17 @@ def load_baseline(path: str) -> list[dict]:
                          "pipeline.bench") from None
     rows = []
     for number, row in values:
-        missing = [f for f in BASELINE_FIELDS if not isinstance(row, dict) or f not in row]
+        missing = [f for f in BASELINE_TYPES if not isinstance(row, dict) or f not in row]
         if missing:
             raise BenchError(f"--baseline={path}:{number} lacks {', '.join(missing)}; give a "
                              "results.jsonl written by pipeline.bench")
-        if not isinstance(row["metric_value"], (int, float)) or \
-                not isinstance(row["gzip_bytes"], (int, float)):
-            raise BenchError(f"--baseline={path}:{number}: metric_value and gzip_bytes must be "
-                             "numbers")
+        wrong = [field for field, accepts in BASELINE_TYPES.items() if not accepts(row[field])]
+        if wrong:
+            raise BenchError(f"--baseline={path}:{number}: " + ", ".join(
+                f"{field}={row[field]!r}" for field in wrong) + " is not of its kind (task, "
+                "method, export and metric are text; target_sparsity, metric_value and "
+                "gzip_bytes finite numbers; higher_is_better true or false; "
+                "latency_ratio_vs_dense a number or null)")
         rows.append(row)
     if not rows:
         raise BenchError(f"--baseline={path} holds no rows")
