@@ -21,11 +21,14 @@ import contextlib
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 
 from pipeline.config import ConfigError, PipelineConfig
 from pipeline.stages import STAGES, TRAINING
 
 _strategy = None
+DEFAULT_STARTUP_TIMEOUT_S = 30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,11 +38,20 @@ class Worker:
     index: int
     workers: int  # processes taking part, the chief included
     has_chief: bool  # a "chief" task exists; otherwise worker 0 is the chief
+    peers: tuple[str, ...] = ()  # the other members' host:port addresses
 
     @property
     def is_chief(self) -> bool:
         return self.task_type == "chief" or (self.task_type == "worker" and self.index == 0
                                              and not self.has_chief)
+
+
+def _check_address(member: str, position: int, address) -> None:
+    """One cluster member must be host:port, with the port a number in 1..65535."""
+    host, sep, port = address.rpartition(":") if isinstance(address, str) else ("", "", "")
+    if not (sep and host and port.isdigit() and 1 <= int(port) <= 65535):
+        raise ConfigError(f"TF_CONFIG cluster {member}[{position}] = {address!r} is not "
+                          "host:port with a port in 1..65535")
 
 
 def worker_from_environment(environ=os.environ) -> Worker:
@@ -52,11 +64,19 @@ def worker_from_environment(environ=os.environ) -> Worker:
     try:
         tf_config = json.loads(raw)
         cluster, task = tf_config["cluster"], tf_config["task"]
-        task_type, index = task["type"], int(task["index"])
-        members = {name: list(addresses) for name, addresses in cluster.items()}
+        task_type, index = task["type"], task["index"]
+        members = dict(cluster.items())
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise ConfigError(f"TF_CONFIG is not a cluster description ({type(error).__name__}: "
                           f"{error}): {fix}") from None
+    for member, addresses in members.items():
+        if not isinstance(addresses, list):  # a string would be counted by characters
+            raise ConfigError(f"TF_CONFIG cluster {member} is {addresses!r}, not a list of "
+                              f"host:port addresses: {fix}")
+        for position, address in enumerate(addresses):
+            _check_address(member, position, address)
+    if not isinstance(index, int) or isinstance(index, bool):
+        raise ConfigError(f"TF_CONFIG task index {index!r} is not a whole number: {fix}")
     if task_type not in ("chief", "worker"):
         raise ConfigError(f"TF_CONFIG task type {task_type!r}: this pipeline runs chief and "
                           "worker tasks only (no parameter servers or evaluators)")
@@ -64,13 +84,24 @@ def worker_from_environment(environ=os.environ) -> Worker:
         raise ConfigError(f"TF_CONFIG task {task_type} {index} is not in its cluster "
                           f"({len(members.get(task_type, []))} {task_type} addresses)")
     workers = len(members.get("worker", [])) + len(members.get("chief", []))
-    return Worker(task_type, index, workers, bool(members.get("chief")))
+    peers = tuple(address for member in ("chief", "worker")
+                  for position, address in enumerate(members.get(member, []))
+                  if (member, position) != (task_type, index))
+    return Worker(task_type, index, workers, bool(members.get("chief")), peers)
 
 
 def check(config: PipelineConfig) -> None:
     """Bad distribution settings fail at start-up, before any work (exit 2)."""
     if config.train.distribution == "multi_worker":
         worker = worker_from_environment()
+        try:
+            timeout = startup_timeout()
+        except ValueError:
+            timeout = float("nan")
+        if not timeout > 0:
+            raise ConfigError(f"PIPELINE_WORKER_TIMEOUT_S="
+                              f"{os.environ.get('PIPELINE_WORKER_TIMEOUT_S')} must be a "
+                              "number of seconds > 0")
         if config.train.batch_size % worker.workers:
             raise ConfigError(f"--batch_size={config.train.batch_size} does not split evenly "
                               f"over {worker.workers} workers: use a multiple of "
@@ -85,7 +116,43 @@ def start(config: PipelineConfig) -> None:
     if config.train.distribution == "mirrored":
         _strategy = tf.distribute.MirroredStrategy()
     elif config.train.distribution == "multi_worker":
+        # The strategy waits for every peer, in C++ and holding the GIL, without a word and
+        # deaf to SIGTERM: a separate process says which peer does not answer and stops it.
+        watchdog = subprocess.Popen([sys.executable, "-c", WATCHDOG, str(os.getpid()),
+                                     str(startup_timeout()),
+                                     *worker_from_environment().peers])
         _strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        watchdog.kill()
+        watchdog.wait()
+
+
+# Run as `python -c WATCHDOG PARENT_PID SECONDS PEER...` beside a starting worker.
+WATCHDOG = """
+import os, signal, socket, sys, time
+parent, waited, peers = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3:]
+time.sleep(waited)
+if os.getppid() != parent:
+    sys.exit(0)
+silent = []
+for peer in peers:
+    host, _, port = peer.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+    except OSError:
+        silent.append(peer)
+who = (", ".join(silent) + " did not answer") if silent else (
+    "every peer accepts connections, but not all joined the cluster")
+sys.stderr.write(f"error: the workers did not all start within {waited:g} s: {who} "
+                 "(TF_CONFIG). Start every worker with the same cluster, or raise "
+                 "PIPELINE_WORKER_TIMEOUT_S\\n")
+sys.stderr.flush()
+os.kill(parent, signal.SIGKILL)
+"""
+
+
+def startup_timeout() -> float:
+    """Seconds the workers have to find each other ($PIPELINE_WORKER_TIMEOUT_S, 30)."""
+    return float(os.environ.get("PIPELINE_WORKER_TIMEOUT_S", DEFAULT_STARTUP_TIMEOUT_S))
 
 
 def scope(stage: str):

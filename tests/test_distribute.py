@@ -27,11 +27,26 @@ def tf_config(index, workers=2, chief=False):
     ('{"cluster": {"ps": ["a:1"]}, "task": {"type": "ps", "index": 0}}',
      "task type 'ps': this pipeline runs chief and worker tasks only"),
     (tf_config(2), "TF_CONFIG task worker 2 is not in its cluster (2 worker addresses)"),
+    # Issue 32, item 6: a string was counted by characters; a bad port gave a traceback.
+    ('{"cluster": {"worker": "localhost:2000"}, "task": {"type": "worker", "index": 0}}',
+     "TF_CONFIG cluster worker is 'localhost:2000', not a list of host:port addresses"),
+    ('{"cluster": {"worker": ["host:notaport"]}, "task": {"type": "worker", "index": 0}}',
+     "TF_CONFIG cluster worker[0] = 'host:notaport' is not host:port"),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": "0"}}',
+     "TF_CONFIG task index '0' is not a whole number"),
 ])
 def test_a_bad_tf_config_is_named(value, message):
     with pytest.raises(ConfigError) as error:
         distribute.worker_from_environment({"TF_CONFIG": value})
     assert message in str(error.value)
+
+
+def test_a_bad_worker_timeout_is_named(monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", tf_config(0))
+    monkeypatch.setenv("PIPELINE_WORKER_TIMEOUT_S", "soon")
+    config = PipelineConfig(train=TrainConfig(distribution="multi_worker"))
+    with pytest.raises(ConfigError, match="PIPELINE_WORKER_TIMEOUT_S=soon must be a number"):
+        distribute.check(config)
 
 
 def test_worker_zero_is_the_chief_unless_there_is_a_chief_task():
@@ -91,6 +106,22 @@ def stripped_weights(run_dir):
     model = artifacts.load_keras_model(artifacts.RunFiles(run_dir).pruned_model,
                                        scope=pruning.load_scope())
     return pruning.strip(model)
+
+
+@pytest.mark.slow
+def test_a_missing_peer_is_named_instead_of_a_silent_wait(shared_data, tmp_path):
+    ports = free_ports(2)
+    cluster = {"cluster": {"worker": [f"localhost:{port}" for port in ports]},
+               "task": {"type": "worker", "index": 0}}
+    env = {**os.environ, "PIPELINE_DATA_DIR": str(shared_data),
+           "TF_CONFIG": json.dumps(cluster), "PIPELINE_WORKER_TIMEOUT_S": "3"}
+    result = subprocess.run([sys.executable, "-m", "pipeline.run", *SMALL,
+                             f"--output_dir={tmp_path / 'run'}", "--distribution=multi_worker"],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == -9, result.stderr[-2000:]  # stopped by the watchdog
+    assert f"the workers did not all start within 3 s: localhost:{ports[1]} did not " \
+        "answer" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.slow
