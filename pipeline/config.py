@@ -14,6 +14,7 @@ import math
 
 from pipeline.stages import NAMES as STAGE_NAMES
 from pipeline.exports import REGISTRY as EXPORT_REGISTRY
+from pipeline.reference_tokenizer import MAX_LENGTH, MAX_WINDOWS
 from pipeline.tasks import REGISTRY as TASK_REGISTRY
 
 PRUNABLE_LAYERS = ("embedding", "lstm", "dense")
@@ -198,7 +199,7 @@ class TokenizerConfig(_Section):
     def validate(self):
         _require(self.vocabulary_size >= 16,
                  f"--vocabulary_size={self.vocabulary_size} must be at least 16")
-        _require(1 <= self.max_length <= 4096,
+        _require(1 <= self.max_length <= MAX_LENGTH,
                  f"--max_length={self.max_length} must be in [1, 4096]")
 
 
@@ -552,8 +553,9 @@ class EvalConfig(_Section):
                  f"--sample_length={self.sample_length} must be >= 1")
         _require(self.long_text_stride >= 0,
                  f"--long_text_stride={self.long_text_stride} must be >= 0 (0: half a window)")
-        _require(self.long_text_max_windows >= 1,
-                 f"--long_text_max_windows={self.long_text_max_windows} must be >= 1")
+        _require(1 <= self.long_text_max_windows <= MAX_WINDOWS,
+                 f"--long_text_max_windows={self.long_text_max_windows} must be in [1, "
+                 f"{MAX_WINDOWS}] (each window is one model call per text)")
         _require(self.attack_sentences >= 0,
                  f"--attack_sentences={self.attack_sentences} must be >= 0 (0: no attack)")
         for name in ("attack_max_words", "attack_max_queries"):

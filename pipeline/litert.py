@@ -143,6 +143,17 @@ def op_names(path: Path) -> list[str]:
     return [op["op_name"] for op in _inspector(path)._get_ops_details()]
 
 
+def embedding_rows(path: Path) -> int | None:
+    """Rows of the table the model's first GATHER reads (its embedding), or None: the ids
+    a tokenizer may produce for it."""
+    interpreter = _inspector(path)
+    shapes = {d["index"]: d["shape"] for d in interpreter.get_tensor_details()}
+    for op in interpreter._get_ops_details():
+        if op["op_name"] == "GATHER":
+            return int(shapes[op["inputs"][0]][0])
+    return None
+
+
 def float_lstms(path: Path) -> int:
     """How many fused LSTMs in the file keep float recurrent weights.
 

@@ -50,6 +50,10 @@ class Classifier:
             raise BundleError(f"{model} takes {shape} and gives {outputs}, but "
                               f"{bundle_dir}'s tokenizer.json and labels.txt say {expected} "
                               f"and {[1, len(self.labels)]}: the files are from different runs")
+        rows, size = litert.embedding_rows(model), self.tokenizer.spec["vocabulary_size"]
+        if rows is not None and size > rows:
+            raise BundleError(f"{bundle_dir}'s tokenizer.json has {size} ids but {model} "
+                              f"embeds {rows}: the files are from different runs")
 
     def probabilities(self, text: str) -> np.ndarray | None:
         """Class probabilities (windows averaged), or None for a text that gives no token."""

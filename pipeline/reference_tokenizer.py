@@ -41,8 +41,83 @@ def clean_text(text: str) -> str:
     return LONE_SURROGATE.sub("\ufffd", text)
 
 
+MAX_LENGTH = 4096      # ids per model input a spec may ask for
+MAX_WINDOWS = 64       # long-text windows a spec may ask for (each is one model call)
+LONG_TEXT_POLICIES = ("first", "windows")
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _strings(value) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _ranges(value, kind) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, kind) for x in pair)
+        for pair in value)
+
+
+# Every field a tokenizer reads, per algorithm, and what it must hold.
+SPEC_FIELDS = {
+    "wordpiece": {"max_length": lambda v: _whole(v) and 1 <= v <= MAX_LENGTH,
+                  "lowercase": lambda v: isinstance(v, bool),
+                  "strip_accents": lambda v: isinstance(v, bool),
+                  "max_bytes_per_word": lambda v: _whole(v) and v >= 1,
+                  "suffix_indicator": lambda v: isinstance(v, str),
+                  "rewrites": lambda v: isinstance(v, list) and all(
+                      isinstance(r, list) and len(r) == 2 and _strings(r) for r in v),
+                  "whitespace": _strings, "whitespace_categories": _strings,
+                  "punctuation_categories": _strings,
+                  "punctuation_ascii_ranges": lambda v: _ranges(v, str) and all(
+                      len(a) == len(b) == 1 for a, b in v),
+                  "default_ignorable_ranges": lambda v: _ranges(v, int)},
+    "characters": {},
+}
+
+
+def check_spec(spec, vocabulary: list[str]) -> None:
+    """Every field a tokenizer reads, its type and range, against the vocabulary; raises
+    SpecError naming the first wrong one. A bundle is untrusted: a wrong field must be
+    one clear error, not a crash half-way through a text or an unbounded amount of work."""
+    if not isinstance(spec, dict) or spec.get("algorithm") not in SPEC_FIELDS:
+        raise SpecError(f"tokenizer.json: algorithm {spec.get('algorithm') if isinstance(spec, dict) else spec!r} "
+                        f"is not one of {', '.join(SPEC_FIELDS)}")
+    size = len(vocabulary)
+    checks = {**SPEC_FIELDS[spec["algorithm"]],
+              "vocabulary_size": lambda v: _whole(v) and v == size,
+              "oov_id": lambda v: _whole(v) and 0 <= v < size}
+    if spec["algorithm"] == "wordpiece":
+        checks["pad_id"] = lambda v: _whole(v) and 0 <= v < size
+    if spec["algorithm"] == "characters":
+        checks["oov_token"] = lambda v: isinstance(v, str)
+    for field, accepts in checks.items():
+        if field not in spec:
+            raise SpecError(f"tokenizer.json has no {field}; copy the bundle again from the run")
+        if not accepts(spec[field]):
+            raise SpecError(f"tokenizer.json: {field}={spec[field]!r} is not a valid value "
+                            f"(vocabulary of {size} ids); copy the bundle again from the run")
+    if spec["algorithm"] == "characters" and not all(
+            isinstance(char, str) and (len(char) == 1 or i == spec["oov_id"])
+            for i, char in enumerate(vocabulary)):
+        raise SpecError("vocab.txt of a characters tokenizer must hold one character per "
+                        "line (the oov line excepted)")
+    policy = spec.get("long_text") or {"policy": "first"}
+    if not isinstance(policy, dict) or policy.get("policy") not in LONG_TEXT_POLICIES:
+        raise SpecError(f"tokenizer.json: long_text {policy!r} is not one of the policies "
+                        f"{', '.join(LONG_TEXT_POLICIES)}")
+    if policy["policy"] == "windows" and not (
+            _whole(policy.get("stride")) and 1 <= policy["stride"] <= spec["max_length"]
+            and _whole(policy.get("max_windows")) and 1 <= policy["max_windows"] <= MAX_WINDOWS):
+        raise SpecError(f"tokenizer.json: long_text {policy} needs whole numbers stride in "
+                        f"[1, max_length] and max_windows in [1, {MAX_WINDOWS}]")
+
+
 class ReferenceTokenizer:
     def __init__(self, spec: dict, vocabulary: list[str]):
+        check_spec(spec, vocabulary)
         self.spec = spec
         unknown = [r for r in spec["rewrites"] if tuple(r) not in REWRITES]
         if unknown:
@@ -56,12 +131,6 @@ class ReferenceTokenizer:
         self.whitespace = set(spec["whitespace"])
         self.punct_ranges = [(ord(lo), ord(hi)) for lo, hi in spec["punctuation_ascii_ranges"]]
         self.punct_categories = set(spec["punctuation_categories"])
-        policy = spec.get("long_text") or {"policy": "first"}
-        if policy.get("policy") == "windows" and not all(
-                isinstance(policy.get(key), int) and policy[key] >= 1
-                for key in ("stride", "max_windows")):
-            raise SpecError(f"tokenizer.json: long_text {policy} needs whole numbers stride "
-                            "and max_windows >= 1")
 
     @classmethod
     def from_bundle(cls, bundle_dir) -> "ReferenceTokenizer":
@@ -158,9 +227,6 @@ class ReferenceTokenizer:
         policy = self.spec.get("long_text") or {"policy": "first"}
         if policy["policy"] == "first":
             return [self.encode(text)]
-        if policy["policy"] != "windows":
-            raise SpecError(f"tokenizer.json: unknown long_text policy {policy['policy']!r} "
-                            "(first or windows)")
         length, stride = self.spec["max_length"], int(policy["stride"])
         ids = self.ids(text, length + (int(policy["max_windows"]) - 1) * stride)
         if len(ids) <= length:
@@ -192,6 +258,7 @@ class CharacterTokenizer:
     """The `characters` spec: one id per code point, unknown characters to oov_id."""
 
     def __init__(self, spec: dict, vocabulary: list[str]):
+        check_spec(spec, vocabulary)
         self.spec, self.vocabulary = spec, vocabulary
         self.ids = {char: i for i, char in enumerate(vocabulary) if i != spec["oov_id"]}
 

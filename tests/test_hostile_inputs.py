@@ -391,7 +391,8 @@ def test_a_long_text_is_cut_before_the_rest_is_tokenized(bundle, monkeypatch):
 def test_a_huge_text_under_the_windows_policy_reads_a_bounded_prefix(bundle_copy, monkeypatch):
     spec = json.loads((bundle_copy / "tokenizer.json").read_text())
     spec["long_text"] = {"policy": "windows", "stride": 6, "max_windows": 4}
-    reference = ReferenceTokenizer(spec, (bundle_copy / "vocab.txt").read_text().split("\n"))
+    reference = ReferenceTokenizer(
+        spec, (bundle_copy / "vocab.txt").read_text().split("\n")[:spec["vocabulary_size"]])
     calls = []
     real = reference.wordpiece
     monkeypatch.setattr(reference, "wordpiece", lambda word: calls.append(word) or real(word))
@@ -529,3 +530,62 @@ def test_keras_generation_refuses_a_model_swapped_after_the_run(tmp_path):
     (tmp_path / "strip" / "model.keras").write_bytes(b"a model swapped in later")
     with pytest.raises(generation.GenerateError, match="strip does not match its stage.json"):
         generation.load_keras_generator(tmp_path)
+
+
+# Malformed tokenizer specs (issue 32, item 5) ------------------------------------------
+
+@pytest.mark.parametrize("change, message", [
+    ({"max_length": 32.0}, "max_length=32.0 is not a valid value"),
+    ({"pad_id": -1}, "pad_id=-1 is not a valid value"),
+    ({"oov_id": 10**9}, "oov_id=1000000000 is not a valid value"),
+    ({"oov_id": None}, "has no oov_id"),
+    ({"lowercase": None}, "has no lowercase"),
+    ({"whitespace_categories": None}, "has no whitespace_categories"),
+    ({"long_text": {"policy": "middle"}}, "long_text {'policy': 'middle'} is not one of"),
+    ({"long_text": {"policy": "windows", "stride": 1, "max_windows": 10**9}},
+     r"max_windows in \[1, 64\]"),
+])
+def test_a_malformed_spec_is_one_error_naming_the_field(bundle_copy, change, message):
+    spec = json.loads((bundle_copy / "tokenizer.json").read_text())
+    for field, value in change.items():
+        if value is None:
+            del spec[field]
+        else:
+            spec[field] = value
+    (bundle_copy / "tokenizer.json").write_text(json.dumps(spec))
+    write_manifest(bundle_copy)  # sha256s recomputed: only the content is wrong
+    with pytest.raises(artifacts.BundleError, match=message):
+        predict.Classifier(bundle_copy)
+
+
+def test_a_vocabulary_longer_than_the_embedding_is_refused(bundle_copy):
+    spec = json.loads((bundle_copy / "tokenizer.json").read_text())
+    extra = [f"word{n}" for n in range(50)]
+    with open(bundle_copy / "vocab.txt", "a") as vocabulary:
+        vocabulary.write("\n" + "\n".join(extra))
+    spec["vocabulary_size"] += len(extra)
+    (bundle_copy / "tokenizer.json").write_text(json.dumps(spec))
+    write_manifest(bundle_copy)
+    with pytest.raises(artifacts.BundleError, match="tokenizer.json has .* ids but .* embeds"):
+        predict.Classifier(bundle_copy)
+
+
+@pytest.mark.parametrize("line, drop, message", [
+    ("5", None, "must hold one character per line"),
+    (None, "oov_token", "has no oov_token"),
+])
+def test_a_malformed_character_spec_is_refused(tmp_path, line, drop, message):
+    cfg = TokenizerConfig(vocabulary="characters")
+    vocabulary = tokenizer.character_vocabulary("to be or not to be")
+    write_tokenizer_files(tmp_path, vocabulary, tokenizer.character_spec(vocabulary, cfg), cfg)
+    spec = json.loads((tmp_path / "tokenizer.json").read_text())
+    if line:
+        lines = (tmp_path / "vocab.txt").read_text().split("\n")
+        lines[2] = line
+        (tmp_path / "vocab.txt").write_text("\n".join(lines))
+    if drop:
+        del spec[drop]
+        (tmp_path / "tokenizer.json").write_text(json.dumps(spec))
+    from pipeline.reference_tokenizer import CharacterTokenizer
+    with pytest.raises(SpecError, match=message):
+        CharacterTokenizer.from_bundle(tmp_path)

@@ -125,6 +125,7 @@ def test_long_text_windows_cover_the_text_up_to_the_limit():
                                     {"policy": "windows", "stride": "2", "max_windows": 2}])
 def test_a_bad_long_text_entry_is_refused(policy):
     from pipeline.reference_tokenizer import SpecError
-    spec = {**windows_tokenizer(2, 2).spec, "long_text": policy}
-    with pytest.raises(SpecError, match="needs whole numbers stride and max_windows"):
-        ReferenceTokenizer(spec, ["[PAD]", "[UNK]"])
+    tokenizer = windows_tokenizer(2, 2)
+    spec = {**tokenizer.spec, "long_text": policy}
+    with pytest.raises(SpecError, match=r"needs whole numbers stride in \[1, max_length\]"):
+        ReferenceTokenizer(spec, list(tokenizer.vocabulary))
