@@ -16,6 +16,24 @@ import tf_keras
 from pipeline import artifacts
 
 
+class DamagedProgressError(ValueError):
+    """Saved training progress cannot be read; the message names the file and the fix."""
+
+
+def read_progress(path: Path) -> dict:
+    """A progress file's entries ({} before the first epoch), or DamagedProgressError."""
+    if not path.is_file():
+        return {}
+    try:
+        entries = artifacts.read_json(path)
+        if not isinstance(entries, dict):
+            raise ValueError("not an object")
+        return entries
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise DamagedProgressError(f"{path} is damaged ({error}); the stage cannot resume "
+                                   "from it: rerun the stage with --force") from None
+
+
 class EpochStates:
     """A callback's state after each epoch, and the weights it keeps, in one folder."""
 
@@ -31,13 +49,13 @@ class EpochStates:
         if weights is not None:
             with artifacts.atomic_path(self._weights_path(epoch)) as tmp:
                 np.savez(tmp, *weights)
-        entries = artifacts.read_json(self.path) if self.path.is_file() else {}
+        entries = read_progress(self.path)
         entries[str(epoch)] = state
         artifacts.atomic_write_json(self.path, entries)
 
     def before(self, epoch: int, weights_epoch_key: str) -> tuple[dict | None, list | None]:
         """The state saved after the last epoch before `epoch`, and the weights it names."""
-        entries = artifacts.read_json(self.path) if self.path.is_file() else {}
+        entries = read_progress(self.path)
         earlier = [int(e) for e in entries if int(e) < epoch]
         if not earlier:
             return None, None
@@ -45,8 +63,12 @@ class EpochStates:
         path = self._weights_path(state[weights_epoch_key])
         if not path.is_file():
             return state, None
-        with np.load(path) as arrays:
-            return state, [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
+        try:
+            with np.load(path) as arrays:
+                return state, [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
+        except (OSError, ValueError, EOFError) as error:
+            raise DamagedProgressError(f"{path} is damaged ({error}); the stage cannot "
+                                       "resume from it: rerun the stage with --force") from None
 
 
 class EpochLog(tf_keras.callbacks.Callback):
@@ -57,7 +79,7 @@ class EpochLog(tf_keras.callbacks.Callback):
         self.path = Path(folder) / "epochs.json"
 
     def entries(self) -> dict[str, dict]:
-        return artifacts.read_json(self.path) if self.path.is_file() else {}
+        return read_progress(self.path)
 
     def on_epoch_end(self, epoch, logs=None):
         entries = self.entries()

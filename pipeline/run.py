@@ -163,9 +163,15 @@ def restore_from_cache(entry: Path | None, stage: Stage, run_dir: Path) -> dict 
 
 def run_stage(stage: Stage, config: PipelineConfig, run_dir: Path, key: dict) -> dict:
     partial = run_dir / f"{stage.name}.partial"
+    resuming = False
     if partial.exists():
         previous = partial / KEY_FILE
-        if previous.is_file() and artifacts.read_json(previous) == key:
+        try:
+            resuming = not config.force and previous.is_file() and \
+                artifacts.read_json(previous) == key
+        except (OSError, UnicodeDecodeError, ValueError):
+            resuming = False  # a damaged record of an interrupted attempt: start again
+        if resuming:
             logging.info("%s: resuming from %s", stage.name, partial)
         else:
             shutil.rmtree(partial)
@@ -174,7 +180,15 @@ def run_stage(stage: Stage, config: PipelineConfig, run_dir: Path, key: dict) ->
     start = time.monotonic()
     view = config.view(stage_settings(stage, config), f"stage {stage.name}")
     with distribute.scope(stage.name):
-        summary = stage.module.run(view, artifacts.RunFiles(run_dir), partial)
+        try:
+            summary = stage.module.run(view, artifacts.RunFiles(run_dir), partial)
+        except Exception as error:
+            import tensorflow as tf
+            if resuming and isinstance(error, tf.errors.OpError):  # e.g. a truncated backup
+                raise StageError(f"{partial} holds a checkpoint that cannot be restored "
+                                 f"({type(error).__name__}: {error.message.splitlines()[0]}); "
+                                 "rerun the stage with --force to start it again") from None
+            raise
     (partial / KEY_FILE).unlink()
     record = {**key, "stage": stage.name, "summary": summary,
               "elapsed_s": round(time.monotonic() - start, 2),

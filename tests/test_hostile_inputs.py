@@ -4,6 +4,7 @@ Each case was reproduced on the earlier code first (see BUILD.md, "Threat model"
 tests build what they need (a tiny untrained bundle, stand-in stages); none reads real
 data or trains.
 """
+import dataclasses
 import json
 import os
 import random
@@ -589,3 +590,54 @@ def test_a_malformed_character_spec_is_refused(tmp_path, line, drop, message):
     from pipeline.reference_tokenizer import CharacterTokenizer
     with pytest.raises(SpecError, match=message):
         CharacterTokenizer.from_bundle(tmp_path)
+
+
+# Resume state (issue 32, item 8) ------------------------------------------------------
+
+def test_damaged_progress_is_named(tmp_path):
+    from pipeline import resume
+    (tmp_path / "epochs.json").write_text('{"0": {"loss": 0.5}')  # cut mid-write
+    with pytest.raises(resume.DamagedProgressError, match=f"{tmp_path / 'epochs.json'} is "
+                                                          "damaged .*rerun the stage with --force"):
+        resume.EpochLog(tmp_path).history()
+
+
+def interrupted_attempt(monkeypatch, tmp_path, failure):
+    """A run whose train stage was interrupted: train.partial holds its key and a file."""
+    calls = []
+
+    def train(config, files, out_dir):
+        calls.append(sorted(p.name for p in out_dir.iterdir()))
+        if failure:
+            raise failure
+        artifacts.atomic_write_text(out_dir / "out.txt", "train output")
+        return {}
+
+    monkeypatch.setattr(run, "STAGES", (
+        run.Stage("data", (), (), stand_in=fake_stage("data", [])),
+        run.Stage("train", (), ("data",), stand_in=types.SimpleNamespace(run=train))))
+    config = PipelineConfig(output_dir=str(tmp_path / "run"))
+    run.run_pipeline(dataclasses.replace(config, stages=("data",)))
+    partial = tmp_path / "run" / "train.partial"
+    partial.mkdir()
+    (partial / "checkpoint").write_text("from the interrupted attempt")
+    key = run.stage_key(run.STAGES[1], config, tmp_path / "run")
+    artifacts.atomic_write_json(partial / run.KEY_FILE, key)
+    return config, calls
+
+
+def test_force_starts_an_interrupted_stage_afresh(monkeypatch, tmp_path):
+    config, calls = interrupted_attempt(monkeypatch, tmp_path, None)
+    run.run_pipeline(dataclasses.replace(config, stages=("train",), force=True))
+    assert calls == [[run.KEY_FILE]]  # the interrupted attempt's checkpoint was cleared
+
+
+def test_a_checkpoint_that_cannot_be_restored_is_named(monkeypatch, tmp_path):
+    import tensorflow as tf
+    broken = tf.errors.DataLossError(None, None, "truncated record at 1024\nmore detail")
+    config, calls = interrupted_attempt(monkeypatch, tmp_path, broken)
+    with pytest.raises(StageError, match="train.partial holds a checkpoint that cannot be "
+                                         "restored \\(DataLossError: truncated record at "
+                                         "1024\\); rerun the stage with --force"):
+        run.run_pipeline(dataclasses.replace(config, stages=("train",)))
+    assert calls == [["checkpoint", run.KEY_FILE]]  # it did try to resume
