@@ -186,14 +186,23 @@ def _read_rows(path: Path, scheme: str) -> tuple[list[str], list[tuple[int, dict
             delimiter = "\t" if scheme == "tsv" else ","
             quoting = csv.QUOTE_NONE if scheme == "tsv" else csv.QUOTE_MINIMAL
             csv.field_size_limit(FIELD_LIMIT)
-            reader = csv.reader(handle, delimiter=delimiter, quoting=quoting)
+            # strict: a quote never closed is an error, not every later row in one field
+            reader = csv.reader(handle, delimiter=delimiter, quoting=quoting, strict=True)
+            rows, complete = [], 0
             try:
                 header = next(reader, None)
                 if not header:
                     raise DataError(f"{path} is empty: expected a header line naming the "
                                     "columns")
-                rows = [(reader.line_num, dict(zip(header, values))) for values in reader]
+                complete = reader.line_num
+                for values in reader:
+                    rows.append((reader.line_num, dict(zip(header, values))))
+                    complete = reader.line_num
             except csv.Error as error:
+                if "unexpected end of data" in str(error):
+                    raise DataError(f"{path}:{complete + 1}: a quoted field that starts on "
+                                    "this line is never closed (the rest of the file would "
+                                    "become one field); fix the quote") from None
                 raise DataError(f"{path}:{reader.line_num}: {error}; fix the line (a field "
                                 f"may hold at most {FIELD_LIMIT >> 20} MiB)") from None
             return header, rows

@@ -287,8 +287,10 @@ def main(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> None:
     try:
         run_pipeline(config)
         distribute.barrier()
-    except (StageError, DataError, artifacts.RunLockedError, FileNotFoundError,
-            ValueError) as error:
+    except DataError as error:  # the dataset's contents: bad input, as a bad flag is
+        sys.stderr.write(f"error: {error}\n")
+        sys.exit(2)
+    except (StageError, artifacts.RunLockedError, FileNotFoundError, ValueError) as error:
         sys.stderr.write(f"error: {error}\n")
         sys.exit(1)
     except OSError as error:

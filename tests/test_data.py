@@ -135,3 +135,30 @@ def test_a_broken_jsonl_line_is_named(tmp_path):
     with pytest.raises(data.DataError, match="d.jsonl:2: not JSON"):
         data.load_splits(DataConfig(dataset=f"jsonl:{path}", text_column="review",
                                     label_column="stars", labels=("neg", "pos")))
+
+
+def test_an_unclosed_quote_is_named_not_merged(tmp_path):
+    """Issue 32, item 12: the csv reader used to fold every later row into one field."""
+    path = tmp_path / "data.csv"
+    path.write_text("text,label\ngood film,1\n\"bad film,0\nfine,1\nawful,0\n")
+    with pytest.raises(data.DataError, match=f"{path}:3: a quoted field that starts on this "
+                                             "line is never closed"):
+        data.load_splits(DataConfig(dataset=f"csv:{path}", labels=("0", "1")))
+
+
+def test_bad_dataset_contents_exit_2(tmp_path, capsys):
+    from absl import flags as absl_flags
+
+    from pipeline import cli, run
+    from pipeline import flags as pipeline_flags
+    path = tmp_path / "data.csv"
+    path.write_text("text,label\ngood film,1\n\"bad film,0\n")
+    values = absl_flags.FlagValues()
+    pipeline_flags.define_flags(values)
+    with pytest.raises(SystemExit) as stopped:
+        run.main(cli.parse_or_exit(["pipeline.run", f"--dataset=csv:{path}", "--labels=0,1",
+                                    "--stages=data", f"--output_dir={tmp_path / 'run'}"],
+                                   values), values)
+    assert stopped.value.code == 2
+    assert "is never closed" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "data").exists()
