@@ -10,11 +10,13 @@ untouched on failure.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 import shutil
 import sys
+import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
@@ -206,8 +208,29 @@ def run_pipeline(config: PipelineConfig) -> dict:
     """Runs the selected stages in order; returns each stage's summary."""
     run_dir = Path(config.output_dir)
     claim_folders(config)
-    with artifacts.run_lock(run_dir):
+    with artifacts.run_lock(run_dir), run_temp_folder(run_dir):
         return _run_locked(config, run_dir)
+
+
+TEMP_FOLDER = ".tmp"
+
+
+@contextlib.contextmanager
+def run_temp_folder(run_dir: Path):
+    """Temporary files (the converter's SavedModels, Keras's) go in RUN/.tmp, emptied when
+    the run starts and when it ends, so even a crashed converter leaves nothing in the
+    machine's temp folder and nothing behind for long."""
+    folder = run_dir / TEMP_FOLDER
+    if folder.is_symlink():
+        folder.unlink()
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    previous, tempfile.tempdir = tempfile.tempdir, str(folder)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = previous
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def claim_folders(config: PipelineConfig) -> None:

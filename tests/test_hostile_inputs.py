@@ -641,3 +641,20 @@ def test_a_checkpoint_that_cannot_be_restored_is_named(monkeypatch, tmp_path):
                                          "1024\\); rerun the stage with --force"):
         run.run_pipeline(dataclasses.replace(config, stages=("train",)))
     assert calls == [["checkpoint", run.KEY_FILE]]  # it did try to resume
+
+
+def test_temporary_files_stay_in_the_run_and_are_removed_on_failure(monkeypatch, tmp_path):
+    import tempfile
+    made = []
+
+    def crashing(config, files, out_dir):
+        made.append(Path(tempfile.mkdtemp(prefix="converter-")))  # as the TFLite converter
+        raise StageError("the converter crashed")
+
+    monkeypatch.setattr(run, "STAGES", (
+        run.Stage("data", (), (), stand_in=types.SimpleNamespace(run=crashing)),))
+    with pytest.raises(StageError, match="the converter crashed"):
+        run.run_pipeline(PipelineConfig(output_dir=str(tmp_path / "run")))
+    assert made[0].parent == tmp_path / "run" / run.TEMP_FOLDER
+    assert not (tmp_path / "run" / run.TEMP_FOLDER).exists()
+    assert tempfile.gettempdir() != str(tmp_path / "run" / run.TEMP_FOLDER)
