@@ -41,11 +41,6 @@ class Runner:
     def predict(self, ids: np.ndarray) -> np.ndarray:
         return np.stack([self(row) for row in ids])
 
-    def latency_ms(self, example: np.ndarray, runs: int) -> dict:
-        """Invoke latency on `example`, set once (as paired_latency times it)."""
-        self(example)
-        return time_calls(self.interpreter.invoke, runs)
-
 
 def check_runs(path: Path) -> None:
     """Loads a .tflite and runs it once on zero inputs; raises ValueError if it cannot."""

@@ -8,7 +8,6 @@ Adding an evaluator is one module with an `Evaluator` subclass plus one line in 
 """
 from __future__ import annotations
 
-import functools
 import importlib
 from pathlib import Path
 
@@ -47,11 +46,11 @@ class Context:
             self._shared[key] = make()
         return self._shared[key]
 
-    @functools.lru_cache(maxsize=None)
     def keras_model(self, label: str):
-        """"dense" (the trained parent) or "stripped" (the pruned model without wrappers)."""
+        """"dense" (the trained parent) or "stripped" (the pruned model without wrappers),
+        loaded once per evaluation."""
         path = {"dense": self.files.trained_model, "stripped": self.files.stripped_model}[label]
-        return artifacts.load_keras_model(path)
+        return self.shared(f"keras {label}", lambda: artifacts.load_keras_model(path))
 
     def tflite(self, export: str, program: str = "model") -> Path:
         return self.files.converted(self.conversions[export]["programs"][program]["file"])
