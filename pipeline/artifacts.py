@@ -209,12 +209,17 @@ def sha256_tree(folder: Path) -> str:
             raise LinkInOutputError(f"{path} is a link; stage outputs hold only files the "
                                     "pipeline wrote. Remove it and rerun that stage with "
                                     "--force")
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         relative = path.relative_to(folder).as_posix()
-        if relative == STAGE_RECORD:
+        if not path.is_file() or relative == STAGE_RECORD:
             continue
         digest.update(relative.encode() + b"\0" + sha256_file(path).encode() + b"\n")
     return digest.hexdigest()
+
+
+def matches_record(folder: Path) -> bool:
+    """Whether a stage folder (or cache entry) holds exactly what its record says it made."""
+    record = stage_record(folder)
+    return record is not None and sha256_tree(folder) == record.get("output_hash")
 
 
 def replace_dir(new: Path, target: Path) -> None:

@@ -282,10 +282,8 @@ def load_keras_generator(run_dir: Path):
         raise GenerateError(f"{run_dir} is a {spec.get('algorithm')} (sentiment) run; "
                             "--keras needs a textgen run directory")
     for stage in ("data", "strip"):  # what the run made, not a file swapped in since
-        record = artifacts.stage_record(files.stage(stage))
         try:
-            unchanged = record is not None and \
-                artifacts.sha256_tree(files.stage(stage)) == record.get("output_hash")
+            unchanged = artifacts.matches_record(files.stage(stage))
         except ValueError as error:
             raise GenerateError(str(error)) from None
         if not unchanged:

@@ -76,7 +76,8 @@ class MetricsFile:
     def to_json(self) -> dict:
         return {"format": FORMAT, "task": self.task,
                 "primary": {"name": self.primary, "higher_is_better": self.higher_is_better},
-                "metrics": [dataclasses.asdict(m) for m in self.metrics],
+                "metrics": [{**dataclasses.asdict(m), "value": finite_or_none(m.value)}
+                            for m in self.metrics],
                 "details": self.details}
 
 
@@ -139,7 +140,7 @@ def from_legacy(old: dict) -> MetricsFile:
     records: list[Metric] = []
 
     def add(name, model, split, value, higher=None):
-        records.append(Metric(name, model, split, finite_or_none(value), higher))
+        records.append(Metric(name, model, split, value, higher))
 
     for label, entry in old.get("keras", {}).items():
         for split in SPLITS:

@@ -89,9 +89,9 @@ def stage_key(stage: Stage, config: PipelineConfig, run_dir: Path,
     changed or truncated since is never read as if it were that stage's output.
     """
     hashes = Hashes(run_dir) if hashes is None else hashes
-    inputs = {}
+    inputs, records = {}, {}
     for name in stage.inputs:
-        record = artifacts.stage_record(run_dir / name)
+        record = records[name] = artifacts.stage_record(run_dir / name)
         if record is None:
             raise StageError(f"stage {stage.name} needs the output of stage {name}, which "
                              f"has not run in {run_dir}; add {name} to --stages")
@@ -111,19 +111,19 @@ def stage_key(stage: Stage, config: PipelineConfig, run_dir: Path,
     external = getattr(stage.module, "external_inputs", lambda _: {})(view)
     return {"code": code_fingerprint(), "settings": config.settings(stage_settings(stage, config)),
             "inputs": inputs, "external": external,
-            "lineage": lineage(stage, run_dir)}
+            "lineage": lineage(stage, records, run_dir)}
 
 
-def lineage(stage: Stage, run_dir: Path) -> dict[str, str]:
-    """The output hash of every stage the inputs descend from, the inputs included.
+def lineage(stage: Stage, records: dict[str, dict], run_dir: Path) -> dict[str, str]:
+    """The output hash of every stage the inputs descend from, the inputs included, from
+    the inputs' records.
 
     Each stage checks only that its direct inputs are unchanged; this makes sure they also
     come from one history: a vocabulary redone since the model was trained (say) is never
     shipped beside it.
     """
     merged: dict[str, str] = {}
-    for name in stage.inputs:
-        record = artifacts.stage_record(run_dir / name)
+    for name, record in records.items():
         for ancestor, digest in {**record.get("lineage", {}), name: record["output_hash"]}.items():
             if merged.setdefault(ancestor, digest) != digest:
                 raise StageError(
@@ -147,7 +147,7 @@ def restore_from_cache(entry: Path | None, stage: Stage, run_dir: Path) -> dict 
     if entry is None or artifacts.stage_record(entry) is None:
         return None
     record = artifacts.stage_record(entry)
-    if artifacts.sha256_tree(entry) != record.get("output_hash"):
+    if not artifacts.matches_record(entry):
         logging.warning("%s: the cached output %s no longer matches its record; ignoring it",
                         stage.name, entry)
         return None

@@ -120,6 +120,9 @@ def test_a_metrics_file_round_trips_and_names_what_is_missing(tmp_path):
     assert again == measured and again.exports() == ["int8"]
     with pytest.raises(metrics.MetricsError, match="no 'loss' for model 'int8' on test"):
         again.value("loss", "int8", "test")
+    nan = MetricsFile("sentiment", "accuracy", True,
+                      [Metric("latency_vs_dense", "int8", "", float("nan"), False)], {})
+    assert nan.to_json()["metrics"][0]["value"] is None  # JSON has no NaN
     path.write_text('{"format": 7}')
     with pytest.raises(metrics.MetricsError, match="format 7, not 2; rerun evaluate"):
         metrics.read(path)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pipeline import behaviour
 from pipeline.evaluators import Context, Evaluator
-from pipeline.evaluators.texts import text_classifiers
+from pipeline.evaluators.texts import CLASSIFIER_SETTINGS, text_classifiers
 from pipeline.metrics import Metric, MetricsFile
 
 
 class Behaviour(Evaluator):
     name = "behaviour"
     tasks = ("sentiment",)
-    settings = ("max_length", "long_text", "long_text_stride", "long_text_max_windows")
+    settings = CLASSIFIER_SETTINGS
 
     def run(self, context: Context) -> list[Metric]:
         labels = context.files.label_names()

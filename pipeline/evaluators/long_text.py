@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pipeline import artifacts, litert, long_text
 from pipeline.evaluators import Context, Evaluator
-from pipeline.evaluators.texts import policy_windows
+from pipeline.evaluators.texts import CLASSIFIER_SETTINGS, policy_windows
 from pipeline.metrics import Metric, MetricsFile
 from pipeline.tasks.sentiment import PARAGRAPHS_FILE
 
@@ -14,7 +14,7 @@ KINDS = ("one_label", "mixed", "all")
 class LongText(Evaluator):
     name = "long_text"
     tasks = ("sentiment",)
-    settings = ("max_length", "long_text", "long_text_stride", "long_text_max_windows")
+    settings = CLASSIFIER_SETTINGS
 
     def run(self, context: Context) -> list[Metric]:
         paragraphs = artifacts.read_json(context.files.data(PARAGRAPHS_FILE))

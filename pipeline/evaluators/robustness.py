@@ -7,7 +7,7 @@ from absl import logging
 
 from pipeline import artifacts, robustness
 from pipeline.evaluators import Context, Evaluator
-from pipeline.evaluators.texts import text_classifiers
+from pipeline.evaluators.texts import CLASSIFIER_SETTINGS, text_classifiers
 from pipeline.metrics import Metric, MetricsFile
 from pipeline.tasks.sentiment import TEST_TEXTS_FILE, attack_tools
 
@@ -19,8 +19,8 @@ ATTACK = (("accuracy_under_attack", True), ("success_rate", False),
 class Robustness(Evaluator):
     name = "robustness"
     tasks = ("sentiment",)
-    settings = ("max_length", "long_text", "long_text_stride", "long_text_max_windows",
-                "attack_sentences", "attack_max_words", "attack_max_queries")
+    settings = CLASSIFIER_SETTINGS + ("attack_sentences", "attack_max_words",
+                                      "attack_max_queries")
 
     def run(self, context: Context) -> list[Metric]:
         count = context.config.eval.attack_sentences

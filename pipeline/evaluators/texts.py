@@ -8,6 +8,10 @@ from pipeline import litert, long_text
 from pipeline.evaluators import Context
 from pipeline.reference_tokenizer import ReferenceTokenizer, read_spec_and_vocabulary
 
+# What classifying raw text reads (the tokenizer's window and the long-text policy): every
+# evaluator that uses policy_windows or text_classifiers declares these.
+CLASSIFIER_SETTINGS = ("max_length", "long_text", "long_text_stride", "long_text_max_windows")
+
 
 def policy_windows(context: Context) -> dict:
     """Long-text policy → its tokenizer's encode_windows, each text tokenized once however

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pipeline import artifacts, evaluators, tasks
 from pipeline.config import PipelineConfig
-from pipeline.metrics import MetricsFile, finite_or_none
+from pipeline.metrics import MetricsFile
 
 
 def reads(config: PipelineConfig) -> tuple[str, ...]:
@@ -26,8 +26,6 @@ def run(config: PipelineConfig, files: artifacts.RunFiles, out_dir: Path) -> dic
     chosen = evaluators.for_config(config)
     for evaluator in chosen:
         records += evaluator.run(context)
-    records = [type(m)(m.name, m.model, m.split, finite_or_none(m.value), m.higher_is_better)
-               for m in records]
     metrics = MetricsFile(task.name, task.primary_metric, task.higher_is_better, records,
                           context.details)
     artifacts.atomic_write_json(out_dir / files.metrics.name, metrics.to_json())
