@@ -18,9 +18,11 @@ barrier: a worker that exits first makes the others log coordination errors.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -121,15 +123,35 @@ def start(config: PipelineConfig) -> None:
         watchdog = subprocess.Popen([sys.executable, "-c", WATCHDOG, str(os.getpid()),
                                      str(startup_timeout()),
                                      *worker_from_environment().peers])
-        _strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        with _interrupt_exits_with_status_2():
+            _strategy = tf.distribute.MultiWorkerMirroredStrategy()
         watchdog.kill()
         watchdog.wait()
+
+
+@contextlib.contextmanager
+def _interrupt_exits_with_status_2():
+    """Python's signal handlers cannot run while TensorFlow holds the GIL, so for this
+    block SIGINT's handler is the C library's _exit itself: it is called with the signal's
+    number, and SIGINT is 2, the pipeline's status for a bad input (here TF_CONFIG). The
+    watchdog's SIGINT, or Ctrl-C, ends the wait at once."""
+    previous = signal.getsignal(signal.SIGINT)
+    libc = ctypes.CDLL(None)
+    libc.signal.argtypes = (ctypes.c_int, ctypes.c_void_p)
+    libc.signal.restype = ctypes.c_void_p
+    if int(signal.SIGINT) == 2:
+        libc.signal(signal.SIGINT, ctypes.cast(libc._exit, ctypes.c_void_p))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # Run as `python -c WATCHDOG PARENT_PID SECONDS PEER...` beside a starting worker.
 WATCHDOG = """
 import os, signal, socket, sys, time
 parent, waited, peers = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3:]
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C ends the worker; this then exits 0
 time.sleep(waited)
 if os.getppid() != parent:
     sys.exit(0)
@@ -146,7 +168,10 @@ sys.stderr.write(f"error: the workers did not all start within {waited:g} s: {wh
                  "(TF_CONFIG). Start every worker with the same cluster, or raise "
                  "PIPELINE_WORKER_TIMEOUT_S\\n")
 sys.stderr.flush()
-os.kill(parent, signal.SIGKILL)
+os.kill(parent, signal.SIGINT)  # exits 2 (see _interrupt_exits_with_status_2)
+time.sleep(5)
+if os.getppid() == parent:
+    os.kill(parent, signal.SIGKILL)
 """
 
 
