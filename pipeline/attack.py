@@ -23,11 +23,12 @@ from pathlib import Path
 
 from absl import app, flags
 
-from pipeline import artifacts, cli, data, robustness, vectors
+from pipeline import artifacts, cli, data, robustness
 from pipeline.artifacts import BundleError
 from pipeline.config import MAX_SEED, DataConfig
 from pipeline.data import DataError, load_splits
 from pipeline.predict import Classifier
+from pipeline.tasks.sentiment import attack_lexicon
 
 # --bundle is pipeline.predict's flag (the bundle directory), defined where Classifier is.
 flags.DEFINE_string("model", None, "Another .tflite of the same run to attack behind the "
@@ -43,17 +44,18 @@ flags.DEFINE_integer("sentences", 500, "Sentences taken from the split, in file 
                      lower_bound=1)
 flags.DEFINE_integer("seed", 1, "Seed of the noise and of the attack's typos.",
                      lower_bound=0, upper_bound=MAX_SEED)
-flags.DEFINE_integer("max_words", 3, "Words the attack may change per sentence.",
-                     lower_bound=1)
+flags.DEFINE_integer("max_words", 3, "Words the attack may change per sentence, and at "
+                     "most a fifth of its words (at least one).", lower_bound=1)
 flags.DEFINE_integer("max_queries", 300, "Model calls the attack may make per sentence.",
                      lower_bound=1)
-flags.DEFINE_integer("candidates", 8, "Nearest neighbours tried per word.", lower_bound=0)
-flags.DEFINE_float("min_similarity", 0.7, "Cosine similarity a neighbour needs, in (0, 1].")
-flags.DEFINE_string("vectors", "glove-6b-50d", "Word vectors for the neighbours: a registered "
-                    "name (glove-6b-50d) or a GloVe text file; 'none' attacks with typos only.")
-flags.DEFINE_integer("vocabulary_limit", 50000, "Neighbours come from this many most "
-                     "frequent words of the vectors.", lower_bound=1)
-flags.DEFINE_list("noise_rates", ["0.1", "0.3"], "Share of words hit by each kind of noise.")
+flags.DEFINE_integer("candidates", 50, "Synonym attack: nearest counter-fitted neighbours "
+                     "looked at per word (only WordNet synonyms of its polarity are tried).",
+                     lower_bound=0)
+flags.DEFINE_float("min_similarity", 0.5, "Synonym attack: cosine similarity a neighbour "
+                   "needs in the counter-fitted space, in (0, 1].")
+flags.DEFINE_list("attacks", list(robustness.ATTACKS), "The named attacks to run: synonym "
+                  "(meaning-preserving word substitutions) and/or typo.")
+flags.DEFINE_list("noise_rates", ["0.1", "0.25"], "Share of words hit by each kind of noise.")
 FLAGS = flags.FLAGS
 
 
@@ -61,12 +63,16 @@ class AttackError(ValueError):
     """A flag or input of the attack is unusable; the message names it."""
 
 
-def settings() -> tuple[robustness.Budget, tuple[float, ...]]:
+def settings() -> tuple[dict[str, robustness.Budget], tuple[float, ...]]:
     if not FLAGS.bundle or not FLAGS.output:
         raise AttackError("give --bundle DIR and --output FILE.json (see --helpfull)")
     if Path(FLAGS.output).exists():
         raise AttackError(f"--output={FLAGS.output} exists; choose a new file (results of "
                           "an earlier attack are never overwritten)")
+    unknown = sorted(set(FLAGS.attacks) - set(robustness.ATTACKS))
+    if unknown or not FLAGS.attacks:
+        raise AttackError(f"--attacks={','.join(FLAGS.attacks)}: choose among "
+                          f"{', '.join(robustness.ATTACKS)}")
     if not 0 < FLAGS.min_similarity <= 1:
         raise AttackError(f"--min_similarity={FLAGS.min_similarity} must be in (0, 1]")
     try:
@@ -76,8 +82,11 @@ def settings() -> tuple[robustness.Budget, tuple[float, ...]]:
                           "in (0, 1]") from None
     if not all(0 < r <= 1 for r in rates):
         raise AttackError(f"--noise_rates={','.join(FLAGS.noise_rates)} must be in (0, 1]")
-    return robustness.Budget(FLAGS.max_words, FLAGS.max_queries, FLAGS.candidates,
-                             FLAGS.min_similarity), rates
+    budgets = {name: dataclasses.replace(budget, candidates=FLAGS.candidates,
+                                         min_similarity=FLAGS.min_similarity)
+               for name, budget in robustness.budgets(FLAGS.max_words,
+                                                      FLAGS.max_queries).items()}
+    return budgets, rates
 
 
 def data_config(bundle: Path, data_dir: str, dataset: str) -> DataConfig:
@@ -110,16 +119,12 @@ def main(argv: list[str]) -> None:
         sys.stderr.write(f"error: unexpected arguments {argv[1:]} (see --helpfull)\n")
         sys.exit(2)
     try:
-        budget, rates = settings()
+        budgets, rates = settings()
         classifier = Classifier(Path(FLAGS.bundle), FLAGS.model)
         data_dir = FLAGS.data_dir or os.environ.get("PIPELINE_DATA_DIR", "")
         split = getattr(load_splits(data_config(Path(FLAGS.bundle), data_dir, FLAGS.dataset)),
                         FLAGS.split)
-        neighbours = None
-        if FLAGS.vectors != "none":
-            loaded = vectors.load(FLAGS.vectors, max_malformed_fraction=0.01)
-            neighbours = robustness.Neighbours(loaded.words, loaded.matrix,
-                                               FLAGS.vocabulary_limit)
+        lexicon = attack_lexicon() if "synonym" in FLAGS.attacks else None
     except (AttackError, BundleError, DataError, ValueError, OSError) as error:
         sys.stderr.write(f"error: {error}\n")
         sys.exit(2)
@@ -134,17 +139,22 @@ def main(argv: list[str]) -> None:
             sys.stderr.write(f"attack: {done} sentences attacked "
                              f"({time.perf_counter() - start:.0f} s)\n")
 
-    result = robustness.attack(classifier.probabilities, texts, labels, neighbours, budget,
-                               FLAGS.seed, progress=progress)
     report = {"bundle": str(FLAGS.bundle), "model": FLAGS.model or "model.tflite",
-              "split": FLAGS.split, "vectors": FLAGS.vectors, "noise": noise,
-              "noise_seconds": round(noise_s, 1), "attack": result,
-              "attack_seconds": round(time.perf_counter() - start - noise_s, 1)}
-    artifacts.atomic_write_json(Path(FLAGS.output), report)
-    print(json.dumps({k: v for k, v in result.items() if k != "samples"}))
+              "split": FLAGS.split, "noise": noise, "noise_seconds": round(noise_s, 1),
+              "attacks": {}}
     print(f"noise: {json.dumps(noise)}")
-    for sample in result["samples"][:5]:
-        print(f"- {sample['text']}\n  → {sample['adversarial']}")
+    for name in FLAGS.attacks:
+        began = time.perf_counter()
+        result = robustness.attack(classifier.probabilities, texts, labels,
+                                   lexicon if name == "synonym" else None, budgets[name],
+                                   FLAGS.seed, samples=30, progress=progress)
+        report["attacks"][name] = {**result,
+                                   "seconds": round(time.perf_counter() - began, 1)}
+        print(f"{name} attack: " + json.dumps({k: v for k, v in result.items()
+                                               if k != "samples"}))
+        for sample in result["samples"][:5]:
+            print(f"- {sample['text']}\n  → {sample['adversarial']}")
+    artifacts.atomic_write_json(Path(FLAGS.output), report)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ VOCABULARIES = ("wordpiece", "words", "characters")
 LEARNING_RATE_SCHEDULES = ("constant", "cosine")
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker")  # see pipeline.distribute
 POOLINGS = ("last", "max")
-NOISE_KINDS = ("swap", "drop", "insert", "keyboard", "word_drop")  # see pipeline.robustness
+# see pipeline.robustness; "typo" is one typo of a random kind of the first four per word
+NOISE_KINDS = ("swap", "drop", "insert", "keyboard", "word_drop", "typo")
 STRUCTURED_CRITERIA = ("l2", "taylor")
 EMBEDDING_BASES = ("axes", "principal")
 INT8_LEVELS = 127  # magnitudes of symmetric int8: --structured_embedding_levels stays below
@@ -195,10 +196,19 @@ class TokenizerConfig(_Section):
         "’ -> ') before tokenizing, so user text meets the training vocabulary.")
     lowercase: bool = setting(True, "Lower-case (Unicode NFKC_Casefold) before WordPiece.")
     strip_accents: bool = setting(True, "Remove accents (NFD, drop Mn) before WordPiece.")
+    typo_correction: bool = setting(
+        False, "sentiment, --vocabulary=words: a word the vocabulary lacks becomes the "
+        "training split's most frequent word within 1 edit (words of up to 4 letters) or 2 "
+        "edits (longer), swaps of neighbouring letters counting as one; a documented step "
+        "of tokenizer.json, so an app does the same. Typos then land on the word they hide "
+        "instead of [UNK].")
 
     def validate(self):
         _require(self.vocabulary_size >= 16,
                  f"--vocabulary_size={self.vocabulary_size} must be at least 16")
+        _require(not self.typo_correction or self.vocabulary == "words",
+                 f"--typo_correction needs --vocabulary=words (ids rank the training "
+                 f"split's words by frequency), not --vocabulary={self.vocabulary}")
         _require(1 <= self.max_length <= MAX_LENGTH,
                  f"--max_length={self.max_length} must be in [1, 4096]")
 

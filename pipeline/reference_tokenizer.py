@@ -12,6 +12,8 @@ import re
 import unicodedata
 from pathlib import Path
 
+from pipeline.spelling import Corrector
+
 # The Penn Treebank rewrites that make raw text meet SST-2's spelling (didn't -> did n't,
 # ’ -> '). These are the only patterns a tokenizer.json may list: a pattern from a file
 # could backtrack for hours on a crafted text.
@@ -44,6 +46,7 @@ def clean_text(text: str) -> str:
 MAX_LENGTH = 4096      # ids per model input a spec may ask for
 MAX_WINDOWS = 64       # long-text windows a spec may ask for (each is one model call)
 LONG_TEXT_POLICIES = ("first", "windows")
+CORRECTION_FIELDS = ("min_length", "max_length", "short_length", "max_distance", "targets")
 
 
 def _whole(value) -> bool:
@@ -99,6 +102,16 @@ def check_spec(spec, vocabulary: list[str]) -> None:
         if not accepts(spec[field]):
             raise SpecError(f"tokenizer.json: {field}={spec[field]!r} is not a valid value "
                             f"(vocabulary of {size} ids); copy the bundle again from the run")
+    correction = spec.get("typo_correction")
+    if correction is not None and not (
+            isinstance(correction, dict) and
+            all(_whole(correction.get(k)) for k in CORRECTION_FIELDS) and
+            1 <= correction["min_length"] <= correction["max_length"] <= 100 and
+            1 <= correction["short_length"] and 1 <= correction["max_distance"] <= 3 and
+            2 <= correction["targets"] <= size):
+        raise SpecError(f"tokenizer.json: typo_correction {correction!r} needs whole numbers "
+                        "min_length <= max_length <= 100, short_length >= 1, max_distance in "
+                        f"[1, 3] and targets in [2, {size}]")
     if spec["algorithm"] == "characters" and not all(
             isinstance(char, str) and (len(char) == 1 or i == spec["oov_id"])
             for i, char in enumerate(vocabulary)):
@@ -131,6 +144,13 @@ class ReferenceTokenizer:
         self.whitespace = set(spec["whitespace"])
         self.punct_ranges = [(ord(lo), ord(hi)) for lo, hi in spec["punctuation_ascii_ranges"]]
         self.punct_categories = set(spec["punctuation_categories"])
+        self.vocabulary_list = vocabulary
+        correction = spec.get("typo_correction")
+        self.corrector = None if correction is None else Corrector(
+            [(i, vocabulary[i]) for i in range(2, correction["targets"])
+             if vocabulary[i].isalpha()],
+            correction["min_length"], correction["max_length"], correction["short_length"],
+            correction["max_distance"])
 
     @classmethod
     def from_bundle(cls, bundle_dir) -> "ReferenceTokenizer":
@@ -201,13 +221,20 @@ class ReferenceTokenizer:
             for word in self.split(chunk):
                 yield self.casefold(word) if self.spec["lowercase"] else word
 
+    def correct(self, word: str) -> str:
+        """Step 3b: an out-of-vocabulary word becomes its correction target, if any."""
+        if self.corrector is None or word in self.vocabulary:
+            return word
+        target = self.corrector.correct(word)
+        return word if target is None else self.vocabulary_list[target]
+
     def ids(self, text: str, limit: int) -> list[int]:
         """Steps 0-4 (and 5): the text's first `limit` ids, reading no further than needed."""
         ids: list[int] = []
         for word in self.words(text):
             if len(ids) >= limit:
                 break
-            ids.extend(self.wordpiece(word))
+            ids.extend(self.wordpiece(self.correct(word)))
         return ids[:limit]
 
     def encode(self, text: str) -> list[int]:

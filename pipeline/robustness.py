@@ -3,27 +3,28 @@
 Everything here only queries class probabilities, as anyone holding the .tflite can:
 - noise: character typos (swap, drop, insert, keyboard neighbour) and word drops at a rate,
   each deterministic for a seed;
-- the attack: greedy word substitution in the order of word importance (how much leaving
-  the word out lowers the true class), candidates from the word's nearest neighbours in a
-  pretrained vector space (cosine at least a threshold) and from typos of the word, under a
-  budget of changed words and queries (after the black-box attacks of Jin et al. 2020,
-  TextFooler, and Gao et al. 2018, DeepWordBug).
+- two named attacks, each a greedy word substitution in the order of word importance (how
+  much leaving the word out lowers the true class) under a budget of changed words (at
+  most a fifth of the sentence) and queries, after the black-box attacks of Jin et al.
+  2020 (TextFooler) and Gao et al. 2018 (DeepWordBug):
+  - "synonym": replacements that keep the meaning, from `pipeline.lexicon` (counter-fitted
+    neighbours that are WordNet synonyms of the word's top senses, of its VADER polarity);
+  - "typo": one typo of each kind per word.
 
-Nearest neighbours in GloVe include antonyms ("good" and "bad" sit close), which would turn
-a review around instead of fooling the model; so no word becomes a polar word of
-`behaviour`'s lists unless it is one of the same polarity, and negations and short
-function words are never touched. Proper names get neighbours too (lowercased text hides
-them). A person should still read the saved samples.
+Raw GloVe neighbours include antonyms ("good" and "bad" sit close), which would turn a
+review around instead of fooling the model: the lexicon's constraints keep them out, and
+stop words, negations and capitalised words inside a sentence (names) are never touched.
+A person should still read the saved samples.
 """
 from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
 
-from pipeline import behaviour, negation
+from pipeline import negation
 from pipeline.config import NOISE_KINDS
 
 TYPO_KINDS = NOISE_KINDS[:4]  # swap, drop, insert, keyboard; then word_drop
@@ -33,7 +34,12 @@ MIN_ATTACK_LENGTH = 3  # shorter words (a, is, of ...) are left alone, and so ar
 FUNCTION_WORDS = frozenset(
     "the and but for are was were this that with its has have had his her him they them "
     "their you your our from into than then there these those which who what when where "
-    "why how can will would could should".split())
+    "why how can will would could should about above after again against all also any "
+    "because been before being below between both does did doing down during each few "
+    "further here hers herself himself itself just more most myself once only other ours "
+    "ourselves over own same she some such themselves through too under until very while "
+    "whom yours yourself yourselves upon onto off out".split())
+ATTACKS = ("synonym", "typo")
 NEVER_REPLACED = negation.NEGATIONS | FUNCTION_WORDS  # the attack leaves these words alone
 WORD = re.compile(r"[A-Za-z]+")
 
@@ -83,8 +89,11 @@ def perturb(text: str, kind: str, rate: float, rng: np.random.Generator) -> str:
         words = text.split()
         kept = [w for w in words if rng.random() >= rate]
         return " ".join(kept or words[:1])
-    return WORD.sub(lambda m: typo(m.group(), kind, rng) if rng.random() < rate
-                    else m.group(), text)
+    def hit(word: str) -> str:
+        chosen = TYPO_KINDS[int(rng.integers(len(TYPO_KINDS)))] if kind == "typo" else kind
+        return typo(word, chosen, rng)
+
+    return WORD.sub(lambda m: hit(m.group()) if rng.random() < rate else m.group(), text)
 
 
 def noise_accuracy(probabilities_of: Probabilities, texts: list[str], labels: np.ndarray,
@@ -116,70 +125,40 @@ def augment(texts: list[str], labels: np.ndarray, kinds: tuple[str, ...], rate: 
     return all_texts, np.concatenate(all_labels)
 
 
-class Neighbours:
-    """Nearest words by cosine similarity among the `limit` most frequent alphabetic words.
+class Substitutes(Protocol):
+    """Where the synonym attack's replacements come from (`pipeline.lexicon.Lexicon`)."""
 
-    Answers are kept: every variant of a run is attacked on the same sentences, so the
-    same words are asked for again."""
-
-    def __init__(self, words: list[str], matrix: np.ndarray, limit: int):
-        keep = [i for i, w in enumerate(words[:limit]) if w.isalpha()]
-        self.words = [words[i] for i in keep]
-        rows = matrix[keep].astype(np.float32)
-        self.unit = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
-        self.index = {w: i for i, w in enumerate(self.words)}
-        self.answers: dict[tuple, list[str]] = {}
-
-    def of(self, word: str, count: int, min_similarity: float) -> list[str]:
-        key = (word.lower(), count, min_similarity)
-        if key not in self.answers:
-            self.answers[key] = self.nearest(*key)
-        return self.answers[key]
-
-    def nearest(self, word: str, count: int, min_similarity: float) -> list[str]:
-        row = self.index.get(word)
-        count = min(count, len(self.words) - 1)
-        if row is None or count < 1:
-            return []
-        similarity = self.unit @ self.unit[row]
-        similarity[row] = -1.0
-        best = np.argpartition(-similarity, count)[:count]
-        best = best[np.argsort(-similarity[best])]
-        return [self.words[i] for i in best if similarity[i] >= min_similarity]
+    def substitutes(self, word: str, count: int, min_similarity: float) -> list[str]: ...
 
 
 @dataclasses.dataclass(frozen=True)
 class Budget:
-    max_words: int = 3          # words changed at most
+    max_words: int = 3          # words changed at most, and
+    max_fraction: float = 0.2   # at most this share of the sentence's words (at least one)
     max_queries: int = 300      # model calls at most, leave-one-out included
-    candidates: int = 8         # nearest neighbours tried per word
-    min_similarity: float = 0.7
+    candidates: int = 50        # nearest counter-fitted neighbours looked at per word
+    min_similarity: float = 0.5  # their cosine similarity at least (TextFooler's settings)
     typos_per_word: int = 4     # one per TYPO_KIND
 
-
-POLAR = frozenset(behaviour.POSITIVE) | frozenset(behaviour.NEGATIVE)
-
-
-def _banned(word: str) -> frozenset[str]:
-    """Polar words a replacement may not be: those of the other polarity, or all of them
-    for a neutral word ("little" → "good" would change what the review says)."""
-    word = word.lower()
-    if word in behaviour.POSITIVE:
-        return frozenset(behaviour.NEGATIVE)
-    if word in behaviour.NEGATIVE:
-        return frozenset(behaviour.POSITIVE)
-    return POLAR
+    def words_for(self, tokens: int) -> int:
+        return min(self.max_words, max(1, int(self.max_fraction * tokens)))
 
 
-def candidates(word: str, neighbours: Neighbours | None, budget: Budget,
+def budgets(max_words: int, max_queries: int) -> dict[str, Budget]:
+    """Each named attack's budget: the synonym attack tries no typos, the typo attack no
+    synonyms (it is given no Substitutes)."""
+    return {"synonym": Budget(max_words=max_words, max_queries=max_queries, typos_per_word=0),
+            "typo": Budget(max_words=max_words, max_queries=max_queries)}
+
+
+def candidates(word: str, substitutes: Substitutes | None, budget: Budget,
                rng: np.random.Generator) -> list[str]:
-    """Replacements for one word: vector neighbours (no polar word of another polarity),
-    then one typo of each kind; same case pattern as the word for the first letter."""
+    """Replacements for one word: synonyms that keep its meaning and polarity, then one
+    typo of each kind; same case pattern as the word for the first letter."""
     found = []
-    if neighbours is not None:
-        banned = _banned(word)
-        found = [w for w in neighbours.of(word, budget.candidates, budget.min_similarity)
-                 if w not in banned]
+    if substitutes is not None:
+        found = substitutes.substitutes(word.lower(), budget.candidates,
+                                        budget.min_similarity)
         if word[:1].isupper():
             found = [w.capitalize() for w in found]
     found += [typo(word, kind, rng) for kind in TYPO_KINDS[:budget.typos_per_word]]
@@ -191,7 +170,7 @@ def candidates(word: str, neighbours: Neighbours | None, budget: Budget,
     return unique
 
 
-def attack_steps(text: str, label: int, neighbours: Neighbours | None, budget: Budget,
+def attack_steps(text: str, label: int, substitutes: Substitutes | None, budget: Budget,
                  seed: int):
     """The attack on one text as a generator, so callers choose how queries run.
 
@@ -211,14 +190,16 @@ def attack_steps(text: str, label: int, neighbours: Neighbours | None, budget: B
     def flipped(p) -> bool:
         return p is not None and float(p[label]) < 0.5
 
-    def is_target(token: str) -> bool:
+    def is_target(position: int, token: str) -> bool:
         word = WORD.fullmatch(token.strip(".,!?;:\"'()"))
         return bool(word) and len(word.group()) >= MIN_ATTACK_LENGTH and \
-            word.group().lower() not in NEVER_REPLACED
+            word.group().lower() not in NEVER_REPLACED and \
+            not (position > 0 and word.group()[:1].isupper())  # a name
 
     (current,) = true_probabilities((yield [" ".join(tokens)], None))
     queries = 1
-    targets = [i for i, t in enumerate(tokens) if is_target(t)]
+    targets = [i for i, t in enumerate(tokens) if is_target(i, t)]
+    max_words = budget.words_for(len(tokens))
     targets = targets[:max(0, budget.max_queries - queries)]
     left_out = [" ".join(tokens[:i] + tokens[i + 1:]) for i in targets]
     answers = true_probabilities((yield left_out, None)) if left_out else []
@@ -226,14 +207,14 @@ def attack_steps(text: str, label: int, neighbours: Neighbours | None, budget: B
     importance = {i: current - p for i, p in zip(targets, answers)}
     changed: list[dict] = []
     for i in sorted(importance, key=lambda i: -importance[i]):
-        if len(changed) >= budget.max_words or current < 0.5 or \
+        if len(changed) >= max_words or current < 0.5 or \
                 queries >= budget.max_queries:
             break
         token = tokens[i]
         core = token.strip(".,!?;:\"'()")
         start = token.index(core)
         trials = [tokens[:i] + [token[:start] + replacement + token[start + len(core):]] +
-                  tokens[i + 1:] for replacement in candidates(core, neighbours, budget, rng)]
+                  tokens[i + 1:] for replacement in candidates(core, substitutes, budget, rng)]
         trials = trials[:budget.max_queries - queries]
         answers = true_probabilities((yield [" ".join(t) for t in trials], flipped)) \
             if trials else []
@@ -253,9 +234,9 @@ def attack_steps(text: str, label: int, neighbours: Neighbours | None, budget: B
 
 
 def attack_one(probabilities_of: Probabilities, text: str, label: int,
-               neighbours: Neighbours | None, budget: Budget, seed: int) -> dict:
+               substitutes: Substitutes | None, budget: Budget, seed: int) -> dict:
     """The attack on one text, one query at a time (how a batch-1 .tflite is asked)."""
-    steps = attack_steps(text, label, neighbours, budget, seed)
+    steps = attack_steps(text, label, substitutes, budget, seed)
     request = next(steps)
     while True:
         texts, stop = request
@@ -271,11 +252,11 @@ def attack_one(probabilities_of: Probabilities, text: str, label: int,
 
 
 def _attack_all_at_once(batch_probabilities: BatchProbabilities,
-                        jobs: list[tuple[str, int, int]], neighbours: Neighbours | None,
+                        jobs: list[tuple[str, int, int]], substitutes: Substitutes | None,
                         budget: Budget, progress: Progress | None = None) -> list[dict]:
     """The attacks on (text, label, seed) jobs side by side: each round sends the queries
     of every unfinished attack to one `batch_probabilities` call."""
-    running = [attack_steps(text, label, neighbours, budget, seed)
+    running = [attack_steps(text, label, substitutes, budget, seed)
                for text, label, seed in jobs]
     requests = {n: next(steps)[0] for n, steps in enumerate(running)}
     outcomes: dict[int, dict] = {}
@@ -295,7 +276,7 @@ def _attack_all_at_once(batch_probabilities: BatchProbabilities,
 
 
 def attack(probabilities_of: Probabilities, texts: list[str], labels: np.ndarray,
-           neighbours: Neighbours | None, budget: Budget, seed: int, samples: int = 20,
+           substitutes: Substitutes | None, budget: Budget, seed: int, samples: int = 20,
            progress: Progress | None = None) -> dict:
     """The attack on every text the model gets right, one query at a time; accuracy under
     attack counts the others as already lost. Successful examples are kept for a person
@@ -305,7 +286,7 @@ def attack(probabilities_of: Probabilities, texts: list[str], labels: np.ndarray
         p = probabilities_of(text)
         if p is None or int(np.argmax(p)) != int(label):
             continue
-        outcome = attack_one(probabilities_of, text, int(label), neighbours, budget,
+        outcome = attack_one(probabilities_of, text, int(label), substitutes, budget,
                              seed + number)
         results.append({"text": text, "label": int(label), **outcome})
         if progress is not None:
@@ -314,7 +295,7 @@ def attack(probabilities_of: Probabilities, texts: list[str], labels: np.ndarray
 
 
 def attack_in_batches(batch_probabilities: BatchProbabilities, texts: list[str],
-                      labels: np.ndarray, neighbours: Neighbours | None, budget: Budget,
+                      labels: np.ndarray, substitutes: Substitutes | None, budget: Budget,
                       seed: int, samples: int = 20, progress: Progress | None = None) -> dict:
     """`attack` with the queries of all texts sent together (for a model that takes
     batches): the same result for a model that gives the same answers. `progress` hears
@@ -324,7 +305,7 @@ def attack_in_batches(batch_probabilities: BatchProbabilities, texts: list[str],
               if p is not None and int(np.argmax(p)) == int(labels[n])]
     outcomes = _attack_all_at_once(
         batch_probabilities, [(texts[n], int(labels[n]), seed + n) for n in chosen],
-        neighbours, budget, progress)
+        substitutes, budget, progress)
     results = [{"text": texts[n], "label": int(labels[n]), **outcome}
                for n, outcome in zip(chosen, outcomes)]
     return _summary(results, len(texts), budget, seed, samples)

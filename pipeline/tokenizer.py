@@ -108,8 +108,15 @@ def left_pad(tokens: tf.RaggedTensor, length: int) -> tf.Tensor:
     return tf.where(source >= 0, gathered, tf.zeros_like(gathered))
 
 
-def encode(texts: list[str], vocabulary: list[str], config: TokenizerConfig) -> np.ndarray:
-    """Token ids [len(texts), max_length], tokenized by keras-nlp inside tf.data."""
+def encode(texts: list[str], vocabulary: list[str], config: TokenizerConfig,
+           spec: dict | None = None) -> np.ndarray:
+    """Token ids [len(texts), max_length], tokenized by keras-nlp inside tf.data; with typo
+    correction (a step keras-nlp lacks), by the spec's own reference tokenizer."""
+    if spec is not None and spec.get("typo_correction"):
+        from pipeline.reference_tokenizer import ReferenceTokenizer
+        reference = ReferenceTokenizer(spec, vocabulary)
+        return np.asarray([reference.encode(text) for text in texts],
+                          np.int32).reshape(len(texts), config.max_length)
     tokenizer = make_tokenizer(vocabulary, config)
     dataset = (tf.data.Dataset.from_tensor_slices(tf.constant(texts, dtype=tf.string))
                .batch(ENCODE_BATCH)
@@ -173,9 +180,26 @@ def character_spec(vocabulary: list[str], config: TokenizerConfig) -> dict:
     }
 
 
-def tokenizer_spec(vocabulary: list[str], config: TokenizerConfig) -> dict:
-    """Everything a client needs to turn raw text into the model's input ids."""
-    return {
+# Typo correction settings (see pipeline.spelling): written into tokenizer.json.
+CORRECTION = {"min_length": 3, "max_length": 30, "short_length": 4, "max_distance": 2}
+CORRECTION_STEP = (
+    "3b. typo_correction (if present): a word of min_length to max_length characters, all "
+    "of them letters (Unicode category L*), that is not a vocabulary entry becomes the "
+    "correction target nearest to it; targets are the entries with ids 2 to targets - 1 "
+    "that are all letters (ids rank the training split's words by frequency). Nearest: "
+    "the smallest optimal string alignment distance (insert, delete, substitute one "
+    "character, or swap two adjacent ones: each costs 1; no substring is edited twice), "
+    "then the smallest id; the distance may be at most 1 for a word of up to short_length "
+    "characters and at most max_distance for a longer one. No target that near: the word "
+    "is left as it is")
+
+
+def tokenizer_spec(vocabulary: list[str], config: TokenizerConfig,
+                   correction_targets: int | None = None) -> dict:
+    """Everything a client needs to turn raw text into the model's input ids.
+    `correction_targets`: with --typo_correction, how many leading ids are training words
+    (None: no vocabulary of training words yet, so no correction step)."""
+    spec = {
         "algorithm": "wordpiece",
         "vocabulary_kind": config.vocabulary,
         "vocabulary_file": "vocab.txt",
@@ -226,3 +250,7 @@ def tokenizer_spec(vocabulary: list[str], config: TokenizerConfig) -> dict:
         "padding": "left",
         "input_dtype": "int32",
     }
+    if config.typo_correction and correction_targets is not None:
+        spec["typo_correction"] = {**CORRECTION, "targets": correction_targets}
+        spec["steps"].insert(4, CORRECTION_STEP)
+    return spec

@@ -48,7 +48,8 @@ def run_dir(tmp_path, monkeypatch):
         save_split(data, split, ids=tokenizer.encode(SENTENCES, vocabulary, config),
                    labels=np.asarray(LABELS))
     monkeypatch.setattr(sentiment, "attack_tools", lambda config: {
-        "neighbours": toy_neighbours(), "budget": sentiment.robustness.Budget()})
+        "lexicon": toy_neighbours(),
+        "budgets": {"synonym": sentiment.robustness.Budget(max_fraction=1.0)}})
     return tmp_path, vocabulary
 
 

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from pipeline import robustness
+from pipeline import lexicon, robustness
 from tests.conftest import REPO
 
 TEXT = "The acting is wonderful and the story moves quickly , a delight ."
@@ -26,9 +26,10 @@ def test_noise_is_deterministic_per_seed_and_keeps_what_it_must(kind):
         assert robustness.perturb("one", kind, 1.0, np.random.default_rng(1)) == "one"
         return
     assert len(new) == len(words)
-    change = {"swap": 0, "keyboard": 0, "drop": -1, "insert": 1}[kind]
+    changes = {"swap": {0}, "keyboard": {0}, "drop": {0, -1}, "insert": {0, 1},
+               "typo": {0, -1, 1}}[kind]
     for old, word in zip(words, new):
-        assert len(word) - len(old) in ({0, change} if old.isalpha() else {0})
+        assert len(word) - len(old) in (changes if old.isalpha() else {0})
         if not old.isalpha() or len(old) < 2:
             assert word == old  # punctuation and one-letter words are never edited
     if kind == "swap":
@@ -65,15 +66,18 @@ def toy_model(text):
 
 
 def toy_neighbours():
+    """A lexicon where fine, meh, okay and bad are synonyms, good/bad are polar (VADER)."""
     words = ["fine", "meh", "okay", "good", "bad", "film"]
     vectors = np.array([[1, 0.1, 0], [1, 0.2, 0], [1, 0, 0.1], [0, 1, 0], [0.95, 0.3, 0],
                         [0, 0, 1]], np.float32)
-    return robustness.Neighbours(words, vectors, limit=len(words))
+    synonyms = {"fine": ["bad", "meh", "okay"], "meh": ["fine", "okay"],
+                "okay": ["fine", "meh"], "good": ["bad", "fine"], "bad": ["fine", "good"]}
+    return lexicon.Lexicon(words, lexicon._unit(vectors), synonyms, {"good": 1.9, "bad": -2.5})
 
 
 def test_the_attack_finds_a_known_flip():
     neighbours = toy_neighbours()
-    assert neighbours.of("fine", 3, 0.9)[:2] == ["meh", "okay"]
+    assert neighbours.substitutes("fine", 3, 0.9)[:2] == ["meh", "okay"]
     result = robustness.attack_one(toy_model, "the film is fine", 1, neighbours,
                                    robustness.Budget(), seed=1)
     assert result["success"] and result["adversarial"] == "the film is meh"
@@ -86,16 +90,26 @@ def test_the_attack_finds_a_known_flip():
     assert summary["samples"][0]["adversarial"] == "the film is meh"
 
 
-def test_antonyms_negations_and_function_words_are_never_used():
+def test_antonyms_polarity_flips_negations_and_function_words_are_never_used():
     neighbours = toy_neighbours()
-    assert "bad" not in robustness.candidates("good", neighbours, robustness.Budget(),
-                                              np.random.default_rng(1))
-    assert not {"good", "bad"} & set(robustness.candidates(
-        "fine", neighbours, robustness.Budget(min_similarity=0.1), np.random.default_rng(1)))
+    budget = robustness.Budget(typos_per_word=0, min_similarity=0.1)
+    # bad is listed as a synonym of good, but VADER says it has the other polarity;
+    # fine is neutral: a polar word never becomes a neutral one either
+    assert robustness.candidates("good", neighbours, budget, np.random.default_rng(1)) == []
+    assert robustness.candidates("fine", neighbours, budget, np.random.default_rng(1)) == \
+        ["meh", "okay"]
+    assert robustness.candidates("Fine", neighbours, budget, np.random.default_rng(1)) == \
+        ["Meh", "Okay"]
+    # film is near nothing it is a synonym of
+    assert robustness.candidates("film", neighbours, budget, np.random.default_rng(1)) == []
     model = lambda text: np.array([0.9, 0.1]) if "nt" in text.split() else np.array([0.1, 0.9])
     result = robustness.attack_one(model, "not the with", 1, neighbours, robustness.Budget(),
                                    seed=1)
     assert not result["success"] and result["queries"] == 1  # nothing it may change
+    # a capitalised word inside a sentence is a name: left alone
+    result = robustness.attack_one(model, "not Fine", 1, neighbours, robustness.Budget(),
+                                   seed=1)
+    assert result["queries"] == 1
 
 
 def test_the_budget_is_respected():
@@ -110,8 +124,12 @@ def test_the_budget_is_respected():
         return np.array([1 - positive, positive])
     text_words = text.split()
     result = robustness.attack_one(slowly_fooled, text, 1, None,
-                                   robustness.Budget(max_words=2), seed=1)
+                                   robustness.Budget(max_words=2, max_fraction=1.0), seed=1)
     assert result["words_changed"] == 2 and not result["success"]
+    # at most a fifth of the sentence's words: one of these seven
+    result = robustness.attack_one(slowly_fooled, text, 1, None,
+                                   robustness.Budget(max_words=2), seed=1)
+    assert result["words_changed"] == 1 and not result["success"]
 
 
 def test_attacking_in_batches_gives_the_outcomes_of_one_query_at_a_time():
@@ -146,6 +164,7 @@ def test_attacking_in_batches_gives_the_outcomes_of_one_query_at_a_time():
     (["--noise_rates=0.1,lots"], "--noise_rates=0.1,lots must be numbers"),
     (["--noise_rates=2"], "--noise_rates=2 must be in (0, 1]"),
     (["--max_queries=0"], "--max_queries=0: 0 is not a positive integer"),
+    (["--attacks=synonym,smudge"], "--attacks=synonym,smudge: choose among synonym, typo"),
     ([], "has no manifest.json"),
 ])
 def test_bad_attack_flags_exit_2_with_the_fix(tmp_path, args, message):

@@ -18,7 +18,8 @@ CSV_FIELDS = KEY_FIELDS + (
     "metric", "metric_value", "higher_is_better", "test_loss", "bytes", "gzip_bytes",
     "measured_sparsity", "lstm_min_sparsity", "latency_median_ms", "latency_p90_ms",
     "latency_ratio_vs_dense", "characters_per_second", "plain", "negation", "long_text",
-    "attack_accuracy", "attack_success_rate", "train_wall_s", "git_commit",
+    "attack_accuracy", "attack_success_rate", "typo_attack_success_rate",
+    "typo_noise_accuracy", "train_wall_s", "git_commit",
     "cpu_model", "cores", "versions")
 HTML_FIELDS = CSV_FIELDS[:CSV_FIELDS.index("train_wall_s")]  # what the HTML table shows
 
@@ -67,7 +68,8 @@ def plots(rows: list[dict], out_dir: Path) -> list[Path]:
     for task in sorted({r["task"] for r in rows}):
         task_rows = [r for r in rows if r["task"] == task]
         metric = task_rows[0]["metric"]
-        figure, axes = plt.subplots(1, 5, figsize=(25, 4.5))
+        robust = any(r.get("attack_success_rate") is not None for r in task_rows)
+        figure, axes = plt.subplots(1, 7 if robust else 5, figsize=(35 if robust else 25, 4.5))
         for line in sorted({line_name(r["method"]) for r in task_rows}):
             for export, style in ((e.name, e.plot_style) for e in exports.REGISTRY.values()):
                 chosen = [r for r in task_rows
@@ -86,6 +88,10 @@ def plots(rows: list[dict], out_dir: Path) -> list[Path]:
                 by_size = sorted(chosen, key=lambda r: r["gzip_bytes"])
                 axes[4].plot([r["gzip_bytes"] / 1024 for r in by_size],
                              [r["metric_value"] for r in by_size], style, label=label)
+                for axis, key in zip(axes[5:], ("attack_success_rate", "typo_noise_accuracy")):
+                    measured = [r for r in by_target if r.get(key) is not None]
+                    axis.plot([r["target_sparsity"] for r in measured],
+                              [r[key] for r in measured], style, label=label)
         axes[0].set(title=f"{task}: test {metric} (.tflite)", xlabel="target sparsity")
         axes[1].set(title="gzip'd .tflite size (KiB)", xlabel="target sparsity", yscale="log")
         axes[2].set(title="latency median (ms, 1 thread, LiteRT)", xlabel="target sparsity",
@@ -94,6 +100,11 @@ def plots(rows: list[dict], out_dir: Path) -> list[Path]:
                     ylabel=metric)
         axes[4].set(title=f"{metric} against size", xlabel="gzip'd KiB", ylabel=metric,
                     xscale="log")
+        if robust:
+            axes[5].set(title="synonym attack success (lower is better)",
+                        xlabel="target sparsity", ylim=(0, 1))
+            axes[6].set(title="test accuracy, a typo in 25% of words",
+                        xlabel="target sparsity")
         axes[0].legend(fontsize=7)
         figure.tight_layout()
         path = out_dir / f"{task}.png"
@@ -107,8 +118,9 @@ def plots(rows: list[dict], out_dir: Path) -> list[Path]:
 def markdown_table(rows: list[dict]) -> str:
     header = ("| task | method | target | export | metric | gzip KiB | measured sparsity "
               "(all / least LSTM weight) | latency ms (median / p90) | × dense | chars/s | "
-              "plain / negation / long text | under attack / attack success | train s |")
-    lines = [header, "|" + "---|" * 13]
+              "plain / negation / long text | attack success (synonym / typo) | "
+              "typo 25% accuracy | train s |")
+    lines = [header, "|" + "---|" * 14]
 
     def share(value, digits=2):
         return "–" if value is None else f"{value:.{digits}f}"
@@ -122,7 +134,9 @@ def markdown_table(rows: list[dict]) -> str:
             f"{r['latency_median_ms']:.3f} / "
             f"{r['latency_p90_ms']:.3f} | {'' if ratio is None else f'{ratio:.2f}'} | "
             f"{share(r.get('characters_per_second'), 0)} | {behaviour} | "
-            f"{share(r.get('attack_accuracy'), 3)} / {share(r.get('attack_success_rate'), 3)} | "
+            f"{share(r.get('attack_success_rate'), 3)} / "
+            f"{share(r.get('typo_attack_success_rate'), 3)} | "
+            f"{share(r.get('typo_noise_accuracy'), 3)} | "
             f"{r['train_wall_s']:.0f} |")
     return "\n".join(lines)
 

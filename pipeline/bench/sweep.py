@@ -78,8 +78,11 @@ def rows_for(run_dir: Path, task: str, method: str, sparsity: float, context: di
             # sentiment only: the behavioural suite, long texts under the shipped policy
             "plain": value("behaviour.plain"), "negation": value("behaviour.negation"),
             "long_text": value(f"long_text.{policy}.all", "validation"),
-            "attack_accuracy": value("attack.accuracy_under_attack", "test"),
-            "attack_success_rate": value("attack.success_rate", "test"),
+            # the synonym attack (meaning-preserving substitutions), then the typo attack
+            "attack_accuracy": value("attack.synonym.accuracy_under_attack", "test"),
+            "attack_success_rate": value("attack.synonym.success_rate", "test"),
+            "typo_attack_success_rate": value("attack.typo.success_rate", "test"),
+            "typo_noise_accuracy": value("noise.typo@0.25", "test"),
             "train_wall_s": round(wall, 1), "versions": versions, **context})
     return rows
 

@@ -11,7 +11,8 @@ import tf_keras
 from absl import logging
 
 from models.sentiment import build_sentiment_model
-from pipeline import artifacts, behaviour, data, long_text, negation, robustness, tokenizer, vectors
+from pipeline import (artifacts, behaviour, data, lexicon, long_text, negation, robustness,
+                      tokenizer, vectors)
 from pipeline.config import ConfigError, PipelineConfig
 from pipeline.metrics import MetricsFile
 from pipeline.reference_tokenizer import ReferenceTokenizer, read_spec_and_vocabulary
@@ -88,11 +89,11 @@ class SentimentTask(Task):
                      len(splits.train), len(splits.validation), splits.validation_source,
                      len(splits.test), splits.malformed)
         vocabulary = tokenizer.build_vocabulary(splits.train.texts, config.tokenizer)
+        training_words = len(vocabulary)  # the pretrained vectors' words come after them
         pretrained = self.pretrained_rows(config, vocabulary, out_dir)
         vocabulary = pretrained.pop("vocabulary", vocabulary)
-        write_tokenizer_files(out_dir, vocabulary,
-                              tokenizer.tokenizer_spec(vocabulary, config.tokenizer),
-                              config.tokenizer)
+        spec = tokenizer.tokenizer_spec(vocabulary, config.tokenizer, training_words)
+        write_tokenizer_files(out_dir, vocabulary, spec, config.tokenizer)
         artifacts.atomic_write_text(out_dir / "labels.txt",
                                     "\n".join(splits.label_names) + "\n")
         artifacts.atomic_write_json(out_dir / PARAGRAPHS_FILE, long_text.build_paragraphs(
@@ -114,7 +115,7 @@ class SentimentTask(Task):
         counts, unknown = {}, {}
         for name in SPLITS:
             examples = getattr(splits, name)
-            ids = tokenizer.encode(examples.texts, vocabulary, config.tokenizer)
+            ids = tokenizer.encode(examples.texts, vocabulary, config.tokenizer, spec)
             save_split(out_dir, name, ids=ids, labels=examples.labels)
             counts[name] = len(examples)
             unknown[name] = round(float(np.mean(ids[ids > 0] == 1)), 4)
@@ -261,12 +262,18 @@ class SentimentTask(Task):
         }
 
 
-def attack_tools(config: PipelineConfig) -> dict:
-    """The attack's vector neighbours and its budget (--attack_max_words/queries)."""
+def attack_lexicon() -> lexicon.Lexicon:
+    """The synonym attack's lexicon, from the installed packages (cached after first use)."""
     found = vectors.load(ATTACK_VECTORS, max_malformed_fraction=0.0)  # the installed wheel
-    return {"neighbours": robustness.Neighbours(found.words, found.matrix, limit=50000),
-            "budget": robustness.Budget(max_words=config.eval.attack_max_words,
-                                        max_queries=config.eval.attack_max_queries)}
+    return lexicon.load(found.words, found.matrix, vectors.source_files(ATTACK_VECTORS))
+
+
+def attack_tools(config: PipelineConfig) -> dict:
+    """The synonym attack's lexicon and each named attack's budget
+    (--attack_max_words/queries)."""
+    return {"lexicon": attack_lexicon(),
+            "budgets": robustness.budgets(config.eval.attack_max_words,
+                                          config.eval.attack_max_queries)}
 
 
 def adversarial_examples(model: tf_keras.Model, config: PipelineConfig,
@@ -301,7 +308,7 @@ def adversarial_examples(model: tf_keras.Model, config: PipelineConfig,
                      done, total, time.perf_counter() - start)
 
     result = robustness.attack_in_batches(batch_probabilities, texts, labels,
-                                          tools["neighbours"], tools["budget"],
+                                          tools["lexicon"], tools["budgets"]["synonym"],
                                           config.train.seed, samples=len(texts),
                                           progress=progress)
     logging.info("prune: the attack turned %.3f of %d training sentences around",
