@@ -150,6 +150,14 @@ class DataConfig(_Section):
         "opposite label ('drab' becomes 'it 's not drab', positive), so the model learns what "
         "negation does to polarity; the behavioural suite's own words are never used. Needs "
         "labels named negative and positive. 0: none.")
+    synonym_encoding: bool = setting(
+        False, "sentiment: a defence against word substitutions (after Wang et al. 2021's "
+        "synonym encoding). Words that the synonym attack may swap for one another share one "
+        "embedding row: the model trains on one word of each group, and its row is copied to "
+        "the others, so swapping inside a group cannot change the output. The tokenizer is "
+        "unchanged: apps need nothing new. Groups come from pipeline.lexicon (WordNet "
+        "synonyms of the same VADER polarity near in counter-fitted GloVe), most frequent "
+        "word first.")
     tfds_data_dir: str = setting(
         "", "TFDS data directory for the TFDS fallback (empty: TFDS's default).")
     tfds_download: bool = setting(True, "Let the TFDS fallback download missing data.")
@@ -483,7 +491,7 @@ class HardeningConfig(_Section):
     adversarial_sentences: int = setting(
         0, "sentiment: before pruning fine-tuning, attack this many training sentences "
         "(seeded by --seed, each of at least 8 words) on the trained model with evaluate's "
-        "black-box attack (GloVe neighbours and typos, --attack_max_words and "
+        "synonym attack (meaning-preserving substitutions, --attack_max_words and "
         "--attack_max_queries); every adversarial text that turns the model around joins the "
         "fine-tuning data with its true label. Works with every method that fine-tunes. "
         "0: off.")

@@ -106,3 +106,23 @@ def test_a_training_split_without_sentences_to_attack_is_one_error(run_dir):
                                 {"texts": ["short and fine", "meh"], "labels": [1, 0]})
     with pytest.raises(StageError, match="has no sentence of 8 words or more to attack"):
         harden(folder, vocabulary, {"fine": 3.0}, adversarial_sentences=10)
+
+
+def test_synonym_encoding_gives_grouped_words_their_group_row(tmp_path):
+    """--synonym_encoding: after training (and pruning) every grouped id's embedding row is
+    its representative's, so a swap inside a group cannot change what the model sees."""
+    import tf_keras
+    files = artifacts.RunFiles(tmp_path)
+    files.data(sentiment.SYNONYM_GROUPS_FILE).parent.mkdir(parents=True)
+    artifacts.atomic_write_json(files.data(sentiment.SYNONYM_GROUPS_FILE),
+                                {"representative": [0, 1, 2, 2, 4, 2]})
+    model = tf_keras.Sequential([tf_keras.layers.Embedding(6, 3),
+                                 tf_keras.layers.GlobalAveragePooling1D()])
+    model.build((None, 2))
+    before = model.layers[0].embeddings.numpy()
+    sentiment.SentimentTask().finish_model(model, files)
+    after = model.layers[0].embeddings.numpy()
+    assert np.array_equal(after[[3, 5]], before[[2, 2]])
+    assert np.array_equal(after[[0, 1, 2, 4]], before[[0, 1, 2, 4]])
+    outputs = model(np.array([[1, 2], [1, 3], [1, 5]])).numpy()
+    assert np.allclose(outputs[0], outputs[1]) and np.allclose(outputs[0], outputs[2])

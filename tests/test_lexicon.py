@@ -100,3 +100,19 @@ def test_substitutes_are_near_synonyms_of_the_same_polarity():
     # bad: the other polarity; fine: neutral; nice: too far (cosine 0); great: kept
     assert found.substitutes("good", 4, 0.5) == ["great"]
     assert found.substitutes("unknown", 4, 0.5) == []
+
+
+def test_synonym_groups_follow_frequency_and_never_chain():
+    words = ["[PAD]", "film", "movie", "picture", "image", "flick", "good", "great", "photo"]
+    unit = lexicon._unit(np.eye(9, dtype=np.float32) + 0.9)  # everything near everything
+    table = {"film": ["movie", "picture"], "picture": ["film", "image"],
+             "flick": ["movie"], "image": ["photo", "picture"], "good": ["great"]}
+    found = lexicon.Lexicon(words, unit, table, {"good": 1.9, "great": 3.1})
+    representative = lexicon.synonym_groups(words, found, 10, 0.5)
+    by_word = dict(zip(words, (words[r] for r in representative)))
+    # film starts a group with its substitutes; picture, already in it, does not pull
+    # image in; image joins by itself through its nearest grouped substitute (picture),
+    # and leaves its other synonym (photo) outside; flick joins through movie
+    assert by_word == {"[PAD]": "[PAD]", "film": "film", "movie": "film", "picture": "film",
+                       "image": "film", "flick": "film", "good": "good", "great": "good",
+                       "photo": "photo"}

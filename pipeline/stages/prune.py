@@ -20,6 +20,7 @@ def run(config: PipelineConfig, files: artifacts.RunFiles, out_dir: Path) -> dic
     pruned, summary = method.prune(model, config, task, files, out_dir)
     if hardening:
         summary["hardening"] = hardening
+    task.finish_model(pruned, files)
     artifacts.save_keras_model(pruned, out_dir / files.pruned_model.name)
     artifacts.atomic_write_json(out_dir / "histograms.json", {
         "before": before, "after": pruning.magnitude_histograms(pruning.strip(pruned))})

@@ -32,6 +32,7 @@ def run(config: PipelineConfig, files: artifacts.RunFiles, out_dir: Path) -> dic
             # Checkpoints every epoch; a killed run resumes from the last one.
             tf_keras.callbacks.BackupAndRestore(str(out_dir / "backup")),
         ])
+    task.finish_model(model, files)
     artifacts.save_keras_model(model, out_dir / files.trained_model.name)
     history = log.history()
     shutil.rmtree(progress)

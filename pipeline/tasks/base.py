@@ -86,6 +86,9 @@ class Task:
     def fit_data(self, config: PipelineConfig, files: artifacts.RunFiles, seed: int) -> FitData:
         raise NotImplementedError
 
+    def finish_model(self, model: tf_keras.Model, files: artifacts.RunFiles) -> None:
+        """Last changes to a trained or pruned model before it is saved (none here)."""
+
     def harden(self, model: tf_keras.Model, config: PipelineConfig, files: artifacts.RunFiles,
                out_dir: Path) -> tuple["Task", dict]:
         """The task the prune stage's method fine-tunes with, and what hardening did: this

@@ -25,6 +25,7 @@ EMBEDDING_FILE = "embedding_init.npy"  # data/: the pretrained rows of the vocab
 PARAGRAPHS_FILE = "paragraphs.json"    # data/: long texts built from validation sentences
 TEST_TEXTS_FILE = "test_texts.json"    # data/: the test sentences as text, for the attack
 TRAIN_TEXTS_FILE = "train_texts.json"  # data/: the training split as read, for hardening
+SYNONYM_GROUPS_FILE = "synonym_groups.json"  # data/, with --synonym_encoding: see finish_model
 ADVERSARIAL_FILE = "adversarial.json"  # prune/: what adversarial fine-tuning attacked and found
 MIN_ADVERSARIAL_WORDS = 8  # hardening attacks sentences, not SST-2's short sub-phrases
 KERAS_BATCH = 1024         # rows per Keras call while attacking training sentences
@@ -94,6 +95,19 @@ class SentimentTask(Task):
         vocabulary = pretrained.pop("vocabulary", vocabulary)
         spec = tokenizer.tokenizer_spec(vocabulary, config.tokenizer, training_words)
         write_tokenizer_files(out_dir, vocabulary, spec, config.tokenizer)
+        representative, grouping = None, {}
+        if config.data.synonym_encoding:
+            budget = robustness.budgets(1, 1)["synonym"]  # the attack's candidate settings
+            representative = np.asarray(lexicon.synonym_groups(
+                vocabulary, attack_lexicon(), budget.candidates, budget.min_similarity))
+            grouped = int(np.sum(representative != np.arange(len(vocabulary))))
+            grouping["synonym_encoding"] = {
+                "groups": len(set(representative[representative != np.arange(
+                    len(vocabulary))].tolist())), "words_sharing_a_row": grouped}
+            artifacts.atomic_write_json(out_dir / SYNONYM_GROUPS_FILE,
+                                        {"representative": representative.tolist()})
+            logging.info("data: synonym encoding: %d words share the row of another",
+                         grouped)
         artifacts.atomic_write_text(out_dir / "labels.txt",
                                     "\n".join(splits.label_names) + "\n")
         artifacts.atomic_write_json(out_dir / PARAGRAPHS_FILE, long_text.build_paragraphs(
@@ -116,6 +130,8 @@ class SentimentTask(Task):
         for name in SPLITS:
             examples = getattr(splits, name)
             ids = tokenizer.encode(examples.texts, vocabulary, config.tokenizer, spec)
+            if representative is not None:  # the model learns one row per group
+                ids = representative[ids].astype(np.int32)
             save_split(out_dir, name, ids=ids, labels=examples.labels)
             counts[name] = len(examples)
             unknown[name] = round(float(np.mean(ids[ids > 0] == 1)), 4)
@@ -124,7 +140,7 @@ class SentimentTask(Task):
         return {"rows": counts, "malformed_rows": splits.malformed, "sources": splits.sources,
                 "validation_source": splits.validation_source,
                 "vocabulary_size": len(vocabulary), "labels": list(splits.label_names),
-                "unknown_token_share": unknown, **pretrained}
+                "unknown_token_share": unknown, **pretrained, **grouping}
 
     @staticmethod
     def with_negated_phrases(train: data.Examples, label_names: list[str],
@@ -201,6 +217,23 @@ class SentimentTask(Task):
                         "shuffle": True,
                         "validation_data": load_split(files, "validation")},
                        math.ceil(len(x_train) / config.train.batch_size))
+
+    def finish_model(self, model, files):
+        """With --synonym_encoding: every grouped word's embedding row becomes a copy of
+        its group's (the row the model trained), so the .tflite maps all of them alike."""
+        path = files.data(SYNONYM_GROUPS_FILE)
+        if not path.is_file():
+            return
+        representative = np.asarray(artifacts.read_json(path)["representative"])
+        for layer in model.layers:
+            inner = getattr(layer, "layer", layer)  # a pruning wrapper holds the layer
+            if isinstance(inner, tf_keras.layers.Embedding):
+                rows = inner.embeddings.numpy()
+                if len(rows) != len(representative):
+                    raise StageError(f"{path} groups {len(representative)} ids but the "
+                                     f"embedding has {len(rows)} rows; rerun the data stage")
+                inner.embeddings.assign(rows[representative])
+                return
 
     def harden(self, model, config, files, out_dir):
         """Adversarial fine-tuning (--adversarial_sentences): attacks on training sentences
