@@ -242,3 +242,62 @@ def test_fifos_are_refused_as_flagfile_and_baseline(tmp_path):
     with pytest.raises(plan.BenchError, match=f"--baseline={fifo} cannot be read .*not a "
                                                "regular file"):
         report.load_baseline(str(fifo))
+
+
+def test_a_sweep_killed_between_cells_resumes_without_redoing_finished_cells(
+        tmp_path, monkeypatch, capsys):
+    """Issue 31: finished cells keep their rows; the interrupted one runs again; the plan
+    says which is which, with an estimate from the baseline's cell times."""
+    import subprocess
+
+    from pipeline import data
+    monkeypatch.setattr(data, "check_dataset", lambda config, names, schemes: None)
+    ran, kill = [], [True]
+
+    def run_cell(arguments, run_dir):
+        if kill[0] and ran:  # killed while the second cell runs
+            raise KeyboardInterrupt
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ran.append(run_dir.relative_to(tmp_path / "bench" / "runs").as_posix())
+        return subprocess.CompletedProcess(arguments, 0)
+
+    def rows_for(run_dir, task, method, sparsity, context):
+        return [{**GOOD_ROW, "method": method, "target_sparsity": sparsity,
+                 "test_loss": 0.4, "bytes": 2000, "measured_sparsity": sparsity,
+                 "lstm_min_sparsity": sparsity, "latency_median_ms": 0.3,
+                 "latency_p90_ms": 0.4, "latency_ratio_vs_dense": None,
+                 "characters_per_second": None, "train_wall_s": 1.0, "versions": {},
+                 **context}]
+
+    monkeypatch.setattr(sweep, "run_cell", run_cell)
+    monkeypatch.setattr(sweep, "rows_for", rows_for)
+    baseline = tmp_path / "baseline.jsonl"
+    baseline.write_text(json.dumps({**GOOD_ROW, "cell_wall_s": 1800}) + "\n")
+    arguments = ["pipeline.bench", f"--output_dir={tmp_path / 'bench'}",
+                 "--task=sentiment:configs/sentiment.flags",
+                 "--method=dense:--pruning_method=none",
+                 "--method=magnitude:--pruning_method=magnitude", "--sparsities=0,0.8",
+                 f"--baseline={baseline}"]
+    bench.FLAGS.unparse_flags()
+    bench.FLAGS(arguments)
+    with pytest.raises(KeyboardInterrupt):
+        bench.bench(tmp_path / "bench")
+    assert ran == ["sentiment/dense/s0"]
+    first = capsys.readouterr().out
+    assert "plan: 2 cells, 0 done, 2 to run; ~0.5 h with --jobs=1" in first
+    assert "sentiment dense 0: to run, ~30 min in the baseline" in first
+
+    kill[0] = False
+    bench.FLAGS.unparse_flags()
+    bench.FLAGS([*arguments, "--plan_only"])
+    assert bench.bench(tmp_path / "bench") == 0 and ran == ["sentiment/dense/s0"]
+    assert "sentiment dense 0: done (rows kept)" in capsys.readouterr().out
+    bench.FLAGS.unparse_flags()
+    bench.FLAGS(arguments)
+    bench.bench(tmp_path / "bench")
+    assert ran == ["sentiment/dense/s0", "sentiment/magnitude/s0.8"]  # dense not redone
+    rows = [json.loads(line) for line in
+            (tmp_path / "bench" / "results.jsonl").read_text().splitlines()]
+    assert [(r["method"], r["target_sparsity"]) for r in rows] == [("dense", 0.0),
+                                                                   ("magnitude", 0.8)]
+    bench.FLAGS.unparse_flags()

@@ -11,6 +11,7 @@ them and reads their rows, `report` writes the results and applies the regressio
 """
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -52,7 +53,11 @@ flags.DEFINE_integer("jobs", 1, "Cells run side by side. Each task's dense cell 
                      "cells share the cores, so keep 1 for latency you mean to quote "
                      "(ratios to the dense parent are paired inside each cell and hold).",
                      lower_bound=1)
-flags.DEFINE_string("baseline", "", "An earlier results.jsonl to compare against.")
+flags.DEFINE_string("baseline", "", "An earlier results.jsonl to compare against (e.g. "
+                    "bench/baseline/results.jsonl); its cell times also make the plan's "
+                    "estimate.")
+flags.DEFINE_bool("plan_only", False, "Print the plan (every cell, which are done, the "
+                  "estimate) and exit without running anything.")
 flags.DEFINE_float("metric_tolerance", 0.01, "Largest allowed drop of the primary metric "
                    "(absolute; accuracy 0.01 = 1 point) before a row counts as regressed.")
 flags.DEFINE_float("size_tolerance", 0.02, "Largest allowed relative growth of gzip'd bytes.")
@@ -93,11 +98,21 @@ def bench(out_dir: Path) -> int:
                                    out_dir / "cache", list(FLAGS.run_flag))
         plan.check_cell(f"{task}/{name}/{sparsity:g}", arguments)
         planned.append((task, name, sparsity, run_dir, arguments))
+    from pipeline.run import code_fingerprint
+    code = code_fingerprint()
+    finished = {position: rows for position, (*_, run_dir, arguments) in enumerate(planned)
+                if (rows := sweep.finished_rows(run_dir, arguments, code)) is not None}
+    for line in plan.describe(planned, finished, baseline, FLAGS.jobs):
+        print(line, flush=True)
+    if FLAGS.plan_only:
+        return 0
     artifacts.claim_folder(out_dir, "--output_dir")
     context = {**sweep.machine(), "git_commit": sweep.git_commit()}
-    artifacts.atomic_write_text(results, "")
+    artifacts.atomic_write_text(results, "".join(  # the kept cells' rows first
+        json.dumps(row, sort_keys=True) + "\n" for position in sorted(finished)
+        for row in finished[position]))
     rows_by_cell, failed = sweep.run_sweep(planned, context, results, FLAGS.jobs,
-                                          FLAGS.dense_method)
+                                          FLAGS.dense_method, finished, code)
     rows = [row for position in sorted(rows_by_cell) for row in rows_by_cell[position]]
     sweep.add_latency_ratios(rows, FLAGS.dense_method)
     problems = (report.regressions(rows, baseline, FLAGS.metric_tolerance, FLAGS.size_tolerance,

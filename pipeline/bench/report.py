@@ -19,7 +19,7 @@ CSV_FIELDS = KEY_FIELDS + (
     "measured_sparsity", "lstm_min_sparsity", "latency_median_ms", "latency_p90_ms",
     "latency_ratio_vs_dense", "characters_per_second", "plain", "negation", "long_text",
     "attack_accuracy", "attack_success_rate", "typo_attack_success_rate",
-    "typo_noise_accuracy", "train_wall_s", "git_commit",
+    "typo_noise_accuracy", "train_wall_s", "cell_wall_s", "git_commit",
     "cpu_model", "cores", "versions")
 HTML_FIELDS = CSV_FIELDS[:CSV_FIELDS.index("train_wall_s")]  # what the HTML table shows
 

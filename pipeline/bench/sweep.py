@@ -1,5 +1,10 @@
 """Running the sweep: one pipeline.run subprocess per cell, `jobs` side by side, and each
-finished cell's rows read from its metrics.json."""
+finished cell's rows read from its metrics.json.
+
+A finished cell leaves `cell.json` in its run folder: its arguments, the code fingerprint
+and its rows. A sweep started again (after a kill, or to span several invocations) takes
+those rows back instead of running the cell; an interrupted cell has none and runs again,
+its pipeline.run resuming from whatever stages and epochs it had finished."""
 from __future__ import annotations
 
 import json
@@ -16,6 +21,24 @@ from pipeline import artifacts, litert
 from pipeline import metrics as metrics_file
 from pipeline.bench.plan import REPO, job_groups
 from pipeline.stages import TRAINING
+
+
+CELL_FILE = "cell.json"
+
+
+def finished_rows(run_dir: Path, arguments: list[str], code: str) -> list[dict] | None:
+    """The rows a cell left when it finished with these arguments at this code, or None."""
+    path = run_dir / CELL_FILE
+    if not path.is_file() or path.is_symlink():
+        return None
+    try:
+        saved = artifacts.read_json(path)
+        if saved["arguments"] == arguments and saved["code"] == code and \
+                isinstance(saved["rows"], list) and saved["rows"]:
+            return saved["rows"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # an unreadable record: the cell runs again
+    return None
 
 
 def run_cell(arguments: list[str], run_dir: Path) -> subprocess.CompletedProcess:
@@ -100,20 +123,24 @@ def add_latency_ratios(rows: list[dict], dense_method: str) -> None:
 
 
 def run_sweep(sweep: list[tuple], context: dict, results: Path, jobs: int,
-              dense_method: str) -> tuple[dict[int, list], list[str]]:
-    """Runs every cell (`jobs` side by side); rows by sweep position, and the failures."""
-    rows_by_cell: dict[int, list] = {}
+              dense_method: str, finished: dict[int, list],
+              code: str) -> tuple[dict[int, list], list[str]]:
+    """Runs every cell not `finished` (`jobs` side by side); rows by sweep position, and
+    the failures."""
+    rows_by_cell: dict[int, list] = dict(finished)
     failed: list[str] = []
     lock = threading.Lock()
     started = [0]
 
     def run_job(positions: list[int]) -> None:
         for position in positions:
+            if position in finished:
+                continue
             task, method, sparsity, run_dir, arguments = sweep[position]
             label = f"{task} {method} {sparsity:g}"
             with lock:
                 started[0] += 1
-                prefix = f"[{started[0]}/{len(sweep)}] {label}"
+                prefix = f"[{started[0]}/{len(sweep) - len(finished)}] {label}"
             print(f"{prefix}: started", flush=True)
             start = time.monotonic()
             result = run_cell(arguments, run_dir)
@@ -125,7 +152,10 @@ def run_sweep(sweep: list[tuple], context: dict, results: Path, jobs: int,
                 print(f"{prefix}: FAILED in {elapsed:.0f} s (log: {run_dir / 'bench.log'})",
                       flush=True)
                 continue
-            new_rows = rows_for(run_dir, task, method, sparsity, context)
+            new_rows = [{**row, "cell_wall_s": round(elapsed, 1)}
+                        for row in rows_for(run_dir, task, method, sparsity, context)]
+            artifacts.atomic_write_json(run_dir / CELL_FILE, {
+                "arguments": arguments, "code": code, "rows": new_rows})
             with lock:
                 rows_by_cell[position] = new_rows
                 with open(results, "a", encoding="utf-8") as handle:  # kept if the sweep dies
