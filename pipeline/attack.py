@@ -55,6 +55,8 @@ flags.DEFINE_float("min_similarity", 0.5, "Synonym attack: cosine similarity a n
                    "needs in the counter-fitted space, in (0, 1].")
 flags.DEFINE_list("attacks", list(robustness.ATTACKS), "The named attacks to run: synonym "
                   "(meaning-preserving word substitutions) and/or typo.")
+flags.DEFINE_integer("examples", 30, "Successful adversarial texts kept per attack, chosen "
+                     "at random (seeded by --seed) among all successes.", lower_bound=0)
 flags.DEFINE_list("noise_rates", ["0.1", "0.25"], "Share of words hit by each kind of noise.")
 FLAGS = flags.FLAGS
 
@@ -147,7 +149,7 @@ def main(argv: list[str]) -> None:
         began = time.perf_counter()
         result = robustness.attack(classifier.probabilities, texts, labels,
                                    lexicon if name == "synonym" else None, budgets[name],
-                                   FLAGS.seed, samples=30, progress=progress)
+                                   FLAGS.seed, samples=FLAGS.examples, progress=progress)
         report["attacks"][name] = {**result,
                                    "seconds": round(time.perf_counter() - began, 1)}
         print(f"{name} attack: " + json.dumps({k: v for k, v in result.items()

@@ -279,8 +279,8 @@ def attack(probabilities_of: Probabilities, texts: list[str], labels: np.ndarray
            substitutes: Substitutes | None, budget: Budget, seed: int, samples: int = 20,
            progress: Progress | None = None) -> dict:
     """The attack on every text the model gets right, one query at a time; accuracy under
-    attack counts the others as already lost. Successful examples are kept for a person
-    to judge."""
+    attack counts the others as already lost. `samples` successful examples, chosen at
+    random (seeded), are kept for a person to judge."""
     results = []
     for number, (text, label) in enumerate(zip(texts, labels)):
         p = probabilities_of(text)
@@ -326,6 +326,8 @@ def _summary(results: list[dict], sentences: int, budget: Budget, seed: int,
         "queries_per_sentence": float(np.mean([r["queries"] for r in results]))
         if results else None,
         "budget": dataclasses.asdict(budget), "seed": seed,
-        "samples": [{k: r[k] for k in ("text", "adversarial", "label", "changes")}
-                    for r in wins[:samples]],
+        # a seeded random choice, so a reader judges typical successes, not the first ones
+        "samples": [{k: wins[i][k] for k in ("text", "adversarial", "label", "changes")}
+                    for i in sorted(np.random.default_rng(seed).permutation(len(wins))
+                                    [:samples])],
     }
