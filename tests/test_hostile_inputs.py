@@ -35,12 +35,13 @@ def write_manifest(folder, task="sentiment"):
     artifacts.atomic_write_json(folder / "manifest.json", {"task": task, "files": files})
 
 
-def make_bundle(folder, max_length=12):
+def make_bundle(folder, max_length=12, typo_correction=False):
     """A complete sentiment bundle around an untrained model: what predict needs, no more."""
-    config = TokenizerConfig(vocabulary="words", vocabulary_size=40, max_length=max_length)
+    config = TokenizerConfig(vocabulary="words", vocabulary_size=40, max_length=max_length,
+                             typo_correction=typo_correction)
     vocabulary = tokenizer.build_vocabulary(TEXTS, config)
-    write_tokenizer_files(folder, vocabulary, tokenizer.tokenizer_spec(vocabulary, config),
-                          config)
+    write_tokenizer_files(folder, vocabulary,
+                          tokenizer.tokenizer_spec(vocabulary, config, len(vocabulary)), config)
     (folder / "labels.txt").write_text("negative\npositive\n")
     tf_keras.utils.set_random_seed(0)
     model = build_sentiment_model(ModelConfig(embedding_dim=8, lstm_units=8), len(vocabulary),
@@ -49,6 +50,20 @@ def make_bundle(folder, max_length=12):
     (folder / "model.tflite").write_bytes(convert.to_tflite(programs["model"], model, "float"))
     write_manifest(folder)
     return folder
+
+
+def test_predict_follows_the_typo_correction_step_of_the_spec(tmp_path):
+    """A bundle with step 3b: predict's ids and answer for typos are those of the words
+    they hide, as the spec says; words with no target near stay [UNK]."""
+    from pipeline.predict import Classifier
+    classifier = Classifier(make_bundle(tmp_path, typo_correction=True))
+    spec = json.loads((tmp_path / "tokenizer.json").read_text())
+    assert spec["typo_correction"]["targets"] == classifier.tokenizer.spec["vocabulary_size"]
+    assert classifier.tokenizer.encode("a gorgoeus , wity flim") == \
+        classifier.tokenizer.encode("a gorgeous , witty film")
+    assert np.allclose(classifier.probabilities("dul and lifless"),
+                       classifier.probabilities("dull and lifeless"))
+    assert classifier.tokenizer.encode("qqqqq")[-1] == classifier.tokenizer.spec["oov_id"]
 
 
 @pytest.fixture(scope="module")
