@@ -545,11 +545,12 @@ class EvalConfig(_Section):
         "them are not read, which bounds the time a huge text takes.")
     attack_sentences: int = setting(
         200, "sentiment: test sentences (in file order) run through typo and word-drop noise "
-        "and, of those each .tflite gets right, the black-box word-substitution attack of "
-        "pipeline.robustness (GloVe neighbours and typos); 0 skips both. About 0.1 s per "
-        "sentence and model here.")
+        "and, of those each .tflite gets right, the two black-box word-substitution attacks "
+        "of pipeline.robustness (synonym: meaning-preserving substitutes; typo); 0 skips "
+        "all. About 0.05 s per sentence, attack and model here.")
     attack_max_words: int = setting(
-        3, "sentiment: words the attack may change per sentence.")
+        3, "sentiment: words each attack may change per sentence, and at most a fifth of "
+        "its words (at least one), as TextAttack's recipes allow.")
     attack_max_queries: int = setting(
         300, "sentiment: model calls the attack may make per sentence.")
     sample_prompt: str = setting(

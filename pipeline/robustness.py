@@ -1,8 +1,8 @@
 """How easily a shipped sentiment model is fooled: random noise, and a black-box attack.
 
 Everything here only queries class probabilities, as anyone holding the .tflite can:
-- noise: character typos (swap, drop, insert, keyboard neighbour) and word drops at a rate,
-  each deterministic for a seed;
+- noise: character typos (swap, drop, insert, keyboard neighbour, or "typo": one of the
+  four at random) and word drops at a rate, each deterministic for a seed;
 - two named attacks, each a greedy word substitution in the order of word importance (how
   much leaving the word out lowers the true class) under a budget of changed words (at
   most a fifth of the sentence) and queries, after the black-box attacks of Jin et al.
