@@ -147,9 +147,9 @@ def main(argv: list[str]) -> None:
     print(f"noise: {json.dumps(noise)}")
     for name in FLAGS.attacks:
         began = time.perf_counter()
-        result = robustness.attack(classifier.probabilities, texts, labels,
-                                   lexicon if name == "synonym" else None, budgets[name],
-                                   FLAGS.seed, samples=FLAGS.examples, progress=progress)
+        result = robustness.named_attack(name, classifier.probabilities, texts, labels,
+                                         lexicon, budgets, FLAGS.seed, FLAGS.examples,
+                                         progress)
         report["attacks"][name] = {**result,
                                    "seconds": round(time.perf_counter() - began, 1)}
         print(f"{name} attack: " + json.dumps({k: v for k, v in result.items()

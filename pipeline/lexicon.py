@@ -26,6 +26,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+from absl import logging
 
 from pipeline import artifacts
 from pipeline.data import DataError
@@ -325,11 +326,15 @@ def load(words: list[str], matrix: np.ndarray, vector_files: list[Path],
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache entry is rebuilt below
     lexicon = build(words, matrix, read_wordnet(folder), valence, settings)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    with artifacts.atomic_path(cached) as tmp:
-        with open(tmp, "wb") as stream:
-            np.savez(stream, words=np.asarray(lexicon.words), unit=lexicon.unit,
-                     synonyms=np.asarray(json.dumps(lexicon.synonyms)))
+    try:  # a cache that cannot be written only costs the next run the same seconds
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        with artifacts.atomic_path(cached) as tmp:
+            with open(tmp, "wb") as stream:
+                np.savez(stream, words=np.asarray(lexicon.words), unit=lexicon.unit,
+                         synonyms=np.asarray(json.dumps(lexicon.synonyms)))
+    except OSError as error:
+        logging.warning("lexicon: not cached (%s); set $PIPELINE_CACHE_HOME to a writable "
+                        "folder", error)
     return lexicon
 
 

@@ -144,7 +144,6 @@ class ReferenceTokenizer:
         self.whitespace = set(spec["whitespace"])
         self.punct_ranges = [(ord(lo), ord(hi)) for lo, hi in spec["punctuation_ascii_ranges"]]
         self.punct_categories = set(spec["punctuation_categories"])
-        self.vocabulary_list = vocabulary
         correction = spec.get("typo_correction")
         self.corrector = None if correction is None else Corrector(
             [(i, vocabulary[i]) for i in range(2, correction["targets"])
@@ -225,8 +224,7 @@ class ReferenceTokenizer:
         """Step 3b: an out-of-vocabulary word becomes its correction target, if any."""
         if self.corrector is None or word in self.vocabulary:
             return word
-        target = self.corrector.correct(word)
-        return word if target is None else self.vocabulary_list[target]
+        return self.corrector.correct(word) or word
 
     def ids(self, text: str, limit: int) -> list[int]:
         """Steps 0-4 (and 5): the text's first `limit` ids, reading no further than needed."""

@@ -151,6 +151,15 @@ def budgets(max_words: int, max_queries: int) -> dict[str, Budget]:
             "typo": Budget(max_words=max_words, max_queries=max_queries)}
 
 
+def named_attack(name: str, probabilities_of: Probabilities, texts: list[str],
+                 labels: np.ndarray, lexicon: Substitutes, budgets: dict[str, Budget],
+                 seed: int, samples: int, progress: Progress | None = None) -> dict:
+    """`attack` as the named attack: the synonym attack draws on `lexicon`, the typo
+    attack on typos alone."""
+    return attack(probabilities_of, texts, labels, lexicon if name == "synonym" else None,
+                  budgets[name], seed, samples=samples, progress=progress)
+
+
 def candidates(word: str, substitutes: Substitutes | None, budget: Budget,
                rng: np.random.Generator) -> list[str]:
     """Replacements for one word: synonyms that keep its meaning and polarity, then one

