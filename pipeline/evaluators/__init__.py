@@ -24,6 +24,7 @@ REGISTRY = {
     "long_text": "pipeline.evaluators.long_text:LongText",
     "behaviour": "pipeline.evaluators.behaviour:Behaviour",
     "robustness": "pipeline.evaluators.robustness:Robustness",
+    "standard_client": "pipeline.evaluators.standard_client:StandardClient",
 }
 
 

@@ -37,7 +37,7 @@ STAGES = (
     Stage("train", ("model", "train"), ("data",), trains=True),
     Stage("prune", ("train", "pruning_method", "hardening"), ("data", "train"), trains=True),
     Stage("strip", (), ("prune",)),
-    Stage("convert", ("exports",), ("train", "strip")),
+    Stage("convert", ("exports",), ("data", "train", "strip")),  # data: clients' vocabulary
     Stage("evaluate", ("latency_runs",), ("data", "train", "strip", "convert")),
     # The manifest records every setting, so the bundle reads them all.
     Stage("bundle", (), ("data", "convert", "evaluate"), reads_everything=True),

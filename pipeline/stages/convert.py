@@ -91,6 +91,12 @@ def run(config: PipelineConfig, files: artifacts.RunFiles, out_dir: Path) -> dic
                     "is smaller. The int8 file is larger and slower than it could be; keep "
                     "units x inputs >= 1,024 (e.g. fewer removed units or dimensions)",
                     entry["float_lstms"], window.name)
+        entry["clients"] = {}
+        for client, flatbuffer in task.client_files(model, config, files, export,
+                                                    to_tflite).items():
+            path = out_dir / f"{client}_{export}.tflite"
+            artifacts.atomic_write_bytes(path, flatbuffer)
+            entry["clients"][client] = {"file": path.name, **litert.sizes(flatbuffer)}
         entry.update({key: entry["programs"][shipped][key]
                       for key in ("file", "bytes", "gzip_bytes", "dense_reference")})
         if dense is not flatbuffers:  # kept so evaluate can time pruned and dense side by side

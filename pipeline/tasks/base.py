@@ -99,6 +99,13 @@ class Task:
         """Program name → concrete function to convert; "model" holds the fused LSTM."""
         raise NotImplementedError
 
+    def client_files(self, model: tf_keras.Model, config: PipelineConfig,
+                     files: artifacts.RunFiles, export: str, convert) -> dict[str, bytes]:
+        """Client name → a .tflite file of `export` that a standard client runs as it is
+        (e.g. MediaPipe's, with metadata); `convert(concrete, model, export)` converts as the
+        convert stage does. None by default."""
+        return {}
+
     def eval_data(self, config: PipelineConfig,
                   files: artifacts.RunFiles) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Split → (inputs, targets) the scores evaluator feeds the models."""

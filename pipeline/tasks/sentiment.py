@@ -24,6 +24,7 @@ EVAL_SPLITS = ("validation", "test")
 EMBEDDING_FILE = "embedding_init.npy"  # data/: the pretrained rows of the vocabulary
 PARAGRAPHS_FILE = "paragraphs.json"    # data/: long texts built from validation sentences
 TEST_TEXTS_FILE = "test_texts.json"    # data/: the test sentences as text, for the attack
+MEDIAPIPE_FILE = "text_classifier.tflite"  # bundle: model.tflite for MediaPipe's TextClassifier
 TRAIN_TEXTS_FILE = "train_texts.json"  # data/: the training split as read, for hardening
 SYNONYM_GROUPS_FILE = "synonym_groups.json"  # data/, with --synonym_encoding: see finish_model
 ADVERSARIAL_FILE = "adversarial.json"  # prune/: what adversarial fine-tuning attacked and found
@@ -270,6 +271,14 @@ class SentimentTask(Task):
         return {"model": function.get_concrete_function(
             tf.TensorSpec([1, config.tokenizer.max_length], tf.int32, name="token_ids"))}
 
+    def client_files(self, model: tf_keras.Model, config: PipelineConfig,
+                     files: artifacts.RunFiles, export: str, convert) -> dict[str, bytes]:
+        from pipeline import mediapipe_export
+        spec = artifacts.read_json(files.tokenizer_spec)
+        vocabulary = files.vocabulary.read_text(encoding="utf-8").splitlines()
+        return {"mediapipe": mediapipe_export.classifier_file(
+            model, vocabulary, files.label_names(), spec, export, convert)}
+
     def eval_data(self, config: PipelineConfig, files: artifacts.RunFiles) -> dict:
         return {name: load_split(files, name) for name in EVAL_SPLITS}
 
@@ -284,14 +293,24 @@ class SentimentTask(Task):
         artifacts.atomic_write_json(out_dir / "tokenizer.json",
                                     {**spec, "long_text": long_text.spec_entry(config)})
         labels = files.label_names()
+        client = artifacts.read_json(files.conversions)[config.bundle.bundle_export].get(
+            "clients", {}).get("mediapipe")
+        shipped = ("labels.txt",)
+        if client is not None:  # the same model for MediaPipe's TextClassifier, metadata in it
+            artifacts.copy_file(files.converted(client["file"]), out_dir / MEDIAPIPE_FILE)
+            shipped += (MEDIAPIPE_FILE,)
         return {
-            "files": ("labels.txt",),
+            "files": shipped,
             "input": {"name": "token_ids", "shape": [1, config.tokenizer.max_length],
                       "dtype": "int32"},
             "output": {"shape": [1, len(labels)],
                        "meaning": "softmax probabilities in labels.txt order"},
             "state": "the fused LSTM keeps state between invocations: reset variables "
                      "(reset_all_variables) before every new text",
+            "standard_clients": {MEDIAPIPE_FILE: (
+                "MediaPipe Tasks TextClassifier runs it as it is (tokenizer and labels in its "
+                "metadata; stateless LSTM; punctuation dropped, '.' appended; see README)")}
+            if client is not None else {},
         }
 
 
