@@ -19,24 +19,59 @@ LSTM_WEIGHT_INPUTS = {"kernel": range(1, 5), "recurrent_kernel": range(5, 9)}
 
 
 class Runner:
-    """Runs single examples through a .tflite classifier on a fixed number of threads."""
+    """Runs single examples through a .tflite classifier on a fixed number of threads.
+
+    A [1, length] input with fewer ids than the file's length runs in an interpreter whose
+    input is resized to them (one per length, made once): LiteRT's fused LSTM then takes
+    as many steps as there are ids."""
 
     def __init__(self, path: Path, threads: int = 1):
-        self.path = Path(path)
-        try:
-            self.interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
-            self.interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as error:
-            raise ValueError(f"{self.path} is not a loadable .tflite model ({error})") from None
+        self.path, self.threads = Path(path), threads
+        self.interpreter = self._interpreter(None)
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
+        self._by_length = {int(np.prod(self.input["shape"])): self.interpreter}
+
+    def _interpreter(self, length: int | None) -> Interpreter:
+        try:
+            interpreter = Interpreter(model_path=str(self.path), num_threads=self.threads)
+            if length is not None:
+                interpreter.resize_tensor_input(self.input["index"], [1, length])
+            interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as error:
+            raise ValueError(f"{self.path} is not a loadable .tflite model"
+                             + (f" at input length {length}" if length else "")
+                             + f" ({error})") from None
+        return interpreter
 
     def __call__(self, ids: np.ndarray) -> np.ndarray:
-        self.interpreter.reset_all_variables()
-        self.interpreter.set_tensor(self.input["index"],
-                                    ids.reshape(self.input["shape"]).astype(self.input["dtype"]))
-        self.interpreter.invoke()
-        return self.interpreter.get_tensor(self.output["index"])[0].copy()
+        interpreter = self._ready(ids)
+        interpreter.invoke()
+        return interpreter.get_tensor(self.output["index"])[0].copy()
+
+    def median_invoke_ms(self, ids: np.ndarray, calls: int) -> float:
+        """Median wall time of `calls` invocations on `ids` at their own length."""
+        interpreter = self._ready(ids)
+        times = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            interpreter.invoke()
+            times.append((time.perf_counter() - start) * 1000.0)
+        return float(np.median(times))
+
+    def _ready(self, ids: np.ndarray) -> Interpreter:
+        """The interpreter of the ids' length, state reset and input set."""
+        ids = np.asarray(ids)
+        if ids.size not in self._by_length:
+            if len(self.input["shape"]) != 2 or ids.size > self.input["shape"][1]:
+                raise ValueError(f"{self.path} takes {self.input['shape'].tolist()} ids, not "
+                                 f"{ids.size}")
+            self._by_length[ids.size] = self._interpreter(ids.size)
+        interpreter = self._by_length[ids.size]
+        interpreter.reset_all_variables()
+        shape = self.input["shape"] if ids.size == np.prod(self.input["shape"]) else [1, ids.size]
+        interpreter.set_tensor(self.input["index"], ids.reshape(shape).astype(self.input["dtype"]))
+        return interpreter
 
     def predict(self, ids: np.ndarray) -> np.ndarray:
         return np.stack([self(row) for row in ids])

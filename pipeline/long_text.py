@@ -27,6 +27,21 @@ def spec_entry(config) -> dict:
                        "the probabilities; a shorter text is one left-padded input"}
 
 
+LENGTH_STEP = 8  # length-aware inputs: multiples of 8 ids (fewer interpreters, little padding)
+
+
+def length_buckets(max_length: int) -> dict:
+    """tokenizer.json's length_buckets entry: the input lengths a short text may use."""
+    return {"lengths": [*range(LENGTH_STEP, max_length, LENGTH_STEP), max_length],
+            "meaning": "a text of at most max_length ids (or the first window) is padded on "
+                       "the left only up to the smallest of these lengths that holds its "
+                       "ids, and the model runs with its input resized to [1, length] "
+                       "(LiteRT: resize the input tensor, then allocate tensors; keep one "
+                       "interpreter per length): the LSTM takes that many steps, not "
+                       "max_length. Padding to max_length also works; the answers differ "
+                       "slightly (the LSTM starts after fewer pads; BUILD.md measures it)"}
+
+
 def build_paragraphs(texts: list[str], labels: np.ndarray, seed: int) -> list[dict]:
     """PARAGRAPHS paragraphs of one label and PARAGRAPHS mixed ones, from labelled sentences."""
     rng = np.random.default_rng(seed)

@@ -117,6 +117,14 @@ def check_spec(spec, vocabulary: list[str]) -> None:
             for i, char in enumerate(vocabulary)):
         raise SpecError("vocab.txt of a characters tokenizer must hold one character per "
                         "line (the oov line excepted)")
+    buckets = spec.get("length_buckets")
+    if buckets is not None:
+        lengths = buckets.get("lengths") if isinstance(buckets, dict) else None
+        if not (isinstance(lengths, list) and lengths and all(map(_whole, lengths)) and
+                lengths[0] >= 1 and lengths[-1] == spec["max_length"] and
+                all(a < b for a, b in zip(lengths, lengths[1:]))):
+            raise SpecError(f"tokenizer.json: length_buckets {buckets!r} needs lengths: "
+                            "increasing whole numbers >= 1 ending at max_length")
     policy = spec.get("long_text") or {"policy": "first"}
     if not isinstance(policy, dict) or policy.get("policy") not in LONG_TEXT_POLICIES:
         raise SpecError(f"tokenizer.json: long_text {policy!r} is not one of the policies "
@@ -241,21 +249,29 @@ class ReferenceTokenizer:
         ids = self.ids(text, length)
         return [self.spec["pad_id"]] * (length - len(ids)) + ids
 
+    def input_length(self, count: int) -> int:
+        """The input length for `count` ids: the smallest of the spec's length_buckets that
+        holds them (a shorter input runs proportionally faster), else max_length."""
+        lengths = (self.spec.get("length_buckets") or {}).get("lengths") or []
+        return next((n for n in lengths if n >= count), self.spec["max_length"])
+
     def encode_windows(self, text: str) -> list[list[int]]:
         """The inputs the spec's long_text policy scores; their mean probability is the answer.
 
         "first" (or no long_text entry): one input, the first max_length ids. "windows":
         a text longer than max_length becomes windows of exactly max_length ids starting
         every `stride` ids, plus one ending at its last id, from at most
-        max_length + (max_windows - 1) * stride ids; a shorter text is one padded input.
+        max_length + (max_windows - 1) * stride ids. A text of at most max_length ids (or
+        the first window) is one input padded on the left to `input_length` ids.
         """
         policy = self.spec.get("long_text") or {"policy": "first"}
-        if policy["policy"] == "first":
-            return [self.encode(text)]
-        length, stride = self.spec["max_length"], int(policy["stride"])
-        ids = self.ids(text, length + (int(policy["max_windows"]) - 1) * stride)
-        if len(ids) <= length:
-            return [[self.spec["pad_id"]] * (length - len(ids)) + ids]
+        length = self.spec["max_length"]
+        reads = length if policy["policy"] == "first" else (
+            length + (int(policy["max_windows"]) - 1) * int(policy["stride"]))
+        ids = self.ids(text, reads)
+        if len(ids) <= length or policy["policy"] == "first":
+            return [[self.spec["pad_id"]] * (self.input_length(len(ids)) - len(ids)) + ids]
+        stride = int(policy["stride"])
         starts = list(range(0, len(ids) - length + 1, stride))
         if starts[-1] != len(ids) - length:
             starts.append(len(ids) - length)

@@ -46,7 +46,8 @@ def test_a_registered_evaluator_runs_reports_and_enters_the_stage_key(monkeypatc
 
 def test_each_task_gets_its_evaluators_and_their_settings():
     assert [e.name for e in evaluators.for_config(SENTIMENT)] == [
-        "scores", "size", "latency", "long_text", "behaviour", "robustness"]
+        "scores", "size", "latency", "long_text", "behaviour", "robustness", "standard_client",
+        "length_aware"]
     assert [e.name for e in evaluators.for_config(TEXTGEN)] == [
         "scores", "size", "latency", "generation_speed", "samples"]
     assert evaluators.reads(TEXTGEN) == ("loss_parity_tolerance", "latency_runs",

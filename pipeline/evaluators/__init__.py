@@ -25,6 +25,7 @@ REGISTRY = {
     "behaviour": "pipeline.evaluators.behaviour:Behaviour",
     "robustness": "pipeline.evaluators.robustness:Robustness",
     "standard_client": "pipeline.evaluators.standard_client:StandardClient",
+    "length_aware": "pipeline.evaluators.length_aware:LengthAware",
 }
 
 

@@ -14,7 +14,7 @@ from pipeline.metrics import MetricsFile
 from pipeline.stages import StageError
 
 PACKAGES = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "keras-nlp",
-            "keras-hub", "tensorflow-text", "ai-edge-litert", "numpy", "absl-py")
+            "keras-hub", "tensorflow-text", "ai-edge-litert", "numpy", "absl-py", "mediapipe")
 COMMON_FILES = ("model.tflite", "vocab.txt", "tokenizer.json")
 
 

@@ -290,8 +290,9 @@ class SentimentTask(Task):
         artifacts.copy_file(files.labels, out_dir / "labels.txt")
         # The long-text policy evaluate measured joins the spec, so an app does the same.
         spec = artifacts.read_json(files.tokenizer_spec)
-        artifacts.atomic_write_json(out_dir / "tokenizer.json",
-                                    {**spec, "long_text": long_text.spec_entry(config)})
+        artifacts.atomic_write_json(out_dir / "tokenizer.json", {
+            **spec, "long_text": long_text.spec_entry(config),
+            "length_buckets": long_text.length_buckets(config.tokenizer.max_length)})
         labels = files.label_names()
         client = artifacts.read_json(files.conversions)[config.bundle.bundle_export].get(
             "clients", {}).get("mediapipe")
@@ -302,7 +303,8 @@ class SentimentTask(Task):
         return {
             "files": shipped,
             "input": {"name": "token_ids", "shape": [1, config.tokenizer.max_length],
-                      "dtype": "int32"},
+                      "dtype": "int32", "resizable": "the time dimension, down to the length "
+                      "tokenizer.json's length_buckets picks for a short text"},
             "output": {"shape": [1, len(labels)],
                        "meaning": "softmax probabilities in labels.txt order"},
             "state": "the fused LSTM keeps state between invocations: reset variables "
