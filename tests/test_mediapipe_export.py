@@ -108,3 +108,24 @@ def test_the_runner_resizes_the_fused_lstm_to_a_shorter_input(tmp_path):
         assert runner(short) == pytest.approx(runner(short))  # no state left over
     with pytest.raises(ValueError, match="takes \\[1, 12\\] ids, not 13"):
         runner(np.zeros(13, np.int32))
+
+
+def test_regex_tokens_follow_the_delimiter_pattern():
+    assert mediapipe_export.regex_tokens("The film isn't GREAT,it's -- awful!\u200b") == [
+        "The", "film", "isn", "t", "GREAT", "it", "s", "awful"]
+
+
+def test_fine_tuning_keeps_pruned_weights_at_zero_and_reports_the_holdout():
+    tf_keras.utils.set_random_seed(0)
+    model = build_sentiment_model(ModelConfig(embedding_dim=8, lstm_units=8),
+                                  len(VOCABULARY), LENGTH, 2)
+    kernel = model.get_layer("lstm_0").weights[0]
+    kernel.assign(kernel * (np.arange(kernel.shape[1]) % 2 == 0))  # half the columns pruned
+    texts = ["the film is great", "the film is fun", "awful , boring", "not fun , awful"] * 50
+    labels = [1, 1, 0, 0] * 50
+    tuned, report = mediapipe_export.fine_tuned(model, texts, labels, VOCABULARY, SPEC,
+                                                0.05, 16, seed=1)
+    assert report["holdout_texts"] == 10 and report["kept"] == (tuned is not model)
+    assert report["holdout_accuracy_after"] == 1.0 and report["kept"]
+    pruned = tuned.get_layer("lstm_0").weights[0].numpy()
+    assert not pruned[:, 1::2].any() and pruned[:, ::2].all()

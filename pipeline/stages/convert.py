@@ -66,6 +66,7 @@ def run(config: PipelineConfig, files: artifacts.RunFiles, out_dir: Path) -> dic
     else:  # the unpruned parent's timed programs, converted the same way: the reference
         dense = convert_all(artifacts.load_keras_model(files.trained_model), config,
                             task.paired_programs)
+    client_files, client_reports = task.client_files(model, config, files, to_tflite)
     report = {}
     for export, programs in flatbuffers.items():
         entry = {"programs": {}}
@@ -92,11 +93,11 @@ def run(config: PipelineConfig, files: artifacts.RunFiles, out_dir: Path) -> dic
                     "units x inputs >= 1,024 (e.g. fewer removed units or dimensions)",
                     entry["float_lstms"], window.name)
         entry["clients"] = {}
-        for client, flatbuffer in task.client_files(model, config, files, export,
-                                                    to_tflite).items():
+        for client, flatbuffer in client_files.get(export, {}).items():
             path = out_dir / f"{client}_{export}.tflite"
             artifacts.atomic_write_bytes(path, flatbuffer)
-            entry["clients"][client] = {"file": path.name, **litert.sizes(flatbuffer)}
+            entry["clients"][client] = {"file": path.name, **litert.sizes(flatbuffer),
+                                        "made": client_reports[client]}
         entry.update({key: entry["programs"][shipped][key]
                       for key in ("file", "bytes", "gzip_bytes", "dense_reference")})
         if dense is not flatbuffers:  # kept so evaluate can time pruned and dense side by side

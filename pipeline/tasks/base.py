@@ -100,11 +100,11 @@ class Task:
         raise NotImplementedError
 
     def client_files(self, model: tf_keras.Model, config: PipelineConfig,
-                     files: artifacts.RunFiles, export: str, convert) -> dict[str, bytes]:
-        """Client name → a .tflite file of `export` that a standard client runs as it is
-        (e.g. MediaPipe's, with metadata); `convert(concrete, model, export)` converts as the
-        convert stage does. None by default."""
-        return {}
+                     files: artifacts.RunFiles, convert) -> tuple[dict, dict]:
+        """({export: {client name: .tflite bytes a standard client runs as they are (e.g.
+        MediaPipe's, with metadata)}}, {client name: how it was made}); `convert(concrete,
+        model, export)` converts as the convert stage does. None by default."""
+        return {}, {}
 
     def eval_data(self, config: PipelineConfig,
                   files: artifacts.RunFiles) -> dict[str, tuple[np.ndarray, np.ndarray]]:
