@@ -122,9 +122,12 @@ def check_spec(spec, vocabulary: list[str]) -> None:
         lengths = buckets.get("lengths") if isinstance(buckets, dict) else None
         if not (isinstance(lengths, list) and lengths and all(map(_whole, lengths)) and
                 lengths[0] >= 1 and lengths[-1] == spec["max_length"] and
-                all(a < b for a, b in zip(lengths, lengths[1:]))):
+                all(a < b for a, b in zip(lengths, lengths[1:])) and
+                _whole(buckets.get("min_pads", 0)) and
+                0 <= buckets.get("min_pads", 0) < spec["max_length"]):
             raise SpecError(f"tokenizer.json: length_buckets {buckets!r} needs lengths: "
-                            "increasing whole numbers >= 1 ending at max_length")
+                            "increasing whole numbers >= 1 ending at max_length, and "
+                            "min_pads: a whole number in [0, max_length)")
     policy = spec.get("long_text") or {"policy": "first"}
     if not isinstance(policy, dict) or policy.get("policy") not in LONG_TEXT_POLICIES:
         raise SpecError(f"tokenizer.json: long_text {policy!r} is not one of the policies "
@@ -251,9 +254,12 @@ class ReferenceTokenizer:
 
     def input_length(self, count: int) -> int:
         """The input length for `count` ids: the smallest of the spec's length_buckets that
-        holds them (a shorter input runs proportionally faster), else max_length."""
-        lengths = (self.spec.get("length_buckets") or {}).get("lengths") or []
-        return next((n for n in lengths if n >= count), self.spec["max_length"])
+        holds them and min_pads pads (a shorter input runs proportionally faster), else
+        max_length."""
+        buckets = self.spec.get("length_buckets") or {}
+        needed = count + buckets.get("min_pads", 0)
+        return next((n for n in buckets.get("lengths", []) if n >= needed),
+                    self.spec["max_length"])
 
     def encode_windows(self, text: str) -> list[list[int]]:
         """The inputs the spec's long_text policy scores; their mean probability is the answer.

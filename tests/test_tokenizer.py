@@ -137,6 +137,12 @@ def test_length_buckets_pad_a_short_text_only_to_the_smallest_length_that_holds_
     bucketed = ReferenceTokenizer(spec, list(reference.vocabulary))
     assert bucketed.encode_windows(text_of(3)) == [[0, 2, 3, 4]]
     assert bucketed.encode_windows(text_of(5)) == [[0, 0, 0, 2, 3, 4, 5, 6]]
+    padded = ReferenceTokenizer({**spec, "length_buckets": {"lengths": [4, 8, 12],
+                                                            "min_pads": 2}},
+                                list(reference.vocabulary))
+    assert padded.encode_windows(text_of(2)) == [[0, 0, 2, 3]]
+    assert padded.encode_windows(text_of(3)) == [[0, 0, 0, 0, 0, 2, 3, 4]]
+    assert padded.encode_windows(text_of(11)) == reference.encode_windows(text_of(11))
     assert bucketed.encode_windows(text_of(12)) == reference.encode_windows(text_of(12))
     # A text longer than max_length keeps its full windows; encode stays max_length long.
     assert bucketed.encode_windows(text_of(20)) == reference.encode_windows(text_of(20))
@@ -144,11 +150,13 @@ def test_length_buckets_pad_a_short_text_only_to_the_smallest_length_that_holds_
 
 
 @pytest.mark.parametrize("buckets", [{"lengths": [4, 8]}, {"lengths": [8, 4, 12]},
-                                     {"lengths": [0, 12]}, {"lengths": "12"}, [12]])
+                                     {"lengths": [0, 12]}, {"lengths": "12"}, [12],
+                                     {"lengths": [12], "min_pads": 12},
+                                     {"lengths": [12], "min_pads": -1}])
 def test_a_bad_length_buckets_entry_is_refused(buckets):
     from pipeline.reference_tokenizer import SpecError
     reference = windows_tokenizer(stride=4, max_windows=3, max_length=12)
     with pytest.raises(SpecError, match="length_buckets .* needs lengths: increasing whole "
-                                        "numbers >= 1 ending at max_length"):
+                                        "numbers >= 1 ending at max_length, and min_pads"):
         ReferenceTokenizer({**reference.spec, "length_buckets": buckets},
                            list(reference.vocabulary))
