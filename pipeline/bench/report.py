@@ -19,7 +19,8 @@ CSV_FIELDS = KEY_FIELDS + (
     "measured_sparsity", "lstm_min_sparsity", "latency_median_ms", "latency_p90_ms",
     "latency_ratio_vs_dense", "characters_per_second", "plain", "negation", "long_text",
     "attack_accuracy", "attack_success_rate", "typo_attack_success_rate",
-    "typo_noise_accuracy", "train_wall_s", "cell_wall_s", "git_commit",
+    "typo_noise_accuracy", "mediapipe_accuracy", "length_aware_accuracy",
+    "length_aware_latency_ratio", "train_wall_s", "cell_wall_s", "git_commit",
     "cpu_model", "cores", "versions")
 HTML_FIELDS = CSV_FIELDS[:CSV_FIELDS.index("train_wall_s")]  # what the HTML table shows
 
@@ -119,8 +120,9 @@ def markdown_table(rows: list[dict]) -> str:
     header = ("| task | method | target | export | metric | gzip KiB | measured sparsity "
               "(all / least LSTM weight) | latency ms (median / p90) | × dense | chars/s | "
               "plain / negation / long text | attack success (synonym / typo) | "
-              "typo 25% accuracy | train s |")
-    lines = [header, "|" + "---|" * 14]
+              "typo 25% accuracy | MediaPipe accuracy | length-aware accuracy / × latency | "
+              "train s |")
+    lines = [header, "|" + "---|" * 16]
 
     def share(value, digits=2):
         return "–" if value is None else f"{value:.{digits}f}"
@@ -137,6 +139,9 @@ def markdown_table(rows: list[dict]) -> str:
             f"{share(r.get('attack_success_rate'), 3)} / "
             f"{share(r.get('typo_attack_success_rate'), 3)} | "
             f"{share(r.get('typo_noise_accuracy'), 3)} | "
+            f"{share(r.get('mediapipe_accuracy'), 4)} | "
+            f"{share(r.get('length_aware_accuracy'), 4)} / "
+            f"{share(r.get('length_aware_latency_ratio'))} | "
             f"{r['train_wall_s']:.0f} |")
     return "\n".join(lines)
 

@@ -106,6 +106,10 @@ def rows_for(run_dir: Path, task: str, method: str, sparsity: float, context: di
             "attack_success_rate": value("attack.synonym.success_rate", "test"),
             "typo_attack_success_rate": value("attack.typo.success_rate", "test"),
             "typo_noise_accuracy": value("noise.typo@0.25", "test"),
+            # MediaPipe's own TextClassifier on the client file; inputs at the text's length
+            "mediapipe_accuracy": value("mediapipe.accuracy", "test"),
+            "length_aware_accuracy": value("length_aware.accuracy", "test"),
+            "length_aware_latency_ratio": value("length_aware.median_latency_ratio", "test"),
             "train_wall_s": round(wall, 1), "versions": versions, **context})
     return rows
 
