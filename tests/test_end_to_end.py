@@ -40,7 +40,7 @@ def test_bundle_files_match_the_manifest(smoke_run):
     bundle = run_dir / "bundle"
     manifest = artifacts.read_json(bundle / "manifest.json")
     assert set(manifest["files"]) == {"model.tflite", "vocab.txt", "tokenizer.json",
-                                      "labels.txt"}
+                                      "labels.txt", "text_classifier.tflite"}
     for name, entry in manifest["files"].items():
         assert artifacts.sha256_file(bundle / name) == entry["sha256"]
     assert manifest["export"] == "int8"
@@ -118,10 +118,14 @@ def test_predict_uses_the_bundle_alone(smoke_run, shared_data, tmp_path):
     tokenizer = ReferenceTokenizer.from_bundle(bundle)
     labels = (bundle / "labels.txt").read_text().split()
     for row, text in zip(rows, texts):
-        expected = runner(np.asarray(tokenizer.encode(text), dtype=np.int32))
+        (ids,) = tokenizer.encode_windows(text)  # padded only to its length bucket
+        words = sum(1 for i in ids if i != tokenizer.spec["pad_id"])
+        assert len(ids) == tokenizer.input_length(words)
+        expected = runner(np.asarray(ids, dtype=np.int32))
         assert [row["probabilities"][label] for label in labels] == \
             pytest.approx(expected.tolist(), abs=1e-4)
         assert row["label"] == labels[int(np.argmax(expected))]
+    assert len(tokenizer.encode_windows(texts[0])[0]) < len(tokenizer.encode(texts[0]))
     tampered = tmp_path / "bundle"
     shutil.copytree(bundle, tampered)
     (tampered / "vocab.txt").write_text("[PAD]\n[UNK]\n")
