@@ -18,7 +18,7 @@ four documented ways, each measured in BUILD.md ("Standard clients"):
   pipeline's "did n ' t".
 Since the model never sees punctuation there, it is first fine-tuned for one epoch on the
 training texts as MediaPipe tokenizes them (pruned weights stay zero), and the tuned copy
-is kept when it does better on held-out training texts.
+is kept when it does better on the validation texts (tokenized the same way).
 """
 from __future__ import annotations
 
@@ -35,7 +35,6 @@ NEGATION_STEMS = ("ain", "aren", "can", "couldn", "didn", "doesn", "don", "hadn"
                   "haven", "isn", "mightn", "mustn", "needn", "shan", "shouldn", "wasn",
                   "weren", "won", "wouldn")
 VOCABULARY_FILE, LABELS_FILE = "mediapipe_vocab.txt", "labels.txt"
-HOLDOUT = 0.05  # the training texts that decide whether fine-tuning for MediaPipe helps
 MIN_PARSER_VERSION = "1.2.1"  # the first metadata parser that reads RegexTokenizerOptions
 # Associated files are stored with a fixed time, so a rerun writes the same bytes.
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
@@ -148,22 +147,25 @@ def end_id_of(vocabulary: list[str]) -> int | None:
     return vocabulary.index(".") if "." in vocabulary else None
 
 
-def fine_tuned(model, texts: list[str], labels: list[int], vocabulary: list[str], spec: dict,
+def fine_tuned(model, train: dict, validation: dict, vocabulary: list[str], spec: dict,
                learning_rate: float, batch_size: int, seed: int):
     """(model, report): a copy trained one epoch on the inputs MediaPipe's tokenizer gives
     the training texts, exact zeros (pruned weights) kept zero; kept only if it classifies
-    held-out training texts (HOLDOUT of them, never validation or test) better."""
+    the validation texts (tokenized the same way) better. `train` and `validation` hold
+    "texts" and "labels"."""
     import tf_keras
 
     table = lookup_table(vocabulary, spec["pad_id"], spec["oov_id"])
-    ids = client_inputs(texts, table, spec["max_length"], end_id_of(vocabulary))
-    labels = np.asarray(labels)
-    order = np.random.default_rng(seed).permutation(len(ids))
-    held, used = order[:int(len(ids) * HOLDOUT)], order[int(len(ids) * HOLDOUT):]
+
+    def inputs(split: dict) -> tuple[np.ndarray, np.ndarray]:
+        return (client_inputs(split["texts"], table, spec["max_length"], end_id_of(vocabulary)),
+                np.asarray(split["labels"]))
+
+    (ids, labels), (check_ids, check_labels) = inputs(train), inputs(validation)
 
     def accuracy(candidate) -> float:
-        predicted = candidate.predict(ids[held], batch_size=1024, verbose=0).argmax(axis=1)
-        return float(np.mean(predicted == labels[held]))
+        predicted = candidate.predict(check_ids, batch_size=1024, verbose=0).argmax(axis=1)
+        return float(np.mean(predicted == check_labels))
 
     tf_keras.utils.set_random_seed(seed)
     tuned = tf_keras.models.clone_model(model)
@@ -174,11 +176,10 @@ def fine_tuned(model, texts: list[str], labels: list[int], vocabulary: list[str]
                   loss="sparse_categorical_crossentropy")
     keep_zeros = tf_keras.callbacks.LambdaCallback(on_train_batch_end=lambda *_: [
         weight.assign(weight * mask) for weight, mask in masks])
-    tuned.fit(ids[used], labels[used], batch_size=batch_size, epochs=1, verbose=0,
-              callbacks=[keep_zeros])
+    tuned.fit(ids, labels, batch_size=batch_size, epochs=1, verbose=0, callbacks=[keep_zeros])
     before, after = accuracy(model), accuracy(tuned)
-    report = {"holdout_texts": len(held), "holdout_accuracy_before": before,
-              "holdout_accuracy_after": after, "kept": after > before,
+    report = {"validation_texts": len(check_ids), "validation_accuracy_before": before,
+              "validation_accuracy_after": after, "kept": after > before,
               "learning_rate": learning_rate, "epochs": 1}
     return (tuned if after > before else model), report
 

@@ -115,17 +115,23 @@ def test_regex_tokens_follow_the_delimiter_pattern():
         "The", "film", "isn", "t", "GREAT", "it", "s", "awful"]
 
 
-def test_fine_tuning_keeps_pruned_weights_at_zero_and_reports_the_holdout():
+def test_fine_tuning_keeps_pruned_weights_at_zero_and_is_judged_on_validation():
     tf_keras.utils.set_random_seed(0)
     model = build_sentiment_model(ModelConfig(embedding_dim=8, lstm_units=8),
                                   len(VOCABULARY), LENGTH, 2)
     kernel = model.get_layer("lstm_0").weights[0]
     kernel.assign(kernel * (np.arange(kernel.shape[1]) % 2 == 0))  # half the columns pruned
-    texts = ["the film is great", "the film is fun", "awful , boring", "not fun , awful"] * 50
-    labels = [1, 1, 0, 0] * 50
-    tuned, report = mediapipe_export.fine_tuned(model, texts, labels, VOCABULARY, SPEC,
+    train = {"texts": ["the film is great", "the film is fun", "awful , boring",
+                       "not fun , awful"] * 50, "labels": [1, 1, 0, 0] * 50}
+    validation = {"texts": ["The film is GREAT!", "Awful, boring.", "The film is fun.",
+                            "Not fun. Awful!"], "labels": [1, 0, 1, 0]}
+    tuned, report = mediapipe_export.fine_tuned(model, train, validation, VOCABULARY, SPEC,
                                                 0.05, 16, seed=1)
-    assert report["holdout_texts"] == 10 and report["kept"] == (tuned is not model)
-    assert report["holdout_accuracy_after"] == 1.0 and report["kept"]
+    assert report["validation_texts"] == 4 and report["kept"] == (tuned is not model)
+    assert report["validation_accuracy_after"] == 1.0 and report["kept"]
+    # No gain on validation: the untuned model is kept.
+    same, report = mediapipe_export.fine_tuned(tuned, train, validation, VOCABULARY, SPEC,
+                                               0.05, 16, seed=1)
+    assert same is tuned and not report["kept"]
     pruned = tuned.get_layer("lstm_0").weights[0].numpy()
     assert not pruned[:, 1::2].any() and pruned[:, ::2].all()

@@ -25,6 +25,7 @@ EMBEDDING_FILE = "embedding_init.npy"  # data/: the pretrained rows of the vocab
 PARAGRAPHS_FILE = "paragraphs.json"    # data/: long texts built from validation sentences
 TEST_TEXTS_FILE = "test_texts.json"    # data/: the test sentences as text, for the attack
 MEDIAPIPE_FILE = "text_classifier.tflite"  # bundle: model.tflite for MediaPipe's TextClassifier
+VALIDATION_TEXTS_FILE = "validation_texts.json"  # data/: the MediaPipe fine-tuning's check
 TRAIN_TEXTS_FILE = "train_texts.json"  # data/: the training split as read, for hardening
 SYNONYM_GROUPS_FILE = "synonym_groups.json"  # data/, with --synonym_encoding: see finish_model
 ADVERSARIAL_FILE = "adversarial.json"  # prune/: what adversarial fine-tuning attacked and found
@@ -114,7 +115,8 @@ class SentimentTask(Task):
                                     "\n".join(splits.label_names) + "\n")
         artifacts.atomic_write_json(out_dir / PARAGRAPHS_FILE, long_text.build_paragraphs(
             splits.validation.texts, splits.validation.labels, config.data.data_seed))
-        for name, file in (("test", TEST_TEXTS_FILE), ("train", TRAIN_TEXTS_FILE)):
+        for name, file in (("test", TEST_TEXTS_FILE), ("train", TRAIN_TEXTS_FILE),
+                           ("validation", VALIDATION_TEXTS_FILE)):
             examples = getattr(splits, name)
             artifacts.atomic_write_json(out_dir / file, {
                 "texts": examples.texts, "labels": [int(n) for n in examples.labels]})
@@ -277,13 +279,14 @@ class SentimentTask(Task):
         from pipeline import mediapipe_export
         spec = artifacts.read_json(files.tokenizer_spec)
         vocabulary = files.vocabulary.read_text(encoding="utf-8").splitlines()
-        train = artifacts.read_json(files.data(TRAIN_TEXTS_FILE))
         tuned, report = mediapipe_export.fine_tuned(
-            model, train["texts"], train["labels"], vocabulary, spec,
+            model, artifacts.read_json(files.data(TRAIN_TEXTS_FILE)),
+            artifacts.read_json(files.data(VALIDATION_TEXTS_FILE)), vocabulary, spec,
             config.pruning.pruning_learning_rate, config.train.batch_size, config.train.seed)
-        logging.info("convert: MediaPipe file fine-tuned on its tokenization: held-out "
-                     "accuracy %.4f -> %.4f (%s)", report["holdout_accuracy_before"],
-                     report["holdout_accuracy_after"], "kept" if report["kept"] else "not kept")
+        logging.info("convert: MediaPipe file fine-tuned on its tokenization: validation "
+                     "accuracy %.4f -> %.4f (%s)", report["validation_accuracy_before"],
+                     report["validation_accuracy_after"],
+                     "kept" if report["kept"] else "not kept")
         return ({export: {"mediapipe": mediapipe_export.classifier_file(
                     tuned, vocabulary, files.label_names(), spec, export, convert)}
                  for export in config.convert.exports}, {"mediapipe": report})
