@@ -202,6 +202,7 @@ def with_metadata(flatbuffer: bytes, vocabulary: list[str], labels: list[str], p
     .tflite file that is also a zip archive, as MediaPipe's metadata extractor reads it)."""
     import flatbuffers
     from mediapipe.tasks.metadata import metadata_schema_py_generated as schema
+    from tensorflow.lite.python import schema_py_generated
     from tensorflow.lite.tools import flatbuffer_utils
 
     def associated(file_name: str, kind, text: str):
@@ -216,19 +217,17 @@ def with_metadata(flatbuffer: bytes, vocabulary: list[str], labels: list[str], p
     tokenizer.options.vocabFile = [associated(
         VOCABULARY_FILE, schema.AssociatedFileType.VOCABULARY,
         "token id per line; each word in three casings")]
-    text_input = schema.TensorMetadataT()
-    text_input.name = "token_ids"
-    text_input.description = "The text's token ids, padded on the right with <PAD>"
-    text_input.content = schema.ContentT()
-    text_input.content.contentPropertiesType = schema.ContentProperties.FeatureProperties
-    text_input.content.contentProperties = schema.FeaturePropertiesT()
+    def feature_tensor(name: str, description: str):
+        tensor = schema.TensorMetadataT()
+        tensor.name, tensor.description = name, description
+        tensor.content = schema.ContentT()
+        tensor.content.contentPropertiesType = schema.ContentProperties.FeatureProperties
+        tensor.content.contentProperties = schema.FeaturePropertiesT()
+        return tensor
+
+    text_input = feature_tensor("token_ids", "The text's token ids, padded on the right with <PAD>")
     text_input.processUnits = [tokenizer]
-    scores = schema.TensorMetadataT()
-    scores.name = "probability"
-    scores.description = "Softmax probability of each label"
-    scores.content = schema.ContentT()
-    scores.content.contentPropertiesType = schema.ContentProperties.FeatureProperties
-    scores.content.contentProperties = schema.FeaturePropertiesT()
+    scores = feature_tensor("probability", "Softmax probability of each label")
     scores.associatedFiles = [associated(LABELS_FILE, schema.AssociatedFileType.TENSOR_AXIS_LABELS,
                                          "One label per line, in output order")]
     subgraph = schema.SubGraphMetadataT()
@@ -241,10 +240,10 @@ def with_metadata(flatbuffer: bytes, vocabulary: list[str], labels: list[str], p
     builder.Finish(metadata.Pack(builder), b"M001")
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
-    buffer = type(model.buffers[0])()
+    buffer = schema_py_generated.BufferT()
     buffer.data = np.frombuffer(bytes(builder.Output()), np.uint8)
     model.buffers.append(buffer)
-    entry = type(model.metadata[0])() if model.metadata else _metadata_entry()
+    entry = schema_py_generated.MetadataT()
     entry.name, entry.buffer = b"TFLITE_METADATA", len(model.buffers) - 1
     model.metadata = [m for m in (model.metadata or []) if m.name != b"TFLITE_METADATA"]
     model.metadata.append(entry)
@@ -256,7 +255,3 @@ def with_metadata(flatbuffer: bytes, vocabulary: list[str], labels: list[str], p
             files.writestr(zipfile.ZipInfo(file_name, ZIP_TIME), text.encode("utf-8"))
     return archive.getvalue()
 
-
-def _metadata_entry():
-    from tensorflow.lite.python import schema_py_generated
-    return schema_py_generated.MetadataT()

@@ -29,7 +29,9 @@ class LengthAware(Evaluator):
         aware = ReferenceTokenizer({**spec, "length_buckets": long_text.length_buckets(
             spec["max_length"])}, vocabulary)
         fixed_inputs = [np.asarray(fixed.encode_windows(t)[0], np.int32) for t in saved["texts"]]
-        aware_inputs = [np.asarray(aware.encode_windows(t)[0], np.int32) for t in saved["texts"]]
+        # The length-aware input is the fixed one without its extra leading pads.
+        aware_inputs = [ids[-aware.input_length(int(np.count_nonzero(ids != spec["pad_id"]))):]
+                        for ids in fixed_inputs]
         records, details = [], {}
         for export in context.conversions:
             runner = litert.Runner(context.tflite(export))
