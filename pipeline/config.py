@@ -210,6 +210,12 @@ class TokenizerConfig(_Section):
         "edits (longer), swaps of neighbouring letters counting as one; a documented step "
         "of tokenizer.json, so an app does the same. Typos then land on the word they hide "
         "instead of [UNK].")
+    length_buckets: bool = setting(
+        True, "sentiment: a short text runs on a shorter input (tokenizer.json's "
+        "length_buckets: multiples of 4 ids; the LSTM takes that many steps, so latency "
+        "follows the text's length), and training cuts half of its batches, grouped by "
+        "length, to those inputs so the answers match max_length inputs. False: every "
+        "input is max_length ids and training sees only those.")
 
     def validate(self):
         _require(self.vocabulary_size >= 16,

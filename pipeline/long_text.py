@@ -27,11 +27,12 @@ def spec_entry(config) -> dict:
                        "the probabilities; a shorter text is one left-padded input"}
 
 
-LENGTH_STEP = 8  # length-aware inputs: multiples of 8 ids (fewer interpreters, little padding)
-# Pads a length-aware input keeps before the text: the model max-pools over every step, pads
-# included, and was trained behind a run of them. Chosen on validation (BUILD.md): 0 moved
-# accuracy by up to 1.26 points, 4 by at most 0.23, at the same median input length.
-MIN_PADS = 4
+LENGTH_STEP = 4  # length-aware inputs: multiples of 4 ids (few interpreters, little padding)
+# Pads a length-aware input keeps before the text. The model trains on these inputs (see
+# pipeline.tasks.sentiment's `bucketed_batches`), so none are needed; a model trained only on max_length inputs
+# max-pooled over pad steps it never saw shortened and needed 4 (BUILD.md).
+MIN_PADS = 0
+CUT_SHARE = 0.5  # training batches cut to their length bucket; the rest stay max_length
 
 
 def length_buckets(max_length: int) -> dict:
@@ -43,8 +44,16 @@ def length_buckets(max_length: int) -> dict:
                        "ids plus min_pads pads (max_length if none does), and the model runs with its input resized to [1, length] "
                        "(LiteRT: resize the input tensor, then allocate tensors; keep one "
                        "interpreter per length): the LSTM takes that many steps, not "
-                       "max_length. Padding to max_length also works; the answers differ "
-                       "slightly (the LSTM starts after fewer pads; BUILD.md measures it)"}
+                       "max_length. Padding to max_length also works (the model trained on "
+                       "both); the answers differ slightly (BUILD.md measures it)"}
+
+
+def input_lengths(counts: np.ndarray, max_length: int) -> np.ndarray:
+    """The length-aware input length for texts of `counts` ids (as tokenizer.json's
+    length_buckets entry says, vectorised for training)."""
+    lengths = np.asarray(length_buckets(max_length)["lengths"])
+    needed = np.asarray(counts) + MIN_PADS
+    return lengths[np.minimum(np.searchsorted(lengths, needed), len(lengths) - 1)]
 
 
 def build_paragraphs(texts: list[str], labels: np.ndarray, seed: int) -> list[dict]:

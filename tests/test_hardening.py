@@ -1,4 +1,6 @@
 """Adversarial fine-tuning (--adversarial_sentences): unit layer, a hand-built model."""
+import dataclasses
+
 import numpy as np
 import pytest
 import tf_keras
@@ -73,6 +75,9 @@ def test_flips_on_training_sentences_join_the_fine_tuning_data_with_their_labels
     assert adversarial["the film is fine and the cast is too"] == \
         "the film is meh and the cast is too"
     assert summary["examples_added"] == 2 * len(found["samples"])
+    # Full-length inputs, so the rows read back as they were added (no length buckets).
+    config = dataclasses.replace(config, tokenizer=dataclasses.replace(
+        config.tokenizer, length_buckets=False))
     fit = task.fit_data(config, artifacts.RunFiles(folder), seed=1)
     x, y = fit.arguments["x"], fit.arguments["y"]
     assert len(x) == len(SENTENCES) + summary["examples_added"]

@@ -9,10 +9,11 @@ import tensorflow as tf
 import tf_keras
 
 from models.sentiment import build_sentiment_model
-from pipeline import litert, mediapipe_export
+from pipeline import litert, long_text, mediapipe_export
 from pipeline.config import ModelConfig
 from pipeline.evaluators.standard_client import mediapipe_classifier
 from pipeline.stages.convert import to_tflite
+from pipeline.tasks.sentiment import bucketed_batches
 
 VOCABULARY = ["[PAD]", "[UNK]", "the", "film", "is", "great", "awful", "n", "t", ".", ",",
               "not", "boring", "fun"]
@@ -108,6 +109,30 @@ def test_the_runner_resizes_the_fused_lstm_to_a_shorter_input(tmp_path):
         assert runner(short) == pytest.approx(runner(short))  # no state left over
     with pytest.raises(ValueError, match="takes \\[1, 12\\] ids, not 13"):
         runner(np.zeros(13, np.int32))
+
+
+def test_training_batches_share_a_length_bucket_and_half_are_cut_to_it():
+    rng = np.random.default_rng(0)
+    counts = rng.integers(1, LENGTH + 1, 400)
+    ids = np.zeros((400, LENGTH), np.int32)
+    for row, count in zip(ids, counts):
+        row[LENGTH - count:] = rng.integers(2, len(VOCABULARY), count)
+    labels = np.arange(400) % 2
+    batches = list(bucketed_batches(ids, labels, 16, seed=3, padding_id=0).take(200))
+    widths = {int(x.shape[1]) for x, _ in batches}
+    assert widths == {4, 8, LENGTH}  # the buckets 4, 8 and 12 (= max_length)
+    cut = short = 0
+    for x, y in batches:
+        x = x.numpy()
+        lengths = long_text.input_lengths((x != 0).sum(axis=1), LENGTH)
+        assert len(set(lengths)) == 1  # one bucket per batch, never a text id cut off
+        cut += x.shape[1] < LENGTH
+        short += lengths[0] < LENGTH
+        texts = {tuple(row[row != 0]) for row in x}
+        assert texts <= {tuple(row[row != 0]) for row in ids}
+    assert 0.35 < cut / short < 0.65  # about half the batches of short texts are cut
+    again = list(bucketed_batches(ids, labels, 16, seed=3, padding_id=0).take(200))
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(batches, again))
 
 
 def test_regex_tokens_follow_the_delimiter_pattern():

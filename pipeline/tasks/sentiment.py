@@ -59,7 +59,10 @@ class SentimentTask(Task):
     padding_id = tokenizer.RESERVED_TOKENS.index(tokenizer.PAD_TOKEN)
     stage_reads = {"data": ("data", "tokenizer", "pretrained_embeddings", "extra_vocabulary",
                             "missing_vectors"),
-                   "train": ("max_length", "pretrained_embeddings", "freeze_embeddings"),
+                   "train": ("max_length", "length_buckets", "pretrained_embeddings",
+                             "freeze_embeddings"),
+                   "prune": ("length_buckets",),  # fine-tuning batches, as in train
+                   "bundle": ("length_buckets",),
                    # the MediaPipe file's fine-tuning (see pipeline.mediapipe_export)
                    "convert": ("max_length", "pruning_learning_rate", "batch_size", "seed")}
     ATTACK_BUDGET = ("attack_max_words", "attack_max_queries")
@@ -217,10 +220,15 @@ class SentimentTask(Task):
         if self.extra_training is not None:
             x_train = np.concatenate([x_train, self.extra_training[0]])
             y_train = np.concatenate([y_train, self.extra_training[1].astype(y_train.dtype)])
-        return FitData({"x": x_train, "y": y_train, "batch_size": config.train.batch_size,
-                        "shuffle": True,
-                        "validation_data": load_split(files, "validation")},
-                       math.ceil(len(x_train) / config.train.batch_size))
+        batch = config.train.batch_size
+        arguments = {"validation_data": load_split(files, "validation"),
+                     "validation_batch_size": batch}
+        if config.tokenizer.length_buckets:
+            arguments.update(x=bucketed_batches(x_train, y_train, batch, seed, self.padding_id),
+                             steps_per_epoch=math.ceil(len(x_train) / batch))
+        else:
+            arguments.update(x=x_train, y=y_train, batch_size=batch, shuffle=True)
+        return FitData(arguments, math.ceil(len(x_train) / batch))
 
     def finish_model(self, model, files):
         """With --synonym_encoding: every grouped word's embedding row becomes a copy of
@@ -304,7 +312,8 @@ class SentimentTask(Task):
         spec = artifacts.read_json(files.tokenizer_spec)
         artifacts.atomic_write_json(out_dir / "tokenizer.json", {
             **spec, "long_text": long_text.spec_entry(config),
-            "length_buckets": long_text.length_buckets(config.tokenizer.max_length)})
+            **({"length_buckets": long_text.length_buckets(config.tokenizer.max_length)}
+               if config.tokenizer.length_buckets else {})})
         labels = files.label_names()
         client = artifacts.read_json(files.conversions)[config.bundle.bundle_export].get(
             "clients", {}).get("mediapipe")
@@ -315,8 +324,9 @@ class SentimentTask(Task):
         return {
             "files": shipped,
             "input": {"name": "token_ids", "shape": [1, config.tokenizer.max_length],
-                      "dtype": "int32", "resizable": "the time dimension, down to the length "
-                      "tokenizer.json's length_buckets picks for a short text"},
+                      "dtype": "int32", **({"resizable": "the time dimension, down to the "
+                      "length tokenizer.json's length_buckets picks for a short text"}
+                      if config.tokenizer.length_buckets else {})},
             "output": {"shape": [1, len(labels)],
                        "meaning": "softmax probabilities in labels.txt order"},
             "state": "the fused LSTM keeps state between invocations: reset variables "
@@ -326,6 +336,32 @@ class SentimentTask(Task):
                 "metadata; stateless LSTM; punctuation dropped, '.' appended; see README)")}
             if client is not None else {},
         }
+
+
+def bucketed_batches(ids: np.ndarray, labels: np.ndarray, batch_size: int, seed: int,
+                     padding_id: int) -> tf.data.Dataset:
+    """Endless training batches of left-padded `ids` that share a length bucket; long_text.CUT_SHARE
+    of them lose their leading pads down to that bucket's length, the others stay at full
+    length. A model trained on full-length inputs alone answers differently when an app
+    feeds it a short input (it only ever saw long runs of pads); this way it learns both
+    inputs an app may feed. Reshuffled every epoch; the same seed gives the same batches."""
+    max_length = ids.shape[1]
+    buckets = long_text.input_lengths((ids != padding_id).sum(axis=1), max_length).astype(np.int32)
+    rows = tf.data.Dataset.from_tensor_slices((ids, labels, buckets))
+    batches = (rows.shuffle(len(ids), seed=seed, reshuffle_each_iteration=True).repeat()
+               .group_by_window(key_func=lambda _, __, bucket: tf.cast(bucket, tf.int64),
+                                reduce_func=lambda _, window: window.batch(batch_size),
+                                window_size=batch_size))
+    coins = tf.data.Dataset.random(seed=seed).map(
+        lambda r: tf.math.floormod(r, 1000) < int(long_text.CUT_SHARE * 1000))
+
+    def cut(batch, cut_it):
+        x, y, bucket = batch
+        length = tf.where(cut_it, bucket[0], max_length)
+        return x[:, max_length - length:], y
+
+    return (tf.data.Dataset.zip((batches, coins)).map(cut)
+            .prefetch(tf.data.AUTOTUNE))
 
 
 def attack_lexicon() -> lexicon.Lexicon:
