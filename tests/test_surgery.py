@@ -290,3 +290,22 @@ def test_paired_latency_times_the_example_it_is_given(tmp_path):
     paired = litert.paired_latency(path, path, runs=9, ids=ids)
     assert paired["inputs"].startswith("a test example's ids") and paired["ratio"] > 0
     assert litert.paired_latency(path, path, runs=9)["inputs"].startswith("zero ids")
+
+
+def test_taylor_importance_reads_length_bucketed_batches_at_the_models_width():
+    from pipeline.methods.structured import full_width
+    from pipeline.tasks.sentiment import bucketed_batches
+    tf_keras.utils.set_random_seed(0)
+    model = build_sentiment_model(ModelConfig(embedding_dim=8, lstm_units=8), VOCABULARY,
+                                  LENGTH, 2)
+    ids = np.zeros((64, LENGTH), np.int32)
+    ids[:, -2:] = np.random.default_rng(0).integers(2, VOCABULARY, (64, 2))  # short texts
+    batches = [(x.numpy(), y.numpy()) for x, y in
+               bucketed_batches(ids, np.arange(64) % 2, 16, seed=0, padding_id=0).take(8)]
+    assert min(x.shape[1] for x, _ in batches) < LENGTH  # some were cut
+    padded = full_width(batches, LENGTH, 0)
+    assert all(x.shape == (16, LENGTH) for x, _ in padded)
+    assert all((p[:, -2:] == x[:, -2:]).all() for (p, _), (x, _) in zip(padded, batches))
+    embedding, lstm = surgery.taylor_scores(model, padded,
+                                            tf_keras.losses.SparseCategoricalCrossentropy())
+    assert embedding.shape == (8,) and lstm["lstm_0"].shape == (8,)

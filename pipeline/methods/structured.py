@@ -37,6 +37,16 @@ def training_batches(fit: FitData, count: int):
     return [(x[i:i + size], y[i:i + size]) for i in range(0, min(len(x), count * size), size)]
 
 
+def full_width(batches, width: int | None, padding_id: int | None):
+    """`batches` with their inputs left-padded back to the model's input `width`: a
+    length-bucketed batch (see pipeline.tasks.sentiment) may be shorter, and the Taylor
+    probe is built at the model's own width."""
+    if width is None or padding_id is None:
+        return batches
+    return [(np.pad(np.asarray(x), ((0, 0), (width - x.shape[1], 0)),
+                    constant_values=padding_id), y) for x, y in batches]
+
+
 def token_counts(fit: FitData, vocabulary_size: int, padding_id: int | None) -> np.ndarray:
     """How often each id occurs in one epoch of training inputs, padding left out."""
     counts = np.zeros(vocabulary_size)
@@ -181,8 +191,9 @@ class StructuredPruning(MagnitudePruning):
             shares = surgery.rotate_to_principal(model, counts)
             rotation["principal_shares"] = [round(float(x), 6) for x in shares]
         if cfg.structured_criterion == "taylor":
-            scores = surgery.taylor_scores(model, training_batches(fit, cfg.taylor_batches),
-                                           task.loss())
+            batches = full_width(training_batches(fit, cfg.taylor_batches),
+                                 model.inputs[0].shape[1], task.padding_id)
+            scores = surgery.taylor_scores(model, batches, task.loss())
         else:
             scores = surgery.l2_scores(model)
         embedding_keep = kept(original["embedding"], cfg.structured_embedding * share)
