@@ -74,6 +74,7 @@ def test_every_expected_row_exists_with_sane_values(smoke_bench):
         assert f"| {task} | magnitude | 0.8 | int8 |" in report and f"{task}.png" in report
         assert (smoke_bench / f"{task}.png").read_bytes()[:4] == b"\x89PNG"
     assert "data:image/png;base64," in (smoke_bench / "report.html").read_text()
+    assert "No baseline given (--baseline): nothing compared." in report  # not "no regressions"
 
 
 def test_dense_training_is_shared_through_the_cache(smoke_bench):

@@ -116,10 +116,11 @@ def bench(out_dir: Path) -> int:
     rows = [row for position in sorted(rows_by_cell) for row in rows_by_cell[position]]
     sweep.add_latency_ratios(rows, FLAGS.dense_method)
     problems = (report.regressions(rows, baseline, FLAGS.metric_tolerance, FLAGS.size_tolerance,
-                            FLAGS.latency_tolerance) if baseline is not None else [])
+                            FLAGS.latency_tolerance) if baseline is not None else None)
     report.write_results(out_dir, rows)
     report.write_report(out_dir, rows, problems, failed, report.plots(rows, out_dir) if rows else [],
                  context)
+    problems = problems or []
     for line in failed + problems:
         print(f"REGRESSION: {line}" if line in problems else f"FAILED: {line}", flush=True)
     print(f"report: {out_dir / 'report.md'}", flush=True)

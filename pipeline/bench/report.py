@@ -146,13 +146,17 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_report(out_dir: Path, rows: list[dict], problems: list[str], failed: list[str],
-                 images: list[Path], context: dict) -> None:
+def write_report(out_dir: Path, rows: list[dict], problems: list[str] | None,
+                 failed: list[str], images: list[Path], context: dict) -> None:
+    """report.md and report.html; `problems` is None when no baseline was given."""
     title = "# Nightly benchmark\n"
     facts = (f"commit `{context['git_commit']}` · {context['cpu_model']} · "
              f"{context['cores']} cores · {time.strftime('%Y-%m-%d %H:%M')}\n")
+    verdict = ("No baseline given (--baseline): nothing compared." if problems is None
+               else "No regressions against the baseline.")
+    problems = problems or []
     status = ("**Regressions / failures:**\n" + "\n".join(f"- {p}" for p in failed + problems)
-              if problems or failed else "No regressions against the baseline.")
+              if problems or failed else verdict)
     body = "\n\n".join([facts, status, markdown_table(rows)])
     artifacts.atomic_write_text(out_dir / "report.md", "\n".join(
         [title, body, ""] + [f"![{p.stem}]({p.name})" for p in images]) + "\n")
@@ -163,7 +167,7 @@ def write_report(out_dir: Path, rows: list[dict], problems: list[str], failed: l
         f'<h2>{p.stem}</h2><img alt="{p.stem}" src="data:image/png;base64,'
         f'{base64.b64encode(p.read_bytes()).decode()}">' for p in images)
     html_status = ("<ul>" + "".join(f"<li>{p}</li>" for p in failed + problems) + "</ul>"
-                   if problems or failed else "<p>No regressions against the baseline.</p>")
+                   if problems or failed else f"<p>{verdict}</p>")
     artifacts.atomic_write_text(out_dir / "report.html", (
         "<!doctype html><html><head><meta charset='utf-8'><title>Nightly benchmark</title>"
         "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:2px 6px}"
