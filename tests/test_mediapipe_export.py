@@ -160,3 +160,28 @@ def test_fine_tuning_keeps_pruned_weights_at_zero_and_is_judged_on_validation():
     assert same is tuned and not report["kept"]
     pruned = tuned.get_layer("lstm_0").weights[0].numpy()
     assert not pruned[:, 1::2].any() and pruned[:, ::2].all()
+
+
+@pytest.mark.parametrize("length_buckets", [True, False])
+def test_the_bundle_spec_lists_length_buckets_only_for_models_trained_on_them(tmp_path,
+                                                                              length_buckets):
+    from pipeline import artifacts
+    from pipeline.config import PipelineConfig, TokenizerConfig
+    from pipeline.tasks.sentiment import SentimentTask
+    run = tmp_path / "run"
+    (run / "data").mkdir(parents=True)
+    (run / "convert").mkdir()
+    (run / "data" / "labels.txt").write_text("negative\npositive\n")
+    artifacts.atomic_write_json(run / "data" / "tokenizer.json", SPEC)
+    artifacts.atomic_write_json(run / "convert" / "convert.json", {"int8": {}})
+    out = tmp_path / "bundle"
+    out.mkdir()
+    config = PipelineConfig(tokenizer=TokenizerConfig(max_length=LENGTH,
+                                                      length_buckets=length_buckets))
+    fields = SentimentTask().bundle(config, artifacts.RunFiles(run), out, None)
+    spec = artifacts.read_json(out / "tokenizer.json")
+    assert ("length_buckets" in spec) == length_buckets
+    assert ("resizable" in fields["input"]) == length_buckets
+    if length_buckets:
+        assert spec["length_buckets"]["lengths"] == [4, 8, LENGTH]
+        assert spec["length_buckets"]["min_pads"] == 0
