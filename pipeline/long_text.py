@@ -28,9 +28,9 @@ def spec_entry(config) -> dict:
 
 
 LENGTH_STEP = 4  # length-aware inputs: multiples of 4 ids (few interpreters, little padding)
-# Pads a length-aware input keeps before the text. The model trains on these inputs (see
-# pipeline.tasks.sentiment's `bucketed_batches`), so none are needed; a model trained only on max_length inputs
-# max-pooled over pad steps it never saw shortened and needed 4 (BUILD.md).
+# Pads a length-aware input keeps before the text. The model trains on these inputs
+# (pipeline.tasks.sentiment's `bucketed_batches`), so none are needed; a model trained only
+# on max_length inputs max-pooled over pad steps it never saw shortened and needed 4.
 MIN_PADS = 0
 CUT_SHARE = 0.5  # training batches cut to their length bucket; the rest stay max_length
 
@@ -41,7 +41,8 @@ def length_buckets(max_length: int) -> dict:
             "min_pads": MIN_PADS,
             "meaning": "a text of at most max_length ids (or the first window) is padded on "
                        "the left only up to the smallest of these lengths that holds its "
-                       "ids plus min_pads pads (max_length if none does), and the model runs with its input resized to [1, length] "
+                       "ids plus min_pads pads (max_length if none does), and the model "
+                       "runs with its input resized to [1, length] "
                        "(LiteRT: resize the input tensor, then allocate tensors; keep one "
                        "interpreter per length): the LSTM takes that many steps, not "
                        "max_length. Padding to max_length also works (the model trained on "

@@ -340,13 +340,15 @@ class SentimentTask(Task):
 
 def bucketed_batches(ids: np.ndarray, labels: np.ndarray, batch_size: int, seed: int,
                      padding_id: int) -> tf.data.Dataset:
-    """Endless training batches of left-padded `ids` that share a length bucket; long_text.CUT_SHARE
-    of them lose their leading pads down to that bucket's length, the others stay at full
-    length. A model trained on full-length inputs alone answers differently when an app
-    feeds it a short input (it only ever saw long runs of pads); this way it learns both
-    inputs an app may feed. Reshuffled every epoch; the same seed gives the same batches."""
+    """Endless training batches of left-padded `ids` that share a length bucket; a share
+    (long_text.CUT_SHARE) of them lose their leading pads down to that bucket's length, the
+    others stay at full length. A model trained on full-length inputs alone answers
+    differently when an app feeds it a short input (it only ever saw long runs of pads);
+    this way it learns both inputs an app may feed. Reshuffled every epoch; the same seed
+    gives the same batches."""
     max_length = ids.shape[1]
-    buckets = long_text.input_lengths((ids != padding_id).sum(axis=1), max_length).astype(np.int32)
+    buckets = long_text.input_lengths((ids != padding_id).sum(axis=1),
+                                      max_length).astype(np.int32)
     rows = tf.data.Dataset.from_tensor_slices((ids, labels, buckets))
     batches = (rows.shuffle(len(ids), seed=seed, reshuffle_each_iteration=True).repeat()
                .group_by_window(key_func=lambda _, __, bucket: tf.cast(bucket, tf.int64),
