@@ -1,4 +1,8 @@
 """Loading is safe and errors name the file; training resumes after a crash."""
+import dataclasses
+from pathlib import Path
+
+import numpy as np
 import pytest
 import tf_keras
 
@@ -33,8 +37,18 @@ class Crash(Exception):
     pass
 
 
+def trained(config: PipelineConfig, folder: Path) -> tuple[dict, list]:
+    """The train stage's history and weights of `config` run whole in `folder`."""
+    run.run_pipeline(dataclasses.replace(config, output_dir=str(folder)))
+    files = artifacts.RunFiles(folder)
+    return (artifacts.read_json(folder / "train" / "history.json")["history"],
+            artifacts.load_keras_model(files.trained_model).get_weights())
+
+
 @pytest.mark.slow
 def test_killed_training_resumes_from_the_last_epoch(shared_data, tmp_path, monkeypatch):
+    """Resumed training keeps its finished epochs exactly, and two uninterrupted runs are
+    identical (what differs after a restart: BUILD.md, "Resume after a kill")."""
     config = PipelineConfig(
         output_dir=str(tmp_path / "run"), stages=("data", "train"),
         data=DataConfig(dataset="sst2", data_dir=str(shared_data), train_limit=600,
@@ -61,3 +75,10 @@ def test_killed_training_resumes_from_the_last_epoch(shared_data, tmp_path, monk
     assert history["epochs_run"] == 3  # epoch 1, from before the kill, is in the history too
     assert len(history["history"]["val_accuracy"]) == 3
     assert not (tmp_path / "run" / "train.partial").exists()
+
+    whole, weights = trained(config, tmp_path / "whole")
+    again, weights_again = trained(config, tmp_path / "again")
+    assert again == whole
+    assert all(np.array_equal(a, b) for a, b in zip(weights, weights_again))
+    resumed = history["history"]
+    assert {k: v[0] for k, v in resumed.items()} == {k: v[0] for k, v in whole.items()}
