@@ -23,6 +23,7 @@ REGULARIZABLE_WEIGHTS = ("embeddings", "kernel", "recurrent_kernel")
 EXPORTS = tuple(EXPORT_REGISTRY)
 TASKS = tuple(TASK_REGISTRY)
 VOCABULARIES = ("wordpiece", "words", "characters")
+CORRECTION_TARGETS = ("training_words", "vocabulary")
 LEARNING_RATE_SCHEDULES = ("constant", "cosine")
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker")  # see pipeline.distribute
 POOLINGS = ("last", "max")
@@ -210,6 +211,13 @@ class TokenizerConfig(_Section):
         "edits (longer), swaps of neighbouring letters counting as one; a documented step "
         "of tokenizer.json, so an app does the same. Typos then land on the word they hide "
         "instead of [UNK].")
+    typo_correction_targets: str = setting(
+        "training_words", "With --typo_correction, the words a typo may be corrected to: "
+        "training_words: the training split's words only; vocabulary: also the words "
+        "--extra_vocabulary adds from the pretrained vectors (ranked after the training "
+        "words, in the vectors' order), so a typo in a word training never saw lands on "
+        "that word instead of [UNK] or a training word that looks like it.",
+        choices=CORRECTION_TARGETS)
     length_buckets: bool = setting(
         True, "sentiment: a short text runs on a shorter input (tokenizer.json's "
         "length_buckets: multiples of 4 ids; the LSTM takes that many steps, so latency "
@@ -223,6 +231,9 @@ class TokenizerConfig(_Section):
         _require(not self.typo_correction or self.vocabulary == "words",
                  f"--typo_correction needs --vocabulary=words (ids rank the training "
                  f"split's words by frequency), not --vocabulary={self.vocabulary}")
+        _require(self.typo_correction or self.typo_correction_targets == "training_words",
+                 f"--typo_correction_targets={self.typo_correction_targets} has no effect "
+                 "without --typo_correction: add --typo_correction or drop it")
         _require(1 <= self.max_length <= MAX_LENGTH,
                  f"--max_length={self.max_length} must be in [1, 4096]")
 

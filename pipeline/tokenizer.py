@@ -186,7 +186,8 @@ CORRECTION_STEP = (
     "3b. typo_correction (if present): a word of min_length to max_length characters, all "
     "of them letters (Unicode category L*), that is not a vocabulary entry becomes the "
     "correction target nearest to it; targets are the entries with ids 2 to targets - 1 "
-    "that are all letters (ids rank the training split's words by frequency). Nearest: "
+    "that are all letters (ids rank the training split's words by frequency, then the "
+    "words added from pretrained vectors in the vectors' order). Nearest: "
     "the smallest optimal string alignment distance (insert, delete, substitute one "
     "character, or swap two adjacent ones: each costs 1; no substring is edited twice), "
     "then the smallest id; the distance may be at most 1 for a word of up to short_length "
@@ -197,8 +198,8 @@ CORRECTION_STEP = (
 def tokenizer_spec(vocabulary: list[str], config: TokenizerConfig,
                    correction_targets: int | None = None) -> dict:
     """Everything a client needs to turn raw text into the model's input ids.
-    `correction_targets`: with --typo_correction, how many leading ids are training words
-    (None: no vocabulary of training words yet, so no correction step)."""
+    `correction_targets`: with --typo_correction, how many leading ids a typo may be
+    corrected to (None: no vocabulary of training words yet, so no correction step)."""
     spec = {
         "algorithm": "wordpiece",
         "vocabulary_kind": config.vocabulary,

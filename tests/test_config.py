@@ -175,6 +175,8 @@ def run_main(args, tmp_path, capsys):
     (["--pretrained_embeddings=/nonexistent/vectors.txt", "--embedding_dim=50"],
      "no such file, and not a registered name"),
     (["--extra_vocabulary=1000"], "set --pretrained_embeddings too"),
+    (["--typo_correction_targets=vocabulary"],
+     "--typo_correction_targets=vocabulary has no effect without --typo_correction"),
     (["--pretrained_embeddings=glove-6b-50d", "--embedding_dim=50", "--vocabulary=wordpiece"],
      "use --vocabulary=words"),
     (["--long_text_stride=65"], "--long_text_stride=65 is longer than a window"),

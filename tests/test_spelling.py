@@ -55,6 +55,19 @@ def test_typos_land_on_the_word_they_hide(corrected):
                                                             vocabulary.index("movie")]
 
 
+def test_targets_past_the_training_words_let_a_typo_land_on_an_added_word(corrected):
+    _, vocabulary, _ = corrected  # "filmmaker" and "moviegoer" come after the targets
+    config = TokenizerConfig(typo_correction=True, max_length=8)
+    everything = ReferenceTokenizer(tokenizer.tokenizer_spec(
+        vocabulary, config, correction_targets=len(vocabulary)), vocabulary)
+    training_only = ReferenceTokenizer(tokenizer.tokenizer_spec(
+        vocabulary, config, correction_targets=2 + len(WORDS)), vocabulary)
+    assert training_only.correct("filmmakre") == "filmmakre"  # 5 edits from "film"
+    assert everything.correct("filmmakre") == "filmmaker"
+    assert everything.correct("moviegoers") == "moviegoer"
+    assert everything.correct("borign") == "boring"  # training words keep their typos
+
+
 def test_the_corrector_agrees_with_the_spec_on_2000_fuzzed_words(corrected):
     reference, vocabulary, spec = corrected
     rng = np.random.default_rng(7)

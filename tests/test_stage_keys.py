@@ -65,6 +65,7 @@ ROWS = [
     ("magnitude", {"lowercase": False}, "data"),
     ("magnitude", {"strip_accents": False}, "data"),
     ("magnitude", {"typo_correction": True}, "data"),
+    ("magnitude", {"typo_correction_targets": "vocabulary", "typo_correction": True}, "data"),
     ("magnitude", {"length_buckets": False}, "data"),  # the tokenizer section
     ("magnitude", {"synonym_encoding": True}, "data"),
     ("magnitude", {"pretrained_embeddings": "vectors.txt"}, "data"),

@@ -82,8 +82,8 @@ def test_pretrained_settings_must_fit_together():
 @pytest.mark.slow
 def test_a_glove_run_with_structured_pruning_opens_the_vocabulary_and_ships_smaller_tensors(
         shared_data, tmp_path):
-    """One real run for two paths (it keeps the suite short): GloVe vectors with an open
-    vocabulary, and structured pruning down to a smaller model, its embedding rounded to
+    """One real run for three paths (it keeps the suite short): GloVe vectors with an open
+    vocabulary (typos corrected to any of its words), and structured pruning down to a smaller model, its embedding rounded to
     5 levels a side but for the 100 most used words, then magnitude pruning of the LSTM
     and classifier."""
     from pipeline import artifacts, data, litert
@@ -93,6 +93,7 @@ def test_a_glove_run_with_structured_pruning_opens_the_vocabulary_and_ships_smal
     run_dir = tmp_path / "run"
     result = run_sentiment_smoke(run_dir, shared_data, "--pretrained_embeddings=glove-6b-50d",
                                  "--embedding_dim=50", "--extra_vocabulary=5000", "--epochs=1",
+                                 "--typo_correction", "--typo_correction_targets=vocabulary",
                                  "--pruning_method=structured", "--structured_units=0.5",
                                  "--structured_embedding=0.25", "--structured_epochs=2",
                                  "--structured_embedding_basis=principal",
@@ -122,6 +123,11 @@ def test_a_glove_run_with_structured_pruning_opens_the_vocabulary_and_ships_smal
     run_ids = np.load(run_dir / "data" / "test.npz")["ids"]
     assert [reference.encode(text) for text in splits.test.texts] == run_ids.tolist()
     assert reference.spec["long_text"]["policy"] == "windows"
+    # A typo in an added word the training split never uses lands on that word.
+    assert reference.spec["typo_correction"]["targets"] == len(vocabulary) - 1
+    added = next(vocabulary[i] for i in unused if len(vocabulary[i]) >= 6
+                 and vocabulary[i].isalpha())
+    assert reference.ids(added[:-1] + "q" + added[-1], 5) == [vocabulary.index(added)]
     # Structured pruning shipped genuinely smaller tensors: 50 → 38 dimensions, 16 → 8 units.
     summary = artifacts.read_json(run_dir / "prune" / "stage.json")["summary"]
     assert summary["sizes_after"] == {"embedding": 38, "lstm_0": 8}

@@ -99,7 +99,9 @@ class SentimentTask(Task):
         training_words = len(vocabulary)  # the pretrained vectors' words come after them
         pretrained = self.pretrained_rows(config, vocabulary, out_dir)
         vocabulary = pretrained.pop("vocabulary", vocabulary)
-        spec = tokenizer.tokenizer_spec(vocabulary, config.tokenizer, training_words)
+        targets = (training_words if config.tokenizer.typo_correction_targets ==
+                   "training_words" else len(vocabulary))
+        spec = tokenizer.tokenizer_spec(vocabulary, config.tokenizer, targets)
         write_tokenizer_files(out_dir, vocabulary, spec, config.tokenizer)
         representative, grouping = None, {}
         if config.data.synonym_encoding:
