@@ -207,10 +207,10 @@ class TokenizerConfig(_Section):
     strip_accents: bool = setting(True, "Remove accents (NFD, drop Mn) before WordPiece.")
     typo_correction: bool = setting(
         False, "sentiment, --vocabulary=words: a word the vocabulary lacks becomes the "
-        "training split's most frequent word within 1 edit (words of up to 4 letters) or 2 "
-        "edits (longer), swaps of neighbouring letters counting as one; a documented step "
-        "of tokenizer.json, so an app does the same. Typos then land on the word they hide "
-        "instead of [UNK].")
+        "most frequent of the --typo_correction_targets words within 1 edit (words of up to "
+        "4 letters) or 2 edits (longer), swaps of neighbouring letters counting as one; a "
+        "documented step of tokenizer.json, so an app does the same. Typos then land on the "
+        "word they hide instead of [UNK].")
     typo_correction_targets: str = setting(
         "training_words", "With --typo_correction, the words a typo may be corrected to: "
         "training_words: the training split's words only; vocabulary: also the words "
