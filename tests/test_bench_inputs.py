@@ -244,6 +244,16 @@ def test_fifos_are_refused_as_flagfile_and_baseline(tmp_path):
         report.load_baseline(str(fifo))
 
 
+def cell_rows(run_dir, task, method, sparsity, context):
+    """What `sweep.rows_for` reads from a finished cell, for sweeps whose cells do not run."""
+    return [{**GOOD_ROW, "method": method, "target_sparsity": sparsity,
+             "test_loss": 0.4, "bytes": 2000, "measured_sparsity": sparsity,
+             "lstm_min_sparsity": sparsity, "latency_median_ms": 0.3,
+             "latency_p90_ms": 0.4, "latency_ratio_vs_dense": None,
+             "characters_per_second": None, "train_wall_s": 1.0, "versions": {},
+             **context}]
+
+
 def test_a_sweep_killed_between_cells_resumes_without_redoing_finished_cells(
         tmp_path, monkeypatch, capsys):
     """Issue 31: finished cells keep their rows; the interrupted one runs again; the plan
@@ -261,16 +271,8 @@ def test_a_sweep_killed_between_cells_resumes_without_redoing_finished_cells(
         ran.append(run_dir.relative_to(tmp_path / "bench" / "runs").as_posix())
         return subprocess.CompletedProcess(arguments, 0)
 
-    def rows_for(run_dir, task, method, sparsity, context):
-        return [{**GOOD_ROW, "method": method, "target_sparsity": sparsity,
-                 "test_loss": 0.4, "bytes": 2000, "measured_sparsity": sparsity,
-                 "lstm_min_sparsity": sparsity, "latency_median_ms": 0.3,
-                 "latency_p90_ms": 0.4, "latency_ratio_vs_dense": None,
-                 "characters_per_second": None, "train_wall_s": 1.0, "versions": {},
-                 **context}]
-
     monkeypatch.setattr(sweep, "run_cell", run_cell)
-    monkeypatch.setattr(sweep, "rows_for", rows_for)
+    monkeypatch.setattr(sweep, "rows_for", cell_rows)
     baseline = tmp_path / "baseline.jsonl"
     baseline.write_text(json.dumps({**GOOD_ROW, "cell_wall_s": 1800}) + "\n")
     arguments = ["pipeline.bench", f"--output_dir={tmp_path / 'bench'}",
@@ -300,4 +302,40 @@ def test_a_sweep_killed_between_cells_resumes_without_redoing_finished_cells(
             (tmp_path / "bench" / "results.jsonl").read_text().splitlines()]
     assert [(r["method"], r["target_sparsity"]) for r in rows] == [("dense", 0.0),
                                                                    ("magnitude", 0.8)]
+    bench.FLAGS.unparse_flags()
+
+
+def test_a_cell_whose_flagfile_changed_runs_again(tmp_path, monkeypatch):
+    """The resume compares parsed settings, not the flagfile's path: an edited flagfile
+    must not keep the rows of the settings it had before."""
+    import subprocess
+
+    from pipeline import data
+    monkeypatch.setattr(data, "check_dataset", lambda config, names, schemes: None)
+    ran = []
+
+    def run_cell(arguments, run_dir):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ran.append(run_dir.name)
+        return subprocess.CompletedProcess(arguments, 0)
+
+    monkeypatch.setattr(sweep, "run_cell", run_cell)
+    monkeypatch.setattr(sweep, "rows_for", cell_rows)
+    flagfile = tmp_path / "task.flags"
+    flagfile.write_text(f"--flagfile={REPO / 'configs' / 'sentiment.flags'}\n")
+    arguments = ["pipeline.bench", f"--output_dir={tmp_path / 'bench'}",
+                 f"--task=sentiment:{flagfile}", "--method=dense:--pruning_method=none",
+                 "--sparsities=0"]
+
+    def sweep_once():
+        bench.FLAGS.unparse_flags()
+        bench.FLAGS(arguments)
+        assert bench.bench(tmp_path / "bench") == 0
+
+    sweep_once()
+    sweep_once()
+    assert ran == ["s0"]  # same settings: kept
+    flagfile.write_text(flagfile.read_text() + "--seed=7\n")
+    sweep_once()
+    assert ran == ["s0", "s0"]  # same path and arguments, other settings: run again
     bench.FLAGS.unparse_flags()

@@ -90,18 +90,20 @@ def bench(out_dir: Path) -> int:
         raise plan.BenchError(f"--baseline={FLAGS.baseline} is the results.jsonl this sweep "
                               "rewrites; copy it elsewhere first and pass the copy")
     baseline = report.load_baseline(FLAGS.baseline) if FLAGS.baseline else None
-    planned = []
+    from pipeline.run import code_fingerprint
+    code = code_fingerprint()
+    planned, fingerprints = [], []
     for task, method, sparsity in plan.cells(tasks, methods, sparsities, FLAGS.smoke):
         name = plan.method_name(method)[1]
         run_dir = out_dir / "runs" / task / name / f"s{sparsity:g}"
         arguments = plan.cell_arguments(flagfiles[task], methods[method], sparsity, run_dir,
                                    out_dir / "cache", list(FLAGS.run_flag))
-        plan.check_cell(f"{task}/{name}/{sparsity:g}", arguments)
+        config = plan.check_cell(f"{task}/{name}/{sparsity:g}", arguments)
         planned.append((task, name, sparsity, run_dir, arguments))
-    from pipeline.run import code_fingerprint
-    code = code_fingerprint()
+        fingerprints.append(sweep.cell_fingerprint(code, config))
     finished = {position: rows for position, (*_, run_dir, arguments) in enumerate(planned)
-                if (rows := sweep.finished_rows(run_dir, arguments, code)) is not None}
+                if (rows := sweep.finished_rows(run_dir, arguments, fingerprints[position]))
+                is not None}
     for line in plan.describe(planned, finished, baseline, FLAGS.jobs):
         print(line, flush=True)
     if FLAGS.plan_only:
@@ -112,7 +114,7 @@ def bench(out_dir: Path) -> int:
         json.dumps(row, sort_keys=True) + "\n" for position in sorted(finished)
         for row in finished[position]))
     rows_by_cell, failed = sweep.run_sweep(planned, context, results, FLAGS.jobs,
-                                          FLAGS.dense_method, finished, code)
+                                          FLAGS.dense_method, finished, fingerprints)
     rows = [row for position in sorted(rows_by_cell) for row in rows_by_cell[position]]
     sweep.add_latency_ratios(rows, FLAGS.dense_method)
     problems = (report.regressions(rows, baseline, FLAGS.metric_tolerance, FLAGS.size_tolerance,

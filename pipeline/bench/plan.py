@@ -115,9 +115,9 @@ def cell_arguments(flagfile: Path, method_flags: str, sparsity: float, run_dir: 
     return arguments + [f"--output_dir={run_dir}", f"--cache_dir={cache_dir}", *extra]
 
 
-def check_cell(label: str, arguments: list[str]) -> None:
+def check_cell(label: str, arguments: list[str]):
     """Parses and validates a cell's config in-process (its dataset and word vectors
-    included), so a bad one stops the sweep first."""
+    included), so a bad one stops the sweep first; returns the config."""
     from absl.flags import Error as FlagError
 
     from pipeline.cli import FlagfileError
@@ -129,6 +129,7 @@ def check_cell(label: str, arguments: list[str]) -> None:
         config = parse_config(arguments)
         tasks.for_config(config).check_inputs(config)
         distribute.check(config)  # e.g. a multi_worker cell without TF_CONFIG
+        return config
     except (ConfigError, DataError, FlagError, FlagfileError) as error:
         raise BenchError(f"cell {label}: {error}") from None
 

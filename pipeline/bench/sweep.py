@@ -1,12 +1,13 @@
 """Running the sweep: one pipeline.run subprocess per cell, `jobs` side by side, and each
 finished cell's rows read from its metrics.json.
 
-A finished cell leaves `cell.json` in its run folder: its arguments, the code fingerprint
-and its rows. A sweep started again (after a kill, or to span several invocations) takes
+A finished cell leaves `cell.json` in its run folder: its arguments, its fingerprint (the
+code and the parsed settings, so an edited flagfile counts) and its rows. A sweep started again (after a kill, or to span several invocations) takes
 those rows back instead of running the cell; an interrupted cell has none and runs again,
 its pipeline.run resuming from whatever stages and epochs it had finished."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -26,14 +27,22 @@ from pipeline.stages import TRAINING
 CELL_FILE = "cell.json"
 
 
-def finished_rows(run_dir: Path, arguments: list[str], code: str) -> list[dict] | None:
-    """The rows a cell left when it finished with these arguments at this code, or None."""
+def cell_fingerprint(code: str, config) -> str:
+    """The code and every parsed setting: the arguments alone name a flagfile, not what it
+    says."""
+    settings = json.dumps(config.to_dict(), sort_keys=True, default=str)
+    return hashlib.sha256(f"{code}\n{settings}".encode()).hexdigest()
+
+
+def finished_rows(run_dir: Path, arguments: list[str], fingerprint: str) -> list[dict] | None:
+    """The rows a cell left when it finished with these arguments and settings at this
+    code, or None."""
     path = run_dir / CELL_FILE
     if not path.is_file() or path.is_symlink():
         return None
     try:
         saved = artifacts.read_json(path)
-        if saved["arguments"] == arguments and saved["code"] == code and \
+        if saved["arguments"] == arguments and saved["fingerprint"] == fingerprint and \
                 isinstance(saved["rows"], list) and saved["rows"]:
             return saved["rows"]
     except (OSError, ValueError, KeyError, TypeError):
@@ -128,7 +137,7 @@ def add_latency_ratios(rows: list[dict], dense_method: str) -> None:
 
 def run_sweep(sweep: list[tuple], context: dict, results: Path, jobs: int,
               dense_method: str, finished: dict[int, list],
-              code: str) -> tuple[dict[int, list], list[str]]:
+              fingerprints: list[str]) -> tuple[dict[int, list], list[str]]:
     """Runs every cell not `finished` (`jobs` side by side); rows by sweep position, and
     the failures."""
     rows_by_cell: dict[int, list] = dict(finished)
@@ -159,7 +168,7 @@ def run_sweep(sweep: list[tuple], context: dict, results: Path, jobs: int,
             new_rows = [{**row, "cell_wall_s": round(elapsed, 1)}
                         for row in rows_for(run_dir, task, method, sparsity, context)]
             artifacts.atomic_write_json(run_dir / CELL_FILE, {
-                "arguments": arguments, "code": code, "rows": new_rows})
+                "arguments": arguments, "fingerprint": fingerprints[position], "rows": new_rows})
             with lock:
                 rows_by_cell[position] = new_rows
                 with open(results, "a", encoding="utf-8") as handle:  # kept if the sweep dies
