@@ -223,14 +223,15 @@ class SentimentTask(Task):
             x_train = np.concatenate([x_train, self.extra_training[0]])
             y_train = np.concatenate([y_train, self.extra_training[1].astype(y_train.dtype)])
         batch = config.train.batch_size
+        steps = math.ceil(len(x_train) / batch)
         arguments = {"validation_data": load_split(files, "validation"),
                      "validation_batch_size": batch}
         if config.tokenizer.length_buckets:
             arguments.update(x=bucketed_batches(x_train, y_train, batch, seed, self.padding_id),
-                             steps_per_epoch=math.ceil(len(x_train) / batch))
+                             steps_per_epoch=steps)
         else:
             arguments.update(x=x_train, y=y_train, batch_size=batch, shuffle=True)
-        return FitData(arguments, math.ceil(len(x_train) / batch))
+        return FitData(arguments, steps)
 
     def finish_model(self, model, files):
         """With --synonym_encoding: every grouped word's embedding row becomes a copy of
