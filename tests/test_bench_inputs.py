@@ -117,6 +117,18 @@ def test_smoke_runs_one_point_of_each_line():
     assert len(plan.cells(tasks, methods, [0, 0.5, 0.8, 0.9], smoke=False)) == 15
 
 
+def test_a_smoke_plan_takes_no_estimate_from_a_full_baseline():
+    planned = [("sentiment", "dense", 0.0, None, []), ("sentiment", "magnitude", 0.8, None, [])]
+    baseline = [{**GOOD_ROW, "cell_wall_s": 1800}]
+    assert plan.describe(planned, {}, baseline, 1, smoke=False)[:2] == [
+        "plan: 2 cells, 0 done, 2 to run; ~0.5 h with --jobs=1 from the baseline's cell "
+        "times, plus 1 cells the baseline did not time",
+        "  sentiment dense 0: to run, ~30 min in the baseline"]
+    assert plan.describe(planned, {}, baseline, 1, smoke=True) == [
+        "plan: 2 cells, 0 done, 2 to run; no estimate under --smoke",
+        "  sentiment dense 0: to run", "  sentiment magnitude 0.8: to run"]
+
+
 def test_smoke_flags_keep_the_named_tasks_and_methods():
     tasks = {"sentiment": "x", "sentiment_bidirectional": "y", "textgen": "z"}
     methods = {"dense": "a", "magnitude": "b", "sentiment/l1": "c", "small_dense@0.5": "d"}

@@ -104,7 +104,7 @@ def bench(out_dir: Path) -> int:
     finished = {position: rows for position, (*_, run_dir, arguments) in enumerate(planned)
                 if (rows := sweep.finished_rows(run_dir, arguments, fingerprints[position]))
                 is not None}
-    for line in plan.describe(planned, finished, baseline, FLAGS.jobs):
+    for line in plan.describe(planned, finished, baseline, FLAGS.jobs, FLAGS.smoke):
         print(line, flush=True)
     if FLAGS.plan_only:
         return 0

@@ -172,12 +172,15 @@ def job_groups(sweep: list[tuple], dense_method: str) -> list[list[list[int]]]:
 
 
 def describe(planned: list[tuple], finished: dict[int, list], baseline: list[dict] | None,
-             jobs: int) -> list[str]:
+             jobs: int, smoke: bool) -> list[str]:
     """The plan as lines: every cell, whether it is done, its time in the baseline; then an
-    estimate of the time left (the baseline's cell times, over --jobs side by side)."""
-    times = {(r["task"], r["method"], r["target_sparsity"]): r.get("cell_wall_s")
-             for r in baseline or [] if isinstance(r.get("cell_wall_s"), (int, float))
-             and not isinstance(r.get("cell_wall_s"), bool) and 0 < r["cell_wall_s"] < 1e7}
+    estimate of the time left (the baseline's cell times, over --jobs side by side). None
+    under --smoke: a baseline's rows do not say whether their cells were smoke-sized, and
+    the committed one's are full nights'."""
+    times = {} if smoke else {
+        (r["task"], r["method"], r["target_sparsity"]): r.get("cell_wall_s")
+        for r in baseline or [] if isinstance(r.get("cell_wall_s"), (int, float))
+        and not isinstance(r.get("cell_wall_s"), bool) and 0 < r["cell_wall_s"] < 1e7}
     lines, left, unknown = [], 0.0, 0
     for position, (task, method, sparsity, _, _) in enumerate(planned):
         seconds = times.get((task, method, sparsity))
@@ -186,11 +189,12 @@ def describe(planned: list[tuple], finished: dict[int, list], baseline: list[dic
         elif seconds:
             state, left = f"to run, ~{seconds / 60:.0f} min in the baseline", left + seconds
         else:
-            state, unknown = "to run, no baseline time", unknown + 1
+            state, unknown = "to run" if smoke else "to run, no baseline time", unknown + 1
         lines.append(f"  {task} {method} {sparsity:g}: {state}")
     to_run = len(planned) - len(finished)
     estimate = (f"~{left / 3600 / max(1, min(jobs, to_run)):.1f} h with --jobs={jobs} "
-                f"from the baseline's cell times" if left else "no estimate")
+                f"from the baseline's cell times" if left else
+                "no estimate under --smoke" if smoke else "no estimate")
     if unknown and left:
         estimate += f", plus {unknown} cells the baseline did not time"
     return [f"plan: {len(planned)} cells, {len(finished)} done, {to_run} to run; "
