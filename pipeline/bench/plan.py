@@ -169,8 +169,6 @@ def job_groups(sweep: list[tuple], dense_method: str) -> list[list[list[int]]]:
     return [list(wave.values()) for wave in waves if wave]
 
 
-
-
 def describe(planned: list[tuple], finished: dict[int, list], baseline: list[dict] | None,
              jobs: int, smoke: bool) -> list[str]:
     """The plan as lines: every cell, whether it is done, its time in the baseline; then an
