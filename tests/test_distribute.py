@@ -117,7 +117,7 @@ def test_a_missing_peer_is_named_instead_of_a_silent_wait(shared_data, tmp_path)
            "TF_CONFIG": json.dumps(cluster), "PIPELINE_WORKER_TIMEOUT_S": "3"}
     result = subprocess.run([sys.executable, "-m", "pipeline.run", *SMALL,
                              f"--output_dir={tmp_path / 'run'}", "--distribution=multi_worker"],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 2, result.stderr[-2000:]  # stopped by the watchdog
     assert f"the workers did not all start within 3 s: localhost:{ports[1]} did not " \
         "answer" in result.stderr
