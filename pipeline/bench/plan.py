@@ -5,6 +5,8 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from pipeline.config import PipelineConfig
+
 REPO = Path(__file__).resolve().parents[2]
 SMOKE_SUFFIX = "_smoke.flags"  # --smoke runs configs/X_smoke.flags instead of configs/X.flags
 
@@ -115,7 +117,7 @@ def cell_arguments(flagfile: Path, method_flags: str, sparsity: float, run_dir: 
     return arguments + [f"--output_dir={run_dir}", f"--cache_dir={cache_dir}", *extra]
 
 
-def check_cell(label: str, arguments: list[str]):
+def check_cell(label: str, arguments: list[str]) -> PipelineConfig:
     """Parses and validates a cell's config in-process (its dataset and word vectors
     included), so a bad one stops the sweep first; returns the config."""
     from absl.flags import Error as FlagError

@@ -2,9 +2,10 @@
 finished cell's rows read from its metrics.json.
 
 A finished cell leaves `cell.json` in its run folder: its arguments, its fingerprint (the
-code and the parsed settings, so an edited flagfile counts) and its rows. A sweep started again (after a kill, or to span several invocations) takes
-those rows back instead of running the cell; an interrupted cell has none and runs again,
-its pipeline.run resuming from whatever stages and epochs it had finished."""
+code and the parsed settings, so an edited flagfile counts) and its rows. A sweep started
+again (after a kill, or to span several invocations) takes those rows back instead of
+running the cell; an interrupted cell has none and runs again, its pipeline.run resuming
+from whatever stages and epochs it had finished."""
 from __future__ import annotations
 
 import hashlib
