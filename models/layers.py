@@ -3,13 +3,17 @@ from __future__ import annotations
 
 import tf_keras
 
+# Dropout draws from a tf.random.Generator whose state the training loop sets per epoch
+# (pipeline.determinism), so a resumed run draws the masks an uninterrupted one did.
+RNG_TYPE = "stateful"
+
 
 def embed(ids, config, vocabulary_size: int, regularizers: dict):
     hidden = tf_keras.layers.Embedding(
         vocabulary_size, config.embedding_dim,
         embeddings_regularizer=regularizers.get("embeddings"), name="embedding")(ids)
     if config.embedding_dropout:
-        hidden = tf_keras.layers.Dropout(config.embedding_dropout,
+        hidden = tf_keras.layers.Dropout(config.embedding_dropout, rng_type=RNG_TYPE,
                                          name="embedding_dropout")(hidden)
     return hidden
 
@@ -31,5 +35,6 @@ def lstm_stack(hidden, config, regularizers: dict, last_returns_sequences: bool)
             lstm = tf_keras.layers.Bidirectional(lstm, name=f"lstm_{index}")
         hidden = lstm(hidden)
         if config.dropout:
-            hidden = tf_keras.layers.Dropout(config.dropout, name=f"dropout_{index}")(hidden)
+            hidden = tf_keras.layers.Dropout(config.dropout, rng_type=RNG_TYPE,
+                                             name=f"dropout_{index}")(hidden)
     return hidden

@@ -282,6 +282,40 @@ def save_keras_model(model, path: Path) -> None:
                 "--clip_norm, then rerun")
     with atomic_path(path) as tmp:
         model.save(tmp, save_format="keras")
+        canonical_keras_archive(tmp)
+
+
+def canonical_keras_archive(path: Path) -> None:
+    """Rewrites a `.keras` archive so that the same model always gives the same bytes.
+
+    Keras stamps the save time (metadata.json's date_saved, the weights entry's zip time)
+    and numbers shared objects by Python object ids; these go, or become their order of
+    appearance, so two runs that trained the same weights write identical files.
+    """
+    with zipfile.ZipFile(path) as archive:
+        entries = [(info.filename, archive.read(info)) for info in archive.infolist()]
+    identities: dict[int, int] = {}
+
+    def renumber(node):
+        if isinstance(node, dict):
+            return {key: (identities.setdefault(value, len(identities))
+                          if key == "shared_object_id" else renumber(value))
+                    for key, value in node.items()}
+        if isinstance(node, list):
+            return [renumber(value) for value in node]
+        return node
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for name, data in entries:
+            if name == "metadata.json":
+                metadata = json.loads(data)
+                metadata.pop("date_saved", None)
+                data = json.dumps(metadata).encode()
+            elif name == "config.json":
+                data = json.dumps(renumber(json.loads(data))).encode()
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, data)
 
 
 KERAS_ARCHIVE_ENTRIES = {"metadata.json", "config.json", "model.weights.h5"}

@@ -676,3 +676,29 @@ class PipelineConfig:
         """Whether `name` may be read: always, on the whole config (see ConfigView)."""
         from pipeline import settings
         return name in settings.FIELDS
+
+
+def config_from_dict(values: dict) -> PipelineConfig:
+    """The config a run recorded in its config.json (PipelineConfig.to_dict), validated
+    again; raises ConfigError naming what does not fit."""
+    def frozen(value):  # JSON lists back to the tuples the config holds
+        return tuple(frozen(v) for v in value) if isinstance(value, list) else value
+
+    if not isinstance(values, dict):
+        raise ConfigError("the recorded config is not a JSON object")
+    names = {field.name for field in dataclasses.fields(PipelineConfig)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"the recorded config has settings this version does not know: "
+                          f"{', '.join(unknown)}")
+    try:
+        arguments = {}
+        for name, value in values.items():
+            if name in SECTIONS:
+                if not isinstance(value, dict):
+                    raise ConfigError(f"the recorded section {name} is not a JSON object")
+                value = SECTIONS[name](**{k: frozen(v) for k, v in value.items()})
+            arguments[name] = frozen(value)
+        return PipelineConfig(**arguments)
+    except TypeError as error:
+        raise ConfigError(f"the recorded config does not fit this version ({error})") from None

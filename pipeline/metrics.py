@@ -22,6 +22,15 @@ from pathlib import Path
 FORMAT = 2
 
 
+# Words that mark a measured time (or a ratio or rate of times) in a record's name or a
+# detail's key: the numbers no rerun repeats, left out when two runs are compared.
+TIMING_MARKS = ("latency", "_ms", "per_second", "seconds", "elapsed")
+
+
+def is_timing(name: str) -> bool:
+    return any(mark in name for mark in TIMING_MARKS)
+
+
 @dataclasses.dataclass(frozen=True)
 class Metric:
     name: str

@@ -76,15 +76,14 @@ class KeepBestAtTarget(tf_keras.callbacks.Callback):
         self.sign = 1.0 if mode == "max" else -1.0
         self.best, self.best_epoch, self.best_weights = None, None, None
         self.states = resume.EpochStates(state_folder, "keep_best") if state_folder else None
-        self.first_epoch = True
+        self.first_epoch = 0  # where the fit starts: set by resume.fit from the checkpoint
 
-    def on_epoch_begin(self, epoch, logs=None):
-        if self.first_epoch and self.states is not None:  # see pipeline.resume
-            state, weights = self.states.before(epoch, "best_epoch")
+    def on_train_begin(self, logs=None):
+        if self.states is not None:  # see pipeline.resume
+            state, weights = self.states.before(self.first_epoch, "best_epoch")
             if state is not None and state["best_epoch"] is not None:
                 self.best, self.best_epoch, self.best_weights = (state["best"],
                                                                  state["best_epoch"], weights)
-        self.first_epoch = False
 
     def on_epoch_end(self, epoch, logs=None):
         at_target = (epoch + 1) * self.steps_per_epoch >= self.end_step

@@ -1,19 +1,24 @@
-"""Training state that survives a kill: every epoch's logs and the best epoch so far.
+"""Training that survives a kill and ends as if it had never been interrupted.
 
-`BackupAndRestore` brings back the weights, the optimizer and the epoch counter, but a
-fresh `fit` forgets the history and the early-stopping (or keep-best) state. These
-callbacks save theirs after every epoch, keyed by epoch, and on resume take the state as
-it was before the first epoch that `fit` runs again; so they agree with the backup even
-when a kill falls between the two. The stage deletes the folder when the work is done.
+`fit` runs `Model.fit` from the last finished epoch: `TrainingCheckpoint` holds the
+weights (tfmot's pruning steps and masks among them), the optimizer's state and the
+number of finished epochs, and is read *before* `fit`, so the training stream can start
+at that epoch (pipeline.tasks.base.FitData) and the dropout generators are set for it
+(pipeline.determinism). The other callbacks here save their state after every epoch,
+keyed by epoch (the logs, the early-stopping or keep-best state), and on resume take the
+state as it was before the first epoch that runs again; so they agree with the
+checkpoint even when a kill falls between the two. The stage deletes the folder when the
+work is done.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
 import tf_keras
 
-from pipeline import artifacts
+from pipeline import artifacts, determinism
 
 
 class DamagedProgressError(ValueError):
@@ -97,19 +102,14 @@ class ResumableEarlyStopping(tf_keras.callbacks.EarlyStopping):
     def __init__(self, folder: Path, **kwargs):
         super().__init__(**kwargs)
         self.states = EpochStates(folder, "early_stopping")
-        self.first_epoch = True
+        self.first_epoch = 0  # where the fit starts: set by `fit` from the checkpoint
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        self.first_epoch = True
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if self.first_epoch:  # a resumed fit starts after the backup's last epoch
-            self.first_epoch = False
-            state, weights = self.states.before(epoch, "best_epoch")
-            if state is not None:
-                self.wait, self.best = state["wait"], state["best"]
-                self.best_epoch, self.best_weights = state["best_epoch"], weights
+        state, weights = self.states.before(self.first_epoch, "best_epoch")
+        if state is not None:
+            self.wait, self.best = state["wait"], state["best"]
+            self.best_epoch, self.best_weights = state["best_epoch"], weights
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)
@@ -117,3 +117,47 @@ class ResumableEarlyStopping(tf_keras.callbacks.EarlyStopping):
         self.states.save(epoch, {"wait": self.wait, "best": float(self.best),
                                  "best_epoch": self.best_epoch},
                          self.best_weights if improved else None)
+
+
+class TrainingCheckpoint(tf_keras.callbacks.Callback):
+    """After each epoch: the model's variables, the optimizer's and how many epochs are
+    done (all of them once early stopping has stopped the fit). Unlike Keras's
+    BackupAndRestore, which restores inside `fit`, it is read before `fit` starts, so the
+    caller knows the epoch its streams resume at."""
+
+    def __init__(self, folder: Path, model: tf_keras.Model, epochs: int):
+        super().__init__()
+        self.epochs = epochs
+        self.done = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
+                                              done=self.done)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, str(folder), max_to_keep=1)
+
+    def restore(self) -> int:
+        """Restores the last checkpoint, if any; returns the first epoch still to run."""
+        if self.manager.latest_checkpoint:
+            self.checkpoint.restore(self.manager.latest_checkpoint)
+        return int(self.done.numpy())
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.done.assign(self.epochs if self.model.stop_training else epoch + 1)
+        self.manager.save()
+
+
+def fit(model: tf_keras.Model, data, *, epochs: int, folder: Path, seed: int, stream: str,
+        callbacks: list, verbose: int) -> None:
+    """`model.fit` on `data` (a FitData) for `epochs`, resumed from `folder` after a kill
+    with the weights, batches and dropout masks an uninterrupted fit would have.
+
+    `callbacks` run before the checkpoint, so the state they save after an epoch is never
+    older than it; those with a `first_epoch` attribute learn where the fit resumes.
+    `stream` names this fit's random draws (and the test kill switch's target).
+    """
+    checkpoint = TrainingCheckpoint(Path(folder) / "checkpoint", model, epochs)
+    first = checkpoint.restore()
+    for callback in callbacks:
+        if hasattr(callback, "first_epoch"):
+            callback.first_epoch = first
+    model.fit(**data.arguments(first), initial_epoch=first, epochs=epochs, verbose=verbose,
+              callbacks=[*callbacks, determinism.EpochRandomness(seed, stream), checkpoint,
+                         *determinism.kill_switch(stream)])

@@ -25,7 +25,7 @@ from absl import app, flags, logging
 
 import models
 import pipeline
-from pipeline import artifacts, cli, distribute, methods, tasks
+from pipeline import artifacts, cli, determinism, distribute, methods, tasks
 from pipeline import flags as pipeline_flags
 from pipeline.config import SECTIONS, ConfigError, PipelineConfig
 from pipeline.data import DataError
@@ -207,6 +207,7 @@ def run_stage(stage: Stage, config: PipelineConfig, run_dir: Path, key: dict) ->
 def run_pipeline(config: PipelineConfig) -> dict:
     """Runs the selected stages in order; returns each stage's summary."""
     run_dir = Path(config.output_dir)
+    determinism.enable()  # same seed, same outputs: see pipeline.determinism
     claim_folders(config)
     with artifacts.run_lock(run_dir), run_temp_folder(run_dir):
         return _run_locked(config, run_dir)

@@ -38,6 +38,7 @@ def test_early_stopping_remembers_the_best_epoch_across_a_kill(tmp_path):
 
     after_kill = resume.ResumableEarlyStopping(tmp_path, **OPTIONS)
     after_kill.set_model(model)
+    after_kill.first_epoch = 1  # what resume.fit reads from the checkpoint
     after_kill.on_train_begin()
     epoch(after_kill, model, 1, 2.0, 0.5)
     assert model.stop_training  # patience 1 counts the epoch before the kill
@@ -54,8 +55,9 @@ def test_a_kill_between_state_and_backup_rolls_the_state_back(tmp_path):
     epoch(first, model, 1, 2.0, 0.9)  # state saved, then killed before the backup of epoch 1
     again = resume.ResumableEarlyStopping(tmp_path, **OPTIONS)
     again.set_model(model)
+    again.first_epoch = 1  # the checkpoint restarts at epoch 1: it is run again
     again.on_train_begin()
-    epoch(again, model, 1, 3.0, 0.7)  # the backup restarts at epoch 1: it is run again
+    epoch(again, model, 1, 3.0, 0.7)
     assert again.best == 0.7 and again.best_epoch == 1 and not model.stop_training
 
 
@@ -66,9 +68,77 @@ def test_keep_best_remembers_across_a_kill(tmp_path):
     epoch(first, model, 0, 3.0, 0.8)
     second = pruning.KeepBestAtTarget(end_step=10, steps_per_epoch=10, state_folder=tmp_path)
     second.set_model(model)
+    second.first_epoch = 1
+    second.on_train_begin()
     epoch(second, model, 1, 4.0, 0.7)
     second.on_train_end()
     assert second.best_epoch == 0 and bias(model) == 3.0
+
+
+def test_a_fit_that_had_stopped_still_ends_on_its_best_epoch(tmp_path):
+    model = tiny_model()
+    first = resume.ResumableEarlyStopping(tmp_path, **OPTIONS)
+    first.set_model(model)
+    first.on_train_begin()
+    epoch(first, model, 0, 1.0, 0.9)
+    epoch(first, model, 1, 2.0, 0.5)  # stops here; killed before the best weights return
+    assert model.stop_training
+    again = resume.ResumableEarlyStopping(tmp_path, **OPTIONS)
+    again.set_model(model)
+    again.first_epoch = 2  # no epoch left to run
+    again.on_train_begin()
+    again.on_train_end()
+    assert bias(model) == 1.0
+
+
+class Interrupt(Exception):
+    pass
+
+
+class InterruptAt(tf_keras.callbacks.Callback):
+    """Stands in for a kill: leaves the fit in the middle of an epoch."""
+
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.at, self.epoch = (epoch, batch), None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self.epoch, batch) == self.at:
+            raise Interrupt
+
+
+def resumable_fit(folder, interrupt=None):
+    """Three epochs of a dropout model on a seeded stream, through resume.fit."""
+    from pipeline.tasks.base import FitData
+    from pipeline.tasks.sentiment import shuffled_batches
+    tf_keras.utils.set_random_seed(0)
+    model = build_sentiment_model(ModelConfig(embedding_dim=4, lstm_units=4, dropout=0.5,
+                                              embedding_dropout=0.3), 20, 5, 2)
+    model.compile(optimizer=tf_keras.optimizers.Adam(0.01),
+                  loss="sparse_categorical_crossentropy")
+    rows = np.random.default_rng(0)
+    x, y = rows.integers(1, 20, (40, 5)).astype("int32"), rows.integers(0, 2, 40)
+    data = FitData(shuffled_batches(x, y, 8, seed=2), {"validation_data": (x, y)}, 5)
+    callbacks = [InterruptAt(*interrupt)] if interrupt else []
+    resume.fit(model, data, epochs=3, folder=folder, seed=1, stream="train",
+               callbacks=callbacks, verbose=0)
+    return model
+
+
+def test_a_fit_interrupted_mid_epoch_resumes_to_the_same_weights(tmp_path):
+    uninterrupted = resumable_fit(tmp_path / "once").get_weights()
+    try:
+        resumable_fit(tmp_path / "twice", interrupt=(1, 2))
+    except Interrupt:
+        pass
+    else:
+        raise AssertionError("the fit was not interrupted")
+    resumed = resumable_fit(tmp_path / "twice").get_weights()  # a new model, as after a kill
+    for one, two in zip(uninterrupted, resumed):
+        np.testing.assert_array_equal(one, two)
 
 
 def test_the_epoch_log_keeps_every_epoch_in_order(tmp_path):

@@ -49,10 +49,9 @@ class MagnitudePruning(PruningMethod):
                                              task.monitor_mode, state_folder=progress)
         log = resume.EpochLog(progress)
         compile_model(pruned, task, cfg.pruning_learning_rate, config.train, total_steps)
-        pruned.fit(
-            **fit.arguments, epochs=cfg.pruning_epochs, verbose=keras_verbosity(),
-            callbacks=[*pruning.callbacks(str(out_dir / "tensorboard")), log, keep_best,
-                       tf_keras.callbacks.BackupAndRestore(str(out_dir / "backup"))])
+        resume.fit(pruned, fit, epochs=cfg.pruning_epochs, folder=progress,
+                   seed=config.train.seed, stream="prune", verbose=keras_verbosity(),
+                   callbacks=[*pruning.callbacks(str(out_dir / "tensorboard")), log, keep_best])
         history = log.history()
         shutil.rmtree(progress)
         summary = {"method": self.name, "schedule": cfg.pruning_schedule,

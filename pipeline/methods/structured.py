@@ -15,9 +15,8 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-import tensorflow as tf
 
-from pipeline import pruning, surgery
+from pipeline import determinism, pruning, surgery
 from pipeline.tasks.base import FitData, compile_model, keras_verbosity
 from pipeline.config import ConfigError
 from pipeline.methods.magnitude import MagnitudePruning
@@ -29,12 +28,8 @@ def kept(size: int, fraction: float) -> int:
 
 
 def training_batches(fit: FitData, count: int):
-    """Up to `count` (inputs, targets) training batches, for Taylor importance."""
-    arguments = fit.arguments
-    if isinstance(arguments["x"], tf.data.Dataset):
-        return list(itertools.islice(arguments["x"], count))
-    x, y, size = arguments["x"], arguments["y"], arguments["batch_size"]
-    return [(x[i:i + size], y[i:i + size]) for i in range(0, min(len(x), count * size), size)]
+    """The first `count` (inputs, targets) batches of the training stream."""
+    return [(x.numpy(), y.numpy()) for x, y in itertools.islice(fit.stream, count)]
 
 
 def full_width(batches, width: int | None, padding_id: int | None):
@@ -134,10 +129,12 @@ class StructuredPruning(MagnitudePruning):
                 compile_model(model, task, config.pruning.pruning_learning_rate,
                                     config.train, fit.steps_per_epoch *
                                     (cfg.structured_epochs - epoch))
-            arguments = dict(fit.arguments)
-            if isinstance(arguments["x"], tf.data.Dataset):  # fresh windows every epoch
-                arguments["x"] = arguments["x"].skip(epoch * fit.steps_per_epoch)
-            logs = model.fit(**arguments, epochs=1, verbose=keras_verbosity()).history
+            # A kill restarts this loop from its first step: every step and epoch draws
+            # from (seed, epoch) alone, so the rerun repeats the first run exactly.
+            logs = model.fit(**fit.arguments(epoch), initial_epoch=epoch, epochs=epoch + 1,
+                             verbose=keras_verbosity(), callbacks=[
+                                 determinism.EpochRandomness(config.train.seed, self.name),
+                                 *determinism.kill_switch(self.name)]).history
             history.append({key: float(values[-1]) for key, values in logs.items()})
             value = history[-1][task.monitor]
             better = best is None or (value > best[0] if task.monitor_mode == "max"

@@ -1,4 +1,5 @@
-"""train: dense training with early stopping on the validation split, resumable per epoch."""
+"""train: dense training with early stopping on the validation split; a killed run resumes
+at its last finished epoch and ends with the weights of an uninterrupted one."""
 from __future__ import annotations
 
 import shutil
@@ -7,9 +8,8 @@ from pathlib import Path
 import tf_keras
 
 from pipeline import artifacts, methods, resume, tasks
-from pipeline.tasks.base import compile_model, keras_verbosity
 from pipeline.config import PipelineConfig
-
+from pipeline.tasks.base import compile_model, keras_verbosity
 
 
 def run(config: PipelineConfig, files: artifacts.RunFiles, out_dir: Path) -> dict:
@@ -19,19 +19,16 @@ def run(config: PipelineConfig, files: artifacts.RunFiles, out_dir: Path) -> dic
     model = task.build_model(config, files,
                              regularizers=methods.for_config(config).regularizers(config))
     compile_model(model, task, config.train.learning_rate, config.train,
-                        fit.steps_per_epoch * config.train.epochs)
+                  fit.steps_per_epoch * config.train.epochs)
     progress = out_dir / "progress"
     log = resume.EpochLog(progress)
-    model.fit(
-        **fit.arguments, epochs=config.train.epochs, verbose=keras_verbosity(),
-        callbacks=[  # the state-saving callbacks first: see pipeline.resume
-            log,
-            resume.ResumableEarlyStopping(
-                progress, monitor=task.monitor, mode=task.monitor_mode,
-                patience=config.train.early_stopping_patience, restore_best_weights=True),
-            # Checkpoints every epoch; a killed run resumes from the last one.
-            tf_keras.callbacks.BackupAndRestore(str(out_dir / "backup")),
-        ])
+    resume.fit(model, fit, epochs=config.train.epochs, folder=progress, seed=config.train.seed,
+               stream="train", verbose=keras_verbosity(), callbacks=[
+                   log,
+                   resume.ResumableEarlyStopping(
+                       progress, monitor=task.monitor, mode=task.monitor_mode,
+                       patience=config.train.early_stopping_patience,
+                       restore_best_weights=True)])
     task.finish_model(model, files)
     artifacts.save_keras_model(model, out_dir / files.trained_model.name)
     history = log.history()

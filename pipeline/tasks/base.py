@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
 import tf_keras
 
 from pipeline import artifacts, tokenizer
@@ -21,9 +22,20 @@ from pipeline.metrics import MetricsFile
 
 @dataclasses.dataclass(frozen=True)
 class FitData:
-    """Keyword arguments for `Model.fit` (data, validation data) and the epoch length."""
-    arguments: dict
+    """A fit's training stream, its validation data and the epoch length.
+
+    `stream` is an endless, seeded tf.data stream of (inputs, targets) batches whose epoch
+    e is its batches e * steps_per_epoch onwards, the same in every process: a fit resumed
+    at epoch e skips the finished epochs' batches and sees what an uninterrupted fit saw.
+    """
+    stream: tf.data.Dataset
+    validation: dict  # Model.fit's validation_data and validation_batch_size
     steps_per_epoch: int
+
+    def arguments(self, first_epoch: int = 0) -> dict:
+        """Keyword arguments for `Model.fit` from `first_epoch` on."""
+        return {"x": self.stream.skip(first_epoch * self.steps_per_epoch),
+                "steps_per_epoch": self.steps_per_epoch, **self.validation}
 
 
 @dataclasses.dataclass(frozen=True)

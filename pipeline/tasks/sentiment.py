@@ -224,14 +224,13 @@ class SentimentTask(Task):
             y_train = np.concatenate([y_train, self.extra_training[1].astype(y_train.dtype)])
         batch = config.train.batch_size
         steps = math.ceil(len(x_train) / batch)
-        arguments = {"validation_data": load_split(files, "validation"),
-                     "validation_batch_size": batch}
+        validation = {"validation_data": load_split(files, "validation"),
+                      "validation_batch_size": batch}
         if config.tokenizer.length_buckets:
-            arguments.update(x=bucketed_batches(x_train, y_train, batch, seed, self.padding_id),
-                             steps_per_epoch=steps)
+            stream = bucketed_batches(x_train, y_train, batch, seed, self.padding_id)
         else:
-            arguments.update(x=x_train, y=y_train, batch_size=batch, shuffle=True)
-        return FitData(arguments, steps)
+            stream = shuffled_batches(x_train, y_train, batch, seed)
+        return FitData(stream, validation, steps)
 
     def finish_model(self, model, files):
         """With --synonym_encoding: every grouped word's embedding row becomes a copy of
@@ -341,24 +340,48 @@ class SentimentTask(Task):
         }
 
 
+def epoch_order(rows: int, seed: int, epoch) -> tf.data.Dataset:
+    """The row indices of one epoch: a permutation of range(rows) drawn from (seed, epoch)
+    alone, so it is the same whatever was iterated before, in any process."""
+    key = tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
+    return tf.data.Dataset.from_tensor_slices(
+        tf.random.experimental.stateless_shuffle(tf.range(rows), seed=key))
+
+
+def shuffled_batches(ids: np.ndarray, labels: np.ndarray, batch_size: int,
+                     seed: int) -> tf.data.Dataset:
+    """Endless training batches: each epoch its epoch_order of the rows, its last batch
+    short."""
+    rows = len(ids)
+    ids, labels = tf.constant(ids), tf.constant(labels)
+    return (tf.data.Dataset.counter()
+            .flat_map(lambda epoch: epoch_order(rows, seed, epoch).batch(batch_size))
+            .map(lambda index: (tf.gather(ids, index), tf.gather(labels, index)))
+            .prefetch(tf.data.AUTOTUNE))
+
+
 def bucketed_batches(ids: np.ndarray, labels: np.ndarray, batch_size: int, seed: int,
                      padding_id: int) -> tf.data.Dataset:
     """Endless training batches of left-padded `ids` that share a length bucket; a share
     (long_text.CUT_SHARE) of them lose their leading pads down to that bucket's length, the
     others stay at full length. A model trained on full-length inputs alone answers
     differently when an app feeds it a short input (it only ever saw long runs of pads);
-    this way it learns both inputs an app may feed. Reshuffled every epoch; the same seed
-    gives the same batches."""
+    this way it learns both inputs an app may feed. The rows come in epoch_order; which
+    batches are cut is drawn from (seed, batch number): the same seed gives the same
+    batches."""
     max_length = ids.shape[1]
-    buckets = long_text.input_lengths((ids != padding_id).sum(axis=1),
-                                      max_length).astype(np.int32)
-    rows = tf.data.Dataset.from_tensor_slices((ids, labels, buckets))
-    batches = (rows.shuffle(len(ids), seed=seed, reshuffle_each_iteration=True).repeat()
-               .group_by_window(key_func=lambda _, __, bucket: tf.cast(bucket, tf.int64),
-                                reduce_func=lambda _, window: window.batch(batch_size),
-                                window_size=batch_size))
-    coins = tf.data.Dataset.random(seed=seed).map(
-        lambda r: tf.math.floormod(r, 1000) < int(long_text.CUT_SHARE * 1000))
+    buckets = tf.constant(long_text.input_lengths((ids != padding_id).sum(axis=1),
+                                                  max_length).astype(np.int32))
+    ids, labels = tf.constant(ids), tf.constant(labels)
+    rows = (tf.data.Dataset.counter()
+            .flat_map(lambda epoch: epoch_order(len(ids), seed, epoch))
+            .map(lambda i: (ids[i], labels[i], buckets[i])))
+    batches = rows.group_by_window(
+        key_func=lambda _, __, bucket: tf.cast(bucket, tf.int64),
+        reduce_func=lambda _, window: window.batch(batch_size), window_size=batch_size)
+    coins = tf.data.Dataset.counter().map(
+        lambda number: tf.random.stateless_uniform(
+            [], seed=tf.stack([tf.constant(seed, tf.int64), number])) < long_text.CUT_SHARE)
 
     def cut(batch, cut_it):
         x, y, bucket = batch

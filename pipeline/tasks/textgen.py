@@ -33,6 +33,20 @@ def load_ids(files: artifacts.RunFiles, name: str) -> np.ndarray:
     return files.split(name)["ids"]
 
 
+def random_windows(ids: np.ndarray, length: int, batch_size: int,
+                   seed: int) -> tf.data.Dataset:
+    """Endless batches of (window, next characters) at random offsets of `ids`; the same
+    seed gives the same batches, whatever was iterated before."""
+    text = tf.constant(ids)
+    starts = tf.data.Dataset.counter().map(  # window n's offset drawn from (seed, n) alone
+        lambda number: tf.random.stateless_uniform(
+            [], seed=tf.stack([tf.constant(seed, tf.int64), number]), minval=0,
+            maxval=len(ids) - length - 1, dtype=tf.int64))
+    return (starts.map(lambda s: (tf.reshape(text[s:s + length], [length]),
+                                  tf.reshape(text[s + 1:s + length + 1], [length])))
+            .batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
+
+
 def windows(ids: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
     """Non-overlapping (input, next-character target) windows covering the text once."""
     count = (len(ids) - 1) // length
@@ -245,16 +259,9 @@ class TextGenTask(Task):
         if len(ids) <= length + 1:
             raise StageError(f"the training text has {len(ids)} characters, not more than "
                              f"one window of --max_length={length}")
-        text = tf.constant(ids)
-        starts = tf.data.Dataset.random(seed=seed).map(
-            lambda r: tf.math.floormod(r, len(ids) - length - 1))
-        train = (starts.map(lambda s: (tf.reshape(text[s:s + length], [length]),
-                                       tf.reshape(text[s + 1:s + length + 1], [length])))
-                 .batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
         steps = max(1, len(ids) // (length * batch))
-        return FitData({"x": train, "steps_per_epoch": steps,
-                        "validation_data": windows(load_ids(files, "validation"), length),
-                        "validation_batch_size": 256}, steps)
+        return FitData(random_windows(ids, length, batch, seed), {"validation_data": windows(load_ids(files, "validation"), length),
+                               "validation_batch_size": 256}, steps)
 
     def tflite_programs(self, model: tf_keras.Model, config: PipelineConfig) -> dict:
         window = tf.function(lambda ids: model(ids, training=False))
