@@ -24,7 +24,7 @@ FORMAT = 2
 
 # Words that mark a measured time (or a ratio or rate of times) in a record's name or a
 # detail's key: the numbers no rerun repeats, left out when two runs are compared.
-TIMING_MARKS = ("latency", "_ms", "per_second", "seconds", "elapsed")
+TIMING_MARKS = ("latency", "_ms", "per_second", "seconds", "elapsed", "wall_s")
 
 
 def is_timing(name: str) -> bool:

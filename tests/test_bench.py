@@ -1,6 +1,7 @@
 """The nightly sweep end to end in --smoke mode, and its regression gate."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from importlib import metadata
@@ -8,6 +9,7 @@ from importlib import metadata
 import pytest
 
 from pipeline import bench as bench_module
+from pipeline import metrics
 from pipeline.bench import report, sweep
 
 pytestmark = pytest.mark.slow  # real data and training: the integration layer
@@ -83,6 +85,29 @@ def test_dense_training_is_shared_through_the_cache(smoke_bench):
                  "textgen/magnitude/s0.8"):
         log = (smoke_bench / "runs" / cell / "bench.log").read_text()
         assert "train: restored from the cache" in log
+
+
+def test_a_cell_rerun_at_the_same_code_gives_the_same_rows(smoke_bench, shared_data, tmp_path):
+    """A cell whose record and outputs after training are gone runs again (without the
+    cache, which would hand back its old outputs) and gives its rows again, timings aside;
+    against the first sweep, the gate finds nothing."""
+    before = read_rows(smoke_bench)
+    baseline = tmp_path / "baseline.jsonl"
+    shutil.copy(smoke_bench / "results.jsonl", baseline)
+    cell = smoke_bench / "runs" / "sentiment" / "magnitude" / "s0.8"
+    (cell / sweep.CELL_FILE).unlink()
+    for stage in ("prune", "strip", "convert", "evaluate", "bundle"):
+        shutil.rmtree(cell / stage)
+    result = bench(smoke_bench, shared_data, f"--baseline={baseline}", "--jobs=2",
+                   "--latency_tolerance=1000", cwd=tmp_path)  # latency noise: not this test
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "REGRESSION" not in result.stdout
+    assert "prune: started" in (cell / "bench.log").read_text()  # it did run again
+
+    def untimed(rows):
+        return sorted((json.dumps({k: v for k, v in row.items() if not metrics.is_timing(k)},
+                                  sort_keys=True) for row in rows))
+    assert untimed(read_rows(smoke_bench)) == untimed(before)
 
 
 def test_doctored_baseline_makes_the_gate_fail(smoke_bench, shared_data, tmp_path, monkeypatch,
