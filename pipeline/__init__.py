@@ -3,8 +3,87 @@
 tfmot only works with tf_keras models, and importing it flips TF_USE_LEGACY_KERAS on its
 own; setting it here, before anything imports TensorFlow, makes `tf.keras` mean the same
 thing for the whole process.
+
+Quiet by default: TensorFlow's C++ libraries print INFO lines while they load (oneDNN,
+the CUDA stubs), before any log level applies, and on a machine without an NVIDIA device
+an error line for the CUDA probe. Unless the user set TF_CPP_MIN_LOG_LEVEL or asked for
+`--verbosity` of 1 or more, the first `import tensorflow` runs with the process's stderr
+on /dev/null (Python exceptions still propagate and print), and C++ logging keeps
+warnings and errors (errors too are hidden where no NVIDIA device exists: the probe's is
+the only one seen there); TensorFlow's Python logger keeps warnings.
 """
+import contextlib
+import importlib.abc
+import logging
+import importlib.util
 import os
+import sys
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _verbose(argv: list[str]) -> bool:
+    for argument in argv:
+        for prefix in ("--verbosity=", "-v="):
+            if argument.startswith(prefix):
+                try:
+                    return int(argument[len(prefix):]) >= 1
+                except ValueError:
+                    return False
+    return False
+
+
+QUIET = not _verbose(sys.argv)
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """The process's stderr (file descriptor 2, where C++ libraries write) on /dev/null for
+    the block, unless --verbosity asked for more: e.g. LiteRT's "Created TensorFlow Lite
+    XNNPACK delegate" INFO line, which no log level silences."""
+    if not QUIET:
+        yield
+        return
+    with _stderr_to_devnull():
+        yield
+
+
+@contextlib.contextmanager
+def _stderr_to_devnull():
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Wraps the first import of `tensorflow` in _stderr_to_devnull, then steps aside."""
+
+    def find_spec(self, name, path, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        load = spec.loader.exec_module
+
+        def exec_module(module):
+            with _stderr_to_devnull():
+                load(module)
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+if QUIET:  # TensorFlow's Python INFO lines
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)
+if "TF_CPP_MIN_LOG_LEVEL" not in os.environ and QUIET:
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2" if os.path.exists("/dev/nvidiactl") else "3"
+    if "tensorflow" not in sys.modules:
+        sys.meta_path.insert(0, _QuietTensorFlowImport())

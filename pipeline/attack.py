@@ -59,6 +59,10 @@ flags.DEFINE_integer("examples", 30, "Successful adversarial texts kept per atta
                      "at random (seeded by --seed) among all successes.", lower_bound=0)
 flags.DEFINE_list("noise_rates", ["0.1", "0.25"], "Share of words hit by each kind of noise.")
 FLAGS = flags.FLAGS
+QUICK_FLAGS = ("bundle", "output", "sentences", "attacks", "seed")
+EXAMPLES = """
+python -m pipeline.attack --bundle runs/sentiment/bundle --output attack.json
+"""
 
 
 class AttackError(ValueError):

@@ -45,10 +45,52 @@ def expand_flagfiles(argv: list[str], base: Path | None = None,
     return expanded
 
 
+HELP_ARGUMENTS = ("--help", "-help", "-h", "--h", "-?", "--?")
+
+
+def short_help(flag_values: flags.FlagValues, module) -> str:
+    """What --help prints: the entry point's summary, the flags a user starts with (its
+    QUICK_FLAGS) and its EXAMPLES; --helpfull has every flag."""
+    summary = (module.__doc__ or "").strip().split("\n\n")[0]
+    lines = [summary, "", "Main flags:"]
+    for name in getattr(module, "QUICK_FLAGS", ()):
+        if name == "flagfile":  # absl's own, not among the defined flags
+            lines.append("  --flagfile: a file of flags, one per line (configs/*.flags); a "
+                         "flagfile may include others, relative to its own folder")
+            continue
+        flag = flag_values[name]
+        default = "" if flag.default in (None, "", []) else f" (default: {flag.default_as_str})"
+        lines.append(f"  --{name}: {flag.help}{default}")
+    examples = getattr(module, "EXAMPLES", "")
+    if examples:
+        lines += ["", "Examples:", *("  " + line for line in examples.strip().splitlines())]
+    lines += ["", "Every flag, grouped by section: --helpfull"]
+    return "\n".join(lines) + "\n"
+
+
 def parse_or_exit(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
-    """absl flag parsing that exits with status 2 and one line on any flag error."""
+    """absl flag parsing that exits with status 2 and one line on any flag error; --help
+    prints the short help and exits 0."""
+    if any(argument in HELP_ARGUMENTS for argument in argv[1:]):
+        sys.stdout.write(short_help(flag_values, sys.modules["__main__"]))
+        sys.exit(0)
     try:
         return flag_values([argv[0]] + expand_flagfiles(argv[1:]))
     except (flags.Error, FlagfileError) as error:
         sys.stderr.write(f"error: {error}\nRun with --helpfull to see every flag.\n")
         sys.exit(2)
+
+
+def keep_own_info_lines(verbosity: int) -> None:
+    """Below warnings, only this project's log lines: TensorFlow's own INFO lines (SavedModel
+    writes, sharding durations) go through absl's handler too, unless --verbosity >= 1."""
+    import logging as std_logging
+
+    from absl import logging
+    if verbosity >= 1:
+        return
+    own = (str(Path(__file__).resolve().parents[1] / "pipeline"),
+           str(Path(__file__).resolve().parents[1] / "models"))
+    logging.get_absl_handler().addFilter(
+        lambda record: record.levelno >= std_logging.WARNING or record.pathname.startswith(own))
+

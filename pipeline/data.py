@@ -37,6 +37,7 @@ class RegisteredDataset:
     label_names: tuple[str, ...]
     tfds_name: str
     tfds_splits: dict[str, str]
+    download_url: str  # where TFDS downloads it from: probed before TFDS is asked
 
 
 REGISTRY = {
@@ -46,12 +47,14 @@ REGISTRY = {
         mirror_files={"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"},
         text_columns=("sentence", "content"), label_column="label",
         label_values=("0", "1"), label_names=("negative", "positive"),
-        tfds_name="glue/sst2", tfds_splits={"train": "train", "test": "validation"}),
+        tfds_name="glue/sst2", tfds_splits={"train": "train", "test": "validation"},
+        download_url="https://dl.fbaipublicfiles.com/glue/data/SST-2.zip"),
     "imdb_reviews": RegisteredDataset(
         mirror_files={"train": "train.tsv", "test": "test.tsv"},
         text_columns=("text",), label_column="label",
         label_values=("0", "1"), label_names=("negative", "positive"),
-        tfds_name="imdb_reviews", tfds_splits={"train": "train", "test": "test"}),
+        tfds_name="imdb_reviews", tfds_splits={"train": "train", "test": "test"},
+        download_url="https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"),
 }
 
 
@@ -59,11 +62,15 @@ REGISTRY = {
 class RegisteredCorpus:
     mirror_file: str
     tfds_name: str
+    download_url: str
 
 
 CORPORA = {
     # TFDS builds tiny_shakespeare from this same file, one example per split.
-    "tiny_shakespeare": RegisteredCorpus(mirror_file="input.txt", tfds_name="tiny_shakespeare"),
+    "tiny_shakespeare": RegisteredCorpus(
+        mirror_file="input.txt", tfds_name="tiny_shakespeare",
+        download_url="https://raw.githubusercontent.com/karpathy/char-rnn/master/data/"
+                     "tinyshakespeare/input.txt"),
 }
 
 
@@ -118,6 +125,10 @@ def check_dataset(config: DataConfig, names, schemes: tuple[str, ...]) -> Path |
         raise DataError(f"--data_dir={config.data_dir} is not a folder; give the local mirror "
                         "that holds <dataset>/ (or leave it empty to use TFDS)")
     if config.dataset in names:
+        spec = names[config.dataset]
+        if (_mirror_dir(config) is None and config.tfds_download
+                and not _tfds_prepared(config, spec.tfds_name)):
+            _check_download(config, spec)
         return None
     uri = parse_file_uri(config.dataset, schemes)
     if uri is None:
@@ -127,6 +138,38 @@ def check_dataset(config: DataConfig, names, schemes: tuple[str, ...]) -> Path |
     if not uri[1].is_file():
         raise DataError(f"--dataset={config.dataset}: file {uri[1]} does not exist")
     return uri[1]
+
+
+PROBE_TIMEOUT_S = 5
+
+
+def _tfds_prepared(config: DataConfig, tfds_name: str) -> bool:
+    """Whether TFDS already holds the dataset (a version folder with its dataset_info)."""
+    root = Path(config.tfds_data_dir or "~/tensorflow_datasets").expanduser() / tfds_name
+    return any(root.glob("*/dataset_info.json"))
+
+
+def _check_download(config: DataConfig, spec) -> None:
+    """With no mirror and nothing prepared, TFDS would download; offline it retries for
+    minutes and leaves partial folders. One short request first (through any configured
+    proxy) turns that into an error within seconds."""
+    import urllib.error
+    import urllib.request
+    try:
+        request = urllib.request.Request(spec.download_url, method="HEAD")
+        urllib.request.urlopen(request, timeout=PROBE_TIMEOUT_S).close()
+    except urllib.error.HTTPError:
+        return  # the server answered: the network is there
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        tried = (f"{Path(config.data_dir).expanduser() / config.dataset}"
+                 if config.data_dir else "none (no --data_dir, no PIPELINE_DATA_DIR)")
+        raise DataError(
+            f"dataset {config.dataset!r} has no local copy (mirror: {tried}; TFDS "
+            f"{spec.tfds_name!r}: not prepared) and cannot be downloaded ({spec.download_url} "
+            f"did not answer within {PROBE_TIMEOUT_S} s: {reason}). Put the files in "
+            f"<data_dir>/{config.dataset}/ and set PIPELINE_DATA_DIR (README, \"Data\"), or "
+            "run once with network access") from None
 
 
 def source_files(config: DataConfig) -> list[Path]:

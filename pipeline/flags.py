@@ -42,9 +42,10 @@ def _format_pair(pair: tuple[str, float]) -> str:
 
 def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     """One absl flag per setting; the type decides the kind of flag."""
-    for name, (_, field, kind) in settings.FIELDS.items():
+    for name, (section, field, kind) in settings.FIELDS.items():
         help_text, default = _help(field, kind), _default(field)
-        common = {"flag_values": flag_values, "module_name": "pipeline.config"}
+        # --helpfull lists flags under their module name: one heading per config section
+        common = {"flag_values": flag_values, "module_name": section_heading(section)}
         if kind is bool:
             flags.DEFINE_bool(name, default, help_text, **common)
         elif kind is int:
@@ -59,6 +60,10 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
             flags.DEFINE_list(name, default, help_text, **common)
         else:
             raise TypeError(f"setting {name} has type {kind}, which has no flag kind")
+
+
+def section_heading(section: str | None) -> str:
+    return f"pipeline settings: {section or 'run'}"
 
 
 def parse_pairs(name: str, entries: list[str]) -> PAIRS:

@@ -26,6 +26,11 @@ from pipeline.generation import (IN_GRAPH_SAMPLERS, SAMPLERS, GenerateError, Gen
 from pipeline.reference_tokenizer import CharacterTokenizer, SpecError
 
 MAX_LENGTH = 100_000  # about 13 s at the 7,500 characters/s measured in BUILD.md
+QUICK_FLAGS = ("bundle", "prompt", "length", "sampler", "temperature", "seed")
+EXAMPLES = """
+python -m pipeline.generate --bundle runs/textgen/bundle --prompt "ROMEO:" --length 300
+python -m pipeline.generate --keras runs/textgen --sampler top_p --p 0.9
+"""
 
 flags.DEFINE_string("bundle", None, "A textgen bundle directory (<output_dir>/bundle): "
                     "generate with its step .tflite through LiteRT.")

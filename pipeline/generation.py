@@ -92,10 +92,9 @@ class _Runner:
     kind, extra_inputs, output = "one-step", (), STEP_LOGITS
 
     def __init__(self, path: Path, threads: int = 1):
-        from ai_edge_litert.interpreter import Interpreter
+        from pipeline import litert  # LiteRT loads only when a model runs
         try:
-            interpreter = Interpreter(model_path=str(path), num_threads=threads)
-            interpreter.allocate_tensors()
+            interpreter = litert.open_interpreter(path, threads)
             signature = interpreter.get_signature_runner()
             details, outputs = signature.get_input_details(), signature.get_output_details()
         except (ValueError, RuntimeError) as error:

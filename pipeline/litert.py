@@ -12,10 +12,24 @@ from pathlib import Path
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+import pipeline
+
 FUSED_LSTM = "UNIDIRECTIONAL_SEQUENCE_LSTM"
 # Inputs 1-4 of the fused LSTM are the input-to-gate weights (the Keras kernel split into
 # its four gates), inputs 5-8 the recurrent-to-gate weights (the recurrent kernel).
 LSTM_WEIGHT_INPUTS = {"kernel": range(1, 5), "recurrent_kernel": range(5, 9)}
+
+
+def open_interpreter(path, threads: int = 1, resize: dict | None = None,
+                     **options) -> Interpreter:
+    """A LiteRT interpreter with its tensors allocated (after `resize`: input index →
+    shape), made without LiteRT's INFO line on stderr (pipeline.quiet_stderr)."""
+    with pipeline.quiet_stderr():
+        interpreter = Interpreter(model_path=str(path), num_threads=threads, **options)
+        for index, shape in (resize or {}).items():
+            interpreter.resize_tensor_input(index, shape)
+        interpreter.allocate_tensors()
+    return interpreter
 
 
 class Runner:
@@ -34,10 +48,8 @@ class Runner:
 
     def _interpreter(self, length: int | None) -> Interpreter:
         try:
-            interpreter = Interpreter(model_path=str(self.path), num_threads=self.threads)
-            if length is not None:
-                interpreter.resize_tensor_input(self.input["index"], [1, length])
-            interpreter.allocate_tensors()
+            resize = {self.input["index"]: [1, length]} if length is not None else {}
+            interpreter = open_interpreter(self.path, self.threads, resize)
         except (ValueError, RuntimeError) as error:
             raise ValueError(f"{self.path} is not a loadable .tflite model"
                              + (f" at input length {length}" if length else "")
@@ -80,8 +92,7 @@ class Runner:
 def check_runs(path: Path) -> None:
     """Loads a .tflite and runs it once on zero inputs; raises ValueError if it cannot."""
     try:
-        interpreter = Interpreter(model_path=str(path), num_threads=1)
-        interpreter.allocate_tensors()
+        interpreter = open_interpreter(path)
         for detail in interpreter.get_input_details():
             interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
         interpreter.invoke()
@@ -112,8 +123,7 @@ def paired_latency(path: Path, reference: Path, runs: int, ids: np.ndarray | Non
     """
     invokes, rng = [], np.random.default_rng(0)
     for model_path in (path, reference):
-        interpreter = Interpreter(model_path=str(model_path), num_threads=1)
-        interpreter.allocate_tensors()
+        interpreter = open_interpreter(model_path)
         set_timing_inputs(interpreter, rng, ids)
         invokes.append(interpreter.invoke)
     times: list[list[float]] = [[], []]
@@ -162,10 +172,8 @@ def time_calls(call, runs: int, warmup: int = 20) -> dict:
 
 def _inspector(path: Path) -> Interpreter:
     """An interpreter without delegates, so the op list is the model's own."""
-    interpreter = Interpreter(
-        model_path=str(path), num_threads=1,
-        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    interpreter.allocate_tensors()
+    interpreter = open_interpreter(
+        path, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     return interpreter
 
 

@@ -207,6 +207,10 @@ def from_legacy(old: dict) -> MetricsFile:
 
 
 def main(argv: list[str]) -> int:
+    if argv[1:] and argv[1] in ("--help", "-help", "-h", "--helpfull"):
+        sys.stdout.write(__doc__.strip().split("\n\n")[-1] + "\n\nExample:\n  python -m "
+                         "pipeline.metrics runs/old/evaluate/metrics.json > metrics.json\n")
+        return 0
     if len(argv) != 2:
         sys.stderr.write("usage: python -m pipeline.metrics OLD_METRICS.json > NEW.json\n")
         return 2

@@ -22,6 +22,11 @@ from pipeline.reference_tokenizer import LONE_SURROGATE, ReferenceTokenizer, Spe
 flags.DEFINE_string("bundle", None, "Bundle directory written by pipeline.run "
                     "(<output_dir>/bundle).")
 FLAGS = flags.FLAGS
+QUICK_FLAGS = ("bundle",)
+EXAMPLES = """
+python -m pipeline.predict --bundle runs/sentiment/bundle "a gorgeous, witty film"
+printf 'great fun\\nutterly boring\\n' | python -m pipeline.predict --bundle B -   # one text a line
+"""
 
 
 class Classifier:
@@ -77,8 +82,14 @@ class Classifier:
 def main(argv: list[str]) -> None:
     texts = argv[1:]
     if not FLAGS.bundle or not texts:
-        sys.stderr.write('usage: python -m pipeline.predict --bundle DIR "text" ["text" ...]\n')
+        sys.stderr.write('usage: python -m pipeline.predict --bundle DIR "text" ["text" ...] '
+                         '(or - to read one text per line from standard input)\n')
         sys.exit(2)
+    if texts == ["-"]:
+        texts = [line for line in sys.stdin.read().splitlines() if line.strip()]
+        if not texts:
+            sys.stderr.write("error: standard input holds no text; give one text per line\n")
+            sys.exit(2)
     for number, text in enumerate(texts, start=1):
         if LONE_SURROGATE.search(text):
             sys.stderr.write(f"error: text argument {number} is not valid UTF-8; pass UTF-8 "

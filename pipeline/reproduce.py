@@ -29,6 +29,10 @@ from pipeline.stages import STAGES
 flags.DEFINE_string("rerun_dir", None, "Where to rerun (a new folder); by default a "
                     "temporary folder, removed afterwards.")
 FLAGS = flags.FLAGS
+QUICK_FLAGS = ("rerun_dir",)
+EXAMPLES = """
+python -m pipeline.reproduce runs/sentiment   # exit 0: reproduced; 1: names the stage
+"""
 
 SKIPPED_FOLDERS = ("tensorboard",)
 SKIPPED_FILES = {("evaluate", "report.md")}

@@ -33,6 +33,19 @@ from pipeline.stages import STAGES, Stage, StageError
 
 KEY_FILE = "key.json"
 
+# What a finished run suggests trying with its bundle, by task.
+NEXT_COMMAND = {
+    "sentiment": 'python -m pipeline.predict --bundle {bundle} "a gorgeous, funny film"',
+    "textgen": 'python -m pipeline.generate --bundle {bundle} --prompt "ROMEO:" --length 200',
+}
+# What --help shows (pipeline.cli.short_help); --helpfull lists every setting by section.
+QUICK_FLAGS = ("flagfile", "output_dir", "seed", "stages", "force", "verbosity")
+EXAMPLES = """
+python -m pipeline.run --flagfile=configs/sentiment_smoke.flags   # every stage in ~1 min
+python -m pipeline.run --flagfile=configs/sentiment.flags         # the shipped recipe
+python -m pipeline.run --flagfile=configs/textgen.flags --stages=evaluate,bundle
+"""
+
 
 def source_fingerprint(packages: dict[str, Path], version: str) -> str:
     """sha256 of a version string and every .py file (path and bytes) under the folders."""
@@ -305,7 +318,9 @@ def main(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> None:
         sys.exit(2)
     except OSError as error:
         exit_for_os_error(error, config)
-    logging.set_verbosity(logging.INFO)
+    verbosity = flag_values["verbosity"].value if "verbosity" in flag_values else 0
+    logging.set_verbosity(max(logging.INFO, verbosity))
+    cli.keep_own_info_lines(verbosity)
     distribute.start(config)
     config = distribute.for_this_worker(config)
     try:
@@ -320,7 +335,10 @@ def main(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> None:
     except OSError as error:
         exit_for_os_error(error, config)
     if "bundle" in config.stages:
-        logging.info("done: bundle in %s", Path(config.output_dir) / "bundle")
+        run_dir = Path(config.output_dir)
+        logging.info("done: bundle in %s; report: %s", run_dir / "bundle",
+                     artifacts.RunFiles(run_dir).metrics.with_name("report.md"))
+        logging.info("next: %s", NEXT_COMMAND[config.data.task].format(bundle=run_dir / "bundle"))
     else:
         logging.info("done: %s in %s", ", ".join(config.stages), config.output_dir)
 

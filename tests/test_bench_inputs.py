@@ -1,10 +1,11 @@
 """The bench checks its inputs before the first cell runs: no sweep is lost to a typo."""
 import json
+from pathlib import Path
 
 import pytest
 
 from pipeline import bench
-from pipeline.bench import plan, report, sweep
+from pipeline.bench import gate, plan, report, sweep
 from tests.conftest import REPO
 
 GOOD_ROW = {"task": "sentiment", "method": "dense", "target_sparsity": 0.0, "export": "int8",
@@ -42,17 +43,20 @@ def test_a_good_baseline_loads(tmp_path):
 
 
 def test_a_bad_cell_is_refused_before_the_sweep(tmp_path):
+    (tmp_path / "sst2").mkdir()  # a mirror the checks find (they do not read it)
+    for name in ("train.tsv", "dev.tsv", "test.tsv"):
+        (tmp_path / "sst2" / name).write_text("label\tsentence\n")
     flagfile = plan.resolve_flagfile("sentiment", "configs/sentiment.flags", smoke=True)
     assert flagfile == REPO / "configs" / "sentiment_smoke.flags"
-    good = plan.cell_arguments(flagfile, "--pruning_method=none", 0.0, tmp_path / "r",
+    good = plan.cell_arguments(flagfile, "--pruning_method=none", 0.0, 1, tmp_path / "r",
                                 tmp_path / "c", [f"--data_dir={tmp_path}"])
     plan.check_cell("sentiment/dense/0", good)
-    bad = plan.cell_arguments(flagfile, "--pruning_method=l1 --l1=1e-6", 0.8, tmp_path / "r",
+    bad = plan.cell_arguments(flagfile, "--pruning_method=l1 --l1=1e-6", 0.8, 1, tmp_path / "r",
                                tmp_path / "c", [])
     with pytest.raises(plan.BenchError, match="cell sentiment/l1/0.8: .*--pruning_schedule="
                                                "one_shot"):
         plan.check_cell("sentiment/l1/0.8", bad)
-    vectors = plan.cell_arguments(flagfile, "--pretrained_embeddings=glove-6b-50d", 0.8,
+    vectors = plan.cell_arguments(flagfile, "--pretrained_embeddings=glove-6b-50d", 0.8, 1,
                                    tmp_path / "r", tmp_path / "c", [f"--data_dir={tmp_path}"])
     with pytest.raises(plan.BenchError, match="cell sentiment/magnitude/0.8: .*has 50 "
                                                "dimensions but --embedding_dim=16"):
@@ -66,12 +70,48 @@ def test_a_bad_cell_is_refused_before_the_sweep(tmp_path):
 def test_the_gate_names_every_kind_of_regression():
     row = {**GOOD_ROW, "latency_median_ms": 1.0}
     worse = {**row, "metric_value": 0.7, "gzip_bytes": 1100, "latency_ratio_vs_dense": 1.5}
-    found = report.regressions([worse], [row], 0.01, 0.02, 0.25)
+    found, notes = gate.regressions([worse], [row], 0.01, 0.02, 0.25)
     assert [line.split(": ", 1)[1].split(" ")[0] for line in found] == \
         ["accuracy", "gzip'd", "latency"]
-    assert report.regressions([row], [row], 0.01, 0.02, 0.25) == []
-    assert report.regressions([], [row], 0.01, 0.02, 0.25) == \
+    assert all("noise cannot be separated" in line for line in found) and notes == []
+    assert gate.regressions([row], [row], 0.01, 0.02, 0.25) == ([], [])
+    assert gate.regressions([], [row], 0.01, 0.02, 0.25)[0] == \
         ["sentiment/dense/0.0/int8: row missing from this run"]
+
+
+def seeded(values, **changes):
+    return [{**GOOD_ROW, "seed": seed, "metric_value": value, **changes}
+            for seed, value in enumerate(values, start=1)]
+
+
+def test_with_seeds_the_gate_flags_a_real_drop_and_not_seed_noise():
+    baseline = seeded([0.850, 0.856, 0.853])
+    # Seed noise: the mean is 1.2 points lower, but the seeds overlap: a note, no alarm.
+    noisy, notes = gate.regressions(seeded([0.858, 0.832, 0.833]), baseline, 0.01, 0.02, 0.25)
+    assert noisy == [] and len(notes) == 1 and "within seed noise" in notes[0]
+    # A consistent drop of 1.5 points: flagged, with its p-value.
+    found, _ = gate.regressions(seeded([0.836, 0.840, 0.838]), baseline, 0.01, 0.02, 0.25)
+    assert len(found) == 1 and "accuracy 0.8380 (mean of 3) vs baseline 0.8530" in found[0]
+    assert "Welch p = " in found[0]
+    # Significant but within the tolerance: no alarm either.
+    assert gate.regressions(seeded([0.8495, 0.8500, 0.8505]), baseline, 0.01, 0.02, 0.25) \
+        == ([], [])
+    # Byte counts without spread: the means decide.
+    bigger = seeded([0.85, 0.86, 0.853], gzip_bytes=1100)
+    assert "gzip'd size" in gate.regressions(bigger, baseline, 0.01, 0.02, 0.25)[0][0]
+
+
+def test_the_gate_false_alarm_rate_is_small_at_the_measured_seed_spread():
+    # Seeds spread by 0.6 points (BUILD); 1 point of tolerance, alpha 0.05, 3 seeds a side.
+    assert gate.false_alarm_rate(3, 0.006, 0.01, 0.05, trials=2000) < 0.05
+    assert gate.false_alarm_rate(1, 0.006, 0.01, 0.05, trials=2000) > 0.05  # one seed: more
+
+
+def test_seeds_are_distinct_integers():
+    assert plan.parse_seeds(["1", "2", "3"]) == [1, 2, 3]
+    for bad in (["1", "x"], ["1", "1"], ["-1"]):
+        with pytest.raises(plan.BenchError, match="--seeds="):
+            plan.parse_seeds(bad)
 
 
 def test_methods_with_their_own_target_run_once():
@@ -117,16 +157,24 @@ def test_smoke_runs_one_point_of_each_line():
     assert len(plan.cells(tasks, methods, [0, 0.5, 0.8, 0.9], smoke=False)) == 15
 
 
+def cell(task, method, sparsity, seed=1):
+    return plan.Cell(task, method, sparsity, seed, Path("r"), ())
+
+
 def test_a_smoke_plan_takes_no_estimate_from_a_full_baseline():
-    planned = [("sentiment", "dense", 0.0, None, []), ("sentiment", "magnitude", 0.8, None, [])]
+    planned = [cell("sentiment", "dense", 0.0), cell("sentiment", "magnitude", 0.8)]
     baseline = [{**GOOD_ROW, "cell_wall_s": 1800}]
     assert plan.describe(planned, {}, baseline, 1, smoke=False)[:2] == [
-        "plan: 2 cells, 0 done, 2 to run; ~0.5 h with --jobs=1 from the baseline's cell "
-        "times, plus 1 cells the baseline did not time",
-        "  sentiment dense 0: to run, ~30 min in the baseline"]
+        "plan: 2 cells, 0 done, 2 to run; ~0.5 h with 1 cell(s) side by side, from the "
+        "baseline's cell times, plus 1 cells the baseline did not time",
+        "  sentiment dense 0 seed 1: to run, ~30 min in the baseline"]
     assert plan.describe(planned, {}, baseline, 1, smoke=True) == [
         "plan: 2 cells, 0 done, 2 to run; no estimate under --smoke",
-        "  sentiment dense 0: to run", "  sentiment magnitude 0.8: to run"]
+        "  sentiment dense 0 seed 1: to run", "  sentiment magnitude 0.8 seed 1: to run"]
+    three_seeds = [cell("sentiment", "dense", 0.0, seed) for seed in (1, 2, 3)]
+    assert plan.describe(three_seeds, {}, baseline, 3, smoke=False)[0] == (
+        "plan: 3 cells, 0 done, 3 to run; ~0.5 h with 3 cell(s) side by side, from the "
+        "baseline's cell times")
 
 
 def test_smoke_flags_keep_the_named_tasks_and_methods():
@@ -146,11 +194,15 @@ def test_smoke_flags_keep_the_named_tasks_and_methods():
 
 def test_jobs_train_each_parent_once():
     """Dense cells first; a method's cells (which share a parent) in one job, in order."""
-    sweep = [("sentiment", "dense", 0.0), ("sentiment", "l2", 0.5), ("sentiment", "l2", 0.8),
-             ("textgen", "dense", 0.0), ("textgen", "magnitude", 0.8),
-             ("sentiment", "structured@0.5", 0.0)]
+    sweep = [cell("sentiment", "dense", 0.0), cell("sentiment", "l2", 0.5),
+             cell("sentiment", "l2", 0.8), cell("textgen", "dense", 0.0),
+             cell("textgen", "magnitude", 0.8), cell("sentiment", "structured@0.5", 0.0)]
     assert plan.job_groups(sweep, "dense") == [[[0], [3]], [[1, 2], [4], [5]]]
     assert plan.job_groups(sweep[1:3], "dense") == [[[0, 1]]]
+    seeds = [cell("sentiment", "dense", 0.0, 1), cell("sentiment", "dense", 0.0, 2),
+             cell("sentiment", "l2", 0.5, 1), cell("sentiment", "l2", 0.5, 2),
+             cell("sentiment", "l2", 0.8, 1)]
+    assert plan.job_groups(seeds, "dense") == [[[0], [1]], [[2, 4], [3]]]
 
 
 def test_every_cell_of_the_nightly_flagfile_validates(tmp_path, monkeypatch):
@@ -165,7 +217,7 @@ def test_every_cell_of_the_nightly_flagfile_validates(tmp_path, monkeypatch):
     for task, method, sparsity in plan.cells(
             tasks, methods, [float(s) for s in bench.FLAGS.sparsities], smoke=False):
         flagfile = plan.resolve_flagfile(task, tasks[task], smoke=False)
-        plan.check_cell(task, plan.cell_arguments(flagfile, methods[method], sparsity,
+        plan.check_cell(task, plan.cell_arguments(flagfile, methods[method], sparsity, 1,
                                                     tmp_path / "run", tmp_path / "cache", []))
         labels.add(f"{task}/{plan.method_name(method)[1]}")
     assert {"textgen_stacked/l2", "sentiment_bidirectional/magnitude",
@@ -224,7 +276,7 @@ def bench_cli(tmp_path, *args):
 @pytest.mark.parametrize("args, message", [
     (["--metric_tolerance=nan"], "--metric_tolerance=nan must be a finite number >= 0"),
     (["--method=mw:--distribution=multi_worker"],
-     "cell sentiment/mw/0.5: --distribution=multi_worker needs TF_CONFIG"),
+     "cell sentiment/mw/0.5/seed1: --distribution=multi_worker needs TF_CONFIG"),
 ])
 def test_bench_inputs_that_used_to_fail_late_exit_2_first(tmp_path, args, message):
     result = bench_cli(tmp_path, "--sparsities=0,0.5", *args)
@@ -276,7 +328,7 @@ def test_a_sweep_killed_between_cells_resumes_without_redoing_finished_cells(
     monkeypatch.setattr(data, "check_dataset", lambda config, names, schemes: None)
     ran, kill = [], [True]
 
-    def run_cell(arguments, run_dir):
+    def run_cell(arguments, run_dir, environment=None):
         if kill[0] and ran:  # killed while the second cell runs
             raise KeyboardInterrupt
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -296,20 +348,20 @@ def test_a_sweep_killed_between_cells_resumes_without_redoing_finished_cells(
     bench.FLAGS(arguments)
     with pytest.raises(KeyboardInterrupt):
         bench.bench(tmp_path / "bench")
-    assert ran == ["sentiment/dense/s0"]
+    assert ran == ["sentiment/dense/s0/seed1"]
     first = capsys.readouterr().out
-    assert "plan: 2 cells, 0 done, 2 to run; ~0.5 h with --jobs=1" in first
-    assert "sentiment dense 0: to run, ~30 min in the baseline" in first
+    assert "plan: 2 cells, 0 done, 2 to run; ~0.5 h with 1 cell(s) side by side" in first
+    assert "sentiment dense 0 seed 1: to run, ~30 min in the baseline" in first
 
     kill[0] = False
     bench.FLAGS.unparse_flags()
     bench.FLAGS([*arguments, "--plan_only"])
-    assert bench.bench(tmp_path / "bench") == 0 and ran == ["sentiment/dense/s0"]
-    assert "sentiment dense 0: done (rows kept)" in capsys.readouterr().out
+    assert bench.bench(tmp_path / "bench") == 0 and ran == ["sentiment/dense/s0/seed1"]
+    assert "sentiment dense 0 seed 1: done (rows kept)" in capsys.readouterr().out
     bench.FLAGS.unparse_flags()
     bench.FLAGS(arguments)
     bench.bench(tmp_path / "bench")
-    assert ran == ["sentiment/dense/s0", "sentiment/magnitude/s0.8"]  # dense not redone
+    assert ran == ["sentiment/dense/s0/seed1", "sentiment/magnitude/s0.8/seed1"]  # dense kept
     rows = [json.loads(line) for line in
             (tmp_path / "bench" / "results.jsonl").read_text().splitlines()]
     assert [(r["method"], r["target_sparsity"]) for r in rows] == [("dense", 0.0),
@@ -326,9 +378,9 @@ def test_a_cell_whose_flagfile_changed_runs_again(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "check_dataset", lambda config, names, schemes: None)
     ran = []
 
-    def run_cell(arguments, run_dir):
+    def run_cell(arguments, run_dir, environment=None):
         run_dir.mkdir(parents=True, exist_ok=True)
-        ran.append(run_dir.name)
+        ran.append(run_dir.parent.name)
         return subprocess.CompletedProcess(arguments, 0)
 
     monkeypatch.setattr(sweep, "run_cell", run_cell)
@@ -347,7 +399,22 @@ def test_a_cell_whose_flagfile_changed_runs_again(tmp_path, monkeypatch):
     sweep_once()
     sweep_once()
     assert ran == ["s0"]  # same settings: kept
-    flagfile.write_text(flagfile.read_text() + "--seed=7\n")
+    flagfile.write_text(flagfile.read_text() + "--lstm_units=64\n")
     sweep_once()
     assert ran == ["s0", "s0"]  # same path and arguments, other settings: run again
+    bench.FLAGS.unparse_flags()
+
+
+def test_a_smoke_sweep_refuses_a_full_size_baseline(tmp_path, monkeypatch):
+    """Smoke models are small: against a full baseline every row would regress."""
+    from pipeline import data
+    monkeypatch.setattr(data, "check_dataset", lambda config, names, schemes: None)
+    full = tmp_path / "full.jsonl"
+    full.write_text(json.dumps(GOOD_ROW) + "\n")  # rows before the smoke field: full-size
+    bench.FLAGS.unparse_flags()
+    bench.FLAGS(["pipeline.bench", "--smoke", "--task=sentiment:configs/sentiment.flags",
+                 "--method=dense:--pruning_method=none", f"--baseline={full}"])
+    with pytest.raises(plan.BenchError, match="holds full-size rows and this is a --smoke"):
+        bench.bench(tmp_path / "bench")
+    assert not (tmp_path / "bench").exists()
     bench.FLAGS.unparse_flags()

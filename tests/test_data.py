@@ -18,6 +18,27 @@ def test_mirror_is_used_first_and_reads_both_header_spellings(shared_data):
     assert np.bincount(splits.test.labels).tolist() == [912, 909]
 
 
+@pytest.mark.parametrize("dataset, check", [("sst2", data.check_labelled_dataset),
+                                            ("tiny_shakespeare", data.check_corpus)])
+def test_offline_without_a_mirror_is_an_error_within_seconds(tmp_path, monkeypatch,
+                                                             dataset, check):
+    """No mirror, nothing in TFDS, no network (a proxy on a closed loopback port): the
+    check that runs before any work says so at once instead of TFDS retrying for minutes."""
+    import time
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    task = "sentiment" if dataset == "sst2" else "textgen"
+    config = DataConfig(task=task, dataset=dataset, tfds_data_dir=str(tmp_path / "tfds"))
+    start = time.monotonic()
+    with pytest.raises(data.DataError, match=f"dataset '{dataset}' has no local copy .*"
+                                             "cannot be downloaded .*PIPELINE_DATA_DIR"):
+        check(config)
+    assert time.monotonic() - start < 10
+    assert not (tmp_path / "tfds").exists()
+
+
 def test_missing_mirror_and_offline_tfds_names_every_place_tried(tmp_path):
     (tmp_path / "mirror").mkdir()  # a mirror without sst2/ in it
     config = DataConfig(dataset="sst2", data_dir=str(tmp_path / "mirror"),

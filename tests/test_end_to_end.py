@@ -35,6 +35,21 @@ def test_every_stage_ran_and_reported_progress(smoke_run):
     assert not list(run_dir.glob("*.partial"))
 
 
+def test_the_output_is_the_pipeline_s_own_lines(smoke_run):
+    """Quiet by default: no line of TensorFlow's C++ logger, no LiteRT INFO line, nothing
+    that looks like a traceback; the end says where the report is and what to run next."""
+    import re
+    _, result = smoke_run
+    cpp = re.compile(r"^[IWEF]\d{4} [\d:.]+\s+\d+ [\w.]+\.(cc|h):\d+\]")
+    lines = result.stderr.splitlines()
+    assert [line for line in lines if cpp.match(line)] == []
+    for noise in ("absl::InitializeLog", "INFO: Created TensorFlow Lite", "Traceback",
+                  "Sharding callback", "Assets written to", "cuInit"):
+        assert noise not in result.stderr, noise
+    assert "report: " in lines[-2] and lines[-2].endswith("evaluate/report.md")
+    assert "next: python -m pipeline.predict --bundle " in lines[-1]
+
+
 def test_bundle_files_match_the_manifest(smoke_run):
     run_dir, _ = smoke_run
     bundle = run_dir / "bundle"
@@ -110,7 +125,8 @@ def test_predict_uses_the_bundle_alone(smoke_run, shared_data, tmp_path):
     texts = [line.split("\t", 1)[1] for line in
              (shared_data / "sst2" / "test.tsv").read_text().splitlines()[1:4]]
     result = subprocess.run([sys.executable, "-m", "pipeline.predict", f"--bundle={bundle}",
-                             *texts], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+                             "-"], input="\n".join(texts) + "\n", cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)  # one text a line
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["text"] for r in rows] == texts

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
 from absl import flags
 
 from pipeline import artifacts
-from pipeline.bench import plan, report, sweep
+from pipeline.bench import gate, plan, report, sweep
 
 flags.DEFINE_string("output_dir", "runs/nightly", "Bench directory: runs/, cache/, results "
                     "and the report.")
@@ -63,6 +64,21 @@ flags.DEFINE_float("metric_tolerance", 0.01, "Largest allowed drop of the primar
 flags.DEFINE_float("size_tolerance", 0.02, "Largest allowed relative growth of gzip'd bytes.")
 flags.DEFINE_float("latency_tolerance", 0.25, "Largest allowed relative growth of the "
                    "latency ratio to the dense row measured in the same run.")
+flags.DEFINE_list("seeds", [], "Run every cell once per seed (e.g. 1,2,3); the seed is part "
+                  "of the cell's folder and rows, the report shows each cell's mean and "
+                  "spread, and the gate tests the difference against the baseline's seeds. "
+                  "Empty: each cell's own --seed (one seed).")
+flags.DEFINE_float("gate_alpha", gate.DEFAULT_ALPHA, "With two or more seeds on both sides, "
+                   "a shift beyond its tolerance is a regression only if Welch's one-sided "
+                   "t-test gives p below this; otherwise it is reported as seed noise.")
+flags.DEFINE_enum("executor", "local", ["local", "ray"], "Where cells run: local (--jobs "
+                  "threads on this machine) or ray (each cell a Ray task; see "
+                  "--ray_address, --cell_cpus).")
+flags.DEFINE_string("ray_address", "", "With --executor=ray: a running cluster's address "
+                    "(from `ray start --head`); empty starts a Ray on this machine alone.")
+flags.DEFINE_integer("cell_cpus", 2, "With --executor=ray: CPUs each cell asks for (Ray "
+                     "runs as many cells side by side as the cluster's CPUs allow).",
+                     lower_bound=1)
 FLAGS = flags.FLAGS
 
 
@@ -90,39 +106,63 @@ def bench(out_dir: Path) -> int:
         raise plan.BenchError(f"--baseline={FLAGS.baseline} is the results.jsonl this sweep "
                               "rewrites; copy it elsewhere first and pass the copy")
     baseline = report.load_baseline(FLAGS.baseline) if FLAGS.baseline else None
+    if baseline is not None and any(row.get("smoke", False) != FLAGS.smoke
+                                    for row in baseline):
+        raise plan.BenchError(
+            f"--baseline={FLAGS.baseline} holds {'full-size' if FLAGS.smoke else '--smoke'} "
+            f"rows and this is {'a --smoke' if FLAGS.smoke else 'a full-size'} sweep: smoke "
+            "models are small, so every row would regress. Compare like with like (a smoke "
+            "sweep with bench/baseline_smoke/results.jsonl)")
     from pipeline.run import code_fingerprint
     code = code_fingerprint()
+    seeds = plan.parse_seeds(FLAGS.seeds) or [None]
     planned, fingerprints = [], []
     for task, method, sparsity in plan.cells(tasks, methods, sparsities, FLAGS.smoke):
         name = plan.method_name(method)[1]
-        run_dir = out_dir / "runs" / task / name / f"s{sparsity:g}"
-        arguments = plan.cell_arguments(flagfiles[task], methods[method], sparsity, run_dir,
-                                   out_dir / "cache", list(FLAGS.run_flag))
-        config = plan.check_cell(f"{task}/{name}/{sparsity:g}", arguments)
-        planned.append((task, name, sparsity, run_dir, arguments))
-        fingerprints.append(sweep.cell_fingerprint(code, config))
-    finished = {position: rows for position, (*_, run_dir, arguments) in enumerate(planned)
-                if (rows := sweep.finished_rows(run_dir, arguments, fingerprints[position]))
-                is not None}
-    for line in plan.describe(planned, finished, baseline, FLAGS.jobs, FLAGS.smoke):
+        for chosen in seeds:
+            seed = plan.cell_seed(flagfiles[task], methods[method], list(FLAGS.run_flag),
+                                  chosen)
+            run_dir = out_dir / "runs" / task / name / f"s{sparsity:g}" / f"seed{seed}"
+            arguments = plan.cell_arguments(flagfiles[task], methods[method], sparsity, seed,
+                                            run_dir, out_dir / "cache", list(FLAGS.run_flag))
+            cell = plan.Cell(task, name, sparsity, seed, run_dir, tuple(arguments))
+            config = plan.check_cell(cell.label, arguments)
+            planned.append(cell)
+            fingerprints.append(sweep.cell_fingerprint(code, config))
+    finished = {position: rows for position, cell in enumerate(planned)
+                if (rows := sweep.finished_rows(cell.run_dir, list(cell.arguments),
+                                                fingerprints[position])) is not None}
+    executor = (sweep.RayExecutor(FLAGS.ray_address, FLAGS.cell_cpus)
+                if FLAGS.executor == "ray" and not FLAGS.plan_only
+                else sweep.LocalExecutor(FLAGS.jobs))
+    for line in plan.describe(planned, finished, baseline, executor.parallel, FLAGS.smoke):
         print(line, flush=True)
     if FLAGS.plan_only:
         return 0
     artifacts.claim_folder(out_dir, "--output_dir")
-    context = {**sweep.machine(), "git_commit": sweep.git_commit()}
+    context = {**sweep.machine(), "git_commit": sweep.git_commit(), "smoke": FLAGS.smoke}
     artifacts.atomic_write_text(results, "".join(  # the kept cells' rows first
         json.dumps(row, sort_keys=True) + "\n" for position in sorted(finished)
         for row in finished[position]))
-    rows_by_cell, failed = sweep.run_sweep(planned, context, results, FLAGS.jobs,
-                                          FLAGS.dense_method, finished, fingerprints)
+    environment = {k: v for k, v in os.environ.items() if k.startswith("PIPELINE_")}
+    try:
+        rows_by_cell, failed = sweep.run_sweep(planned, context, results, executor,
+                                               FLAGS.dense_method, finished, fingerprints,
+                                               environment)
+    finally:
+        executor.close()
     rows = [row for position in sorted(rows_by_cell) for row in rows_by_cell[position]]
     sweep.add_latency_ratios(rows, FLAGS.dense_method)
-    problems = (report.regressions(rows, baseline, FLAGS.metric_tolerance, FLAGS.size_tolerance,
-                            FLAGS.latency_tolerance) if baseline is not None else None)
+    problems, notes = (gate.regressions(rows, baseline, FLAGS.metric_tolerance,
+                                        FLAGS.size_tolerance, FLAGS.latency_tolerance,
+                                        FLAGS.gate_alpha)
+                       if baseline is not None else (None, []))
     report.write_results(out_dir, rows)
-    report.write_report(out_dir, rows, problems, failed, report.plots(rows, out_dir) if rows else [],
-                 context)
+    report.write_report(out_dir, rows, problems, failed,
+                        report.plots(rows, out_dir) if rows else [], context, notes)
     problems = problems or []
+    for line in notes:
+        print(f"noise: {line}", flush=True)
     for line in failed + problems:
         print(f"REGRESSION: {line}" if line in problems else f"FAILED: {line}", flush=True)
     print(f"report: {out_dir / 'report.md'}", flush=True)

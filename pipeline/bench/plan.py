@@ -2,6 +2,7 @@
 pipeline.run arguments, in which order; every cell's config is checked before any runs."""
 from __future__ import annotations
 
+import dataclasses
 import shlex
 from pathlib import Path
 
@@ -13,6 +14,47 @@ SMOKE_SUFFIX = "_smoke.flags"  # --smoke runs configs/X_smoke.flags instead of c
 
 class BenchError(RuntimeError):
     """A bench flag or input is wrong; the message names it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One pipeline.run of the sweep: a task × method × target sparsity at one seed."""
+    task: str
+    method: str  # the method's name (NAME or NAME@X), without a TASK/ prefix
+    sparsity: float
+    seed: int
+    run_dir: Path
+    arguments: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        return f"{self.task}/{self.method}/{self.sparsity:g}/seed{self.seed}"
+
+
+def parse_seeds(entries: list[str]) -> list[int]:
+    """--seeds as distinct integers >= 0, in the order given."""
+    try:
+        seeds = [int(entry) for entry in entries]
+    except ValueError:
+        raise BenchError(f"--seeds={','.join(entries)} must be integers, e.g. 1,2,3") from None
+    if any(seed < 0 for seed in seeds) or len(set(seeds)) != len(seeds):
+        raise BenchError(f"--seeds={','.join(entries)} must be distinct integers >= 0")
+    return seeds
+
+
+def cell_seed(flagfile: Path, method_flags: str, extra: list[str], seed: int | None) -> int:
+    """The seed a cell runs with: the given one, or what its flags set (--seed)."""
+    if seed is not None:
+        return seed
+    from absl.flags import Error as FlagError
+
+    from pipeline.cli import FlagfileError
+    from pipeline.flags import parse_values
+    try:
+        return parse_values([f"--flagfile={flagfile}", *shlex.split(method_flags),
+                             *extra]).seed
+    except (FlagError, FlagfileError, ValueError) as error:
+        raise BenchError(f"--flagfile={flagfile} {method_flags}: {error}") from None
 
 
 def parse_pairs(entries: list[str], flag: str) -> dict[str, str]:
@@ -108,13 +150,14 @@ def cells(tasks: dict, methods: dict, sparsities: list[float], smoke: bool) -> l
     return result
 
 
-def cell_arguments(flagfile: Path, method_flags: str, sparsity: float, run_dir: Path,
-                   cache_dir: Path, extra: list[str]) -> list[str]:
+def cell_arguments(flagfile: Path, method_flags: str, sparsity: float, seed: int,
+                   run_dir: Path, cache_dir: Path, extra: list[str]) -> list[str]:
     """pipeline.run's arguments for one cell: the method's flags override the flagfile's."""
     arguments = [f"--flagfile={flagfile}", *shlex.split(method_flags)]
     if sparsity > 0:
         arguments.append(f"--final_sparsity={sparsity}")
-    return arguments + [f"--output_dir={run_dir}", f"--cache_dir={cache_dir}", *extra]
+    return arguments + [f"--seed={seed}", f"--output_dir={run_dir}",
+                        f"--cache_dir={cache_dir}", *extra]
 
 
 def check_cell(label: str, arguments: list[str]) -> PipelineConfig:
@@ -157,43 +200,45 @@ def line_name(method: str) -> str:
     return method.split("@", 1)[0]
 
 
-def job_groups(sweep: list[tuple], dense_method: str) -> list[list[list[int]]]:
+def job_groups(sweep: list[Cell], dense_method: str) -> list[list[list[int]]]:
     """Waves of jobs, each job a list of sweep positions run in order.
 
-    The first wave holds each task's dense cell, whose training the other cells restore
-    from the cache; in the second, a method's cells share one job, since they share their
-    parent (the l1 and l2 penalties train their own).
+    The first wave holds each task's dense cells (one per seed), whose training the other
+    cells restore from the cache; in the second, a method's cells of one seed share one
+    job, since they share their parent (the l1 and l2 penalties train their own).
     """
     waves: list[dict] = [{}, {}]
-    for position, (task, method, *_) in enumerate(sweep):
-        wave = waves[0] if method == dense_method else waves[1]
-        wave.setdefault((task, method), []).append(position)
+    for position, cell in enumerate(sweep):
+        wave = waves[0] if cell.method == dense_method else waves[1]
+        wave.setdefault((cell.task, cell.method, cell.seed), []).append(position)
     return [list(wave.values()) for wave in waves if wave]
 
 
-def describe(planned: list[tuple], finished: dict[int, list], baseline: list[dict] | None,
-             jobs: int, smoke: bool) -> list[str]:
+def describe(planned: list[Cell], finished: dict[int, list], baseline: list[dict] | None,
+             parallel: int, smoke: bool) -> list[str]:
     """The plan as lines: every cell, whether it is done, its time in the baseline; then an
-    estimate of the time left (the baseline's cell times, over --jobs side by side). None
-    under --smoke: a baseline's rows do not say whether their cells were smoke-sized, and
-    the committed one's are full nights'."""
+    estimate of the time left (the baseline's cell times, over `parallel` cells side by
+    side: --jobs, or what the Ray cluster holds). None under --smoke: a baseline's rows do
+    not say whether their cells were smoke-sized, and the committed one's are full
+    nights'."""
     times = {} if smoke else {
         (r["task"], r["method"], r["target_sparsity"]): r.get("cell_wall_s")
         for r in baseline or [] if isinstance(r.get("cell_wall_s"), (int, float))
         and not isinstance(r.get("cell_wall_s"), bool) and 0 < r["cell_wall_s"] < 1e7}
     lines, left, unknown = [], 0.0, 0
-    for position, (task, method, sparsity, _, _) in enumerate(planned):
-        seconds = times.get((task, method, sparsity))
+    for position, cell in enumerate(planned):
+        seconds = times.get((cell.task, cell.method, cell.sparsity))
         if position in finished:
             state = "done (rows kept)"
         elif seconds:
             state, left = f"to run, ~{seconds / 60:.0f} min in the baseline", left + seconds
         else:
             state, unknown = "to run" if smoke else "to run, no baseline time", unknown + 1
-        lines.append(f"  {task} {method} {sparsity:g}: {state}")
+        lines.append(f"  {cell.task} {cell.method} {cell.sparsity:g} seed {cell.seed}: "
+                     f"{state}")
     to_run = len(planned) - len(finished)
-    estimate = (f"~{left / 3600 / max(1, min(jobs, to_run)):.1f} h with --jobs={jobs} "
-                f"from the baseline's cell times" if left else
+    estimate = (f"~{left / 3600 / max(1, min(parallel, to_run)):.1f} h with {parallel} "
+                f"cell(s) side by side, from the baseline's cell times" if left else
                 "no estimate under --smoke" if smoke else "no estimate")
     if unknown and left:
         estimate += f", plus {unknown} cells the baseline did not time"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import html
 import io
 import json
 import math
@@ -11,50 +12,34 @@ import time
 from pathlib import Path
 
 from pipeline import artifacts, exports
+from pipeline.bench import gate
 from pipeline.bench.plan import BenchError, line_name
 
-KEY_FIELDS = ("task", "method", "target_sparsity", "export")
-CSV_FIELDS = KEY_FIELDS + (
-    "metric", "metric_value", "higher_is_better", "test_loss", "bytes", "gzip_bytes",
+CSV_FIELDS = gate.KEY_FIELDS + (
+    "seed", "metric", "metric_value", "higher_is_better", "test_loss", "bytes", "gzip_bytes",
     "measured_sparsity", "lstm_min_sparsity", "latency_median_ms", "latency_p90_ms",
     "latency_ratio_vs_dense", "characters_per_second", "plain", "negation", "long_text",
     "attack_accuracy", "attack_success_rate", "typo_attack_success_rate",
     "typo_noise_accuracy", "mediapipe_accuracy", "length_aware_accuracy",
-    "length_aware_latency_ratio", "train_wall_s", "cell_wall_s", "git_commit",
+    "length_aware_latency_ratio", "train_wall_s", "cell_wall_s", "node", "git_commit",
     "cpu_model", "cores", "versions")
 HTML_FIELDS = CSV_FIELDS[:CSV_FIELDS.index("train_wall_s")]  # what the HTML table shows
 
 
-def row_key(row: dict) -> tuple:
-    return tuple(row[k] for k in KEY_FIELDS)
-
-
-def regressions(rows: list[dict], baseline: list[dict], metric_tolerance: float,
-                size_tolerance: float, latency_tolerance: float) -> list[str]:
-    """Rows that got worse than the baseline, each as one readable line."""
-    current = {row_key(r): r for r in rows}
-    found = []
-    for old in baseline:
-        key = row_key(old)
-        label = "/".join(str(k) for k in key)
-        new = current.get(key)
-        if new is None:
-            found.append(f"{label}: row missing from this run")
-            continue
-        delta = new["metric_value"] - old["metric_value"]
-        worse = -delta if old["higher_is_better"] else delta
-        if worse > metric_tolerance:
-            found.append(f"{label}: {old['metric']} {new['metric_value']:.4f} vs baseline "
-                         f"{old['metric_value']:.4f} (worse by {worse:.4f} > "
-                         f"{metric_tolerance})")
-        if new["gzip_bytes"] > old["gzip_bytes"] * (1 + size_tolerance):
-            found.append(f"{label}: gzip'd size {new['gzip_bytes']} B vs baseline "
-                         f"{old['gzip_bytes']} B")
-        new_ratio, old_ratio = new["latency_ratio_vs_dense"], old["latency_ratio_vs_dense"]
-        if new_ratio and old_ratio and new_ratio > old_ratio * (1 + latency_tolerance):
-            found.append(f"{label}: latency {new_ratio:.2f}× dense vs baseline "
-                         f"{old_ratio:.2f}×")
-    return found
+def cell_summaries(rows: list[dict]) -> list[dict]:
+    """One row per cell: every number the mean over its seeds, plus `seeds` and the
+    metric's `metric_min` and `metric_max` (the spread the report and plots show)."""
+    summaries = []
+    for cell_rows in gate.by_cell(rows).values():
+        summary = dict(cell_rows[0])
+        for field, value in cell_rows[0].items():
+            values = [r.get(field) for r in cell_rows]
+            if all(_number(v) for v in values):
+                summary[field] = sum(values) / len(values)
+        metrics = [r["metric_value"] for r in cell_rows]
+        summary.update(seeds=len(cell_rows), metric_min=min(metrics), metric_max=max(metrics))
+        summaries.append(summary)
+    return summaries
 
 
 def plots(rows: list[dict], out_dir: Path) -> list[Path]:
@@ -66,6 +51,7 @@ def plots(rows: list[dict], out_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     written = []
+    rows = cell_summaries(rows)
     for task in sorted({r["task"] for r in rows}):
         task_rows = [r for r in rows if r["task"] == task]
         metric = task_rows[0]["metric"]
@@ -80,7 +66,11 @@ def plots(rows: list[dict], out_dir: Path) -> list[Path]:
                 label = f"{line} ({export})"
                 by_target = sorted(chosen, key=lambda r: r["target_sparsity"])
                 xs = [r["target_sparsity"] for r in by_target]
-                axes[0].plot(xs, [r["metric_value"] for r in by_target], style, label=label)
+                axes[0].errorbar(  # the mean over seeds, the bar from min to max
+                    xs, [r["metric_value"] for r in by_target],
+                    yerr=[[r["metric_value"] - r["metric_min"] for r in by_target],
+                          [r["metric_max"] - r["metric_value"] for r in by_target]],
+                    fmt=style, capsize=3, label=label)
                 axes[1].plot(xs, [r["gzip_bytes"] / 1024 for r in by_target], style, label=label)
                 axes[2].plot(xs, [r["latency_median_ms"] for r in by_target], style, label=label)
                 by_latency = sorted(chosen, key=lambda r: r["latency_median_ms"])
@@ -93,7 +83,8 @@ def plots(rows: list[dict], out_dir: Path) -> list[Path]:
                     measured = [r for r in by_target if r.get(key) is not None]
                     axis.plot([r["target_sparsity"] for r in measured],
                               [r[key] for r in measured], style, label=label)
-        axes[0].set(title=f"{task}: test {metric} (.tflite)", xlabel="target sparsity")
+        axes[0].set(title=f"{task}: test {metric} (.tflite; mean, min-max over seeds)",
+                    xlabel="target sparsity")
         axes[1].set(title="gzip'd .tflite size (KiB)", xlabel="target sparsity", yscale="log")
         axes[2].set(title="latency median (ms, 1 thread, LiteRT)", xlabel="target sparsity",
                     ylim=(0, None))
@@ -131,7 +122,7 @@ def markdown_table(rows: list[dict]) -> str:
         behaviour = " / ".join(share(r.get(key)) for key in ("plain", "negation", "long_text"))
         lines.append(
             f"| {r['task']} | {r['method']} | {r['target_sparsity']:g} | {r['export']} | "
-            f"{r['metric']} {r['metric_value']:.4f} | {r['gzip_bytes'] / 1024:.1f} | "
+            f"{metric_cell(r)} | {r['gzip_bytes'] / 1024:.1f} | "
             f"{r['measured_sparsity']:.3f} / {share(r.get('lstm_min_sparsity'), 3)} | "
             f"{r['latency_median_ms']:.3f} / "
             f"{r['latency_p90_ms']:.3f} | {'' if ratio is None else f'{ratio:.2f}'} | "
@@ -146,9 +137,20 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def metric_cell(summary: dict) -> str:
+    """The metric's mean, with its range when more than one seed ran."""
+    text = f"{summary['metric']} {summary['metric_value']:.4f}"
+    if summary.get("seeds", 1) > 1:
+        text += (f" ({summary['metric_min']:.4f}–{summary['metric_max']:.4f}, "
+                 f"{summary['seeds']} seeds)")
+    return text
+
+
 def write_report(out_dir: Path, rows: list[dict], problems: list[str] | None,
-                 failed: list[str], images: list[Path], context: dict) -> None:
-    """report.md and report.html; `problems` is None when no baseline was given."""
+                 failed: list[str], images: list[Path], context: dict,
+                 notes: list[str] = ()) -> None:
+    """report.md and report.html; `problems` is None when no baseline was given; `notes`
+    are the gate's shifts within seed noise."""
     title = "# Nightly benchmark\n"
     facts = (f"commit `{context['git_commit']}` · {context['cpu_model']} · "
              f"{context['cores']} cores · {time.strftime('%Y-%m-%d %H:%M')}\n")
@@ -157,22 +159,27 @@ def write_report(out_dir: Path, rows: list[dict], problems: list[str] | None,
     problems = problems or []
     status = ("**Regressions / failures:**\n" + "\n".join(f"- {p}" for p in failed + problems)
               if problems or failed else verdict)
-    body = "\n\n".join([facts, status, markdown_table(rows)])
+    if notes:
+        status += "\n\n**Within seed noise (not regressions):**\n" + "\n".join(
+            f"- {n}" for n in notes)
+    body = "\n\n".join([facts, status, markdown_table(cell_summaries(rows))])
     artifacts.atomic_write_text(out_dir / "report.md", "\n".join(
         [title, body, ""] + [f"![{p.stem}]({p.name})" for p in images]) + "\n")
     html_rows = "".join(
-        "<tr>" + "".join(f"<td>{r.get(f, '')}</td>" for f in HTML_FIELDS) + "</tr>"
+        "<tr>" + "".join(f"<td>{html.escape(str(r.get(f, '')))}</td>" for f in HTML_FIELDS)
+        + "</tr>"
         for r in rows)
     html_images = "".join(
-        f'<h2>{p.stem}</h2><img alt="{p.stem}" src="data:image/png;base64,'
+        f'<h2>{html.escape(p.stem)}</h2><img alt="{html.escape(p.stem)}" '
+        'src="data:image/png;base64,'
         f'{base64.b64encode(p.read_bytes()).decode()}">' for p in images)
-    html_status = ("<ul>" + "".join(f"<li>{p}</li>" for p in failed + problems) + "</ul>"
-                   if problems or failed else f"<p>{verdict}</p>")
+    html_status = ("<ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in failed + problems)
+                   + "</ul>" if problems or failed else f"<p>{verdict}</p>")
     artifacts.atomic_write_text(out_dir / "report.html", (
         "<!doctype html><html><head><meta charset='utf-8'><title>Nightly benchmark</title>"
         "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:2px 6px}"
         "table{border-collapse:collapse}</style></head><body><h1>Nightly benchmark</h1>"
-        f"<p>{facts}</p>{html_status}<table><tr>"
+        f"<p>{html.escape(facts)}</p>{html_status}<table><tr>"
         + "".join(f"<th>{f}</th>" for f in HTML_FIELDS) + f"</tr>{html_rows}</table>"
         f"{html_images}</body></html>\n"))
 

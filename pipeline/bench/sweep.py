@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import threading
@@ -51,11 +52,56 @@ def finished_rows(run_dir: Path, arguments: list[str], fingerprint: str) -> list
     return None
 
 
-def run_cell(arguments: list[str], run_dir: Path) -> subprocess.CompletedProcess:
+def run_cell(arguments: list[str], run_dir: Path,
+             environment: dict | None = None) -> subprocess.CompletedProcess:
     artifacts.claim_folder(run_dir, "--output_dir")  # the cell's log goes in its run folder
     with open(run_dir / "bench.log", "w", encoding="utf-8") as log:
+        log.write(f"# pipeline.bench: this cell runs on {node_name()}\n")
+        log.flush()
         return subprocess.run([sys.executable, "-m", "pipeline.run", *arguments],
-                              stdout=log, stderr=subprocess.STDOUT)
+                              stdout=log, stderr=subprocess.STDOUT,
+                              env={**os.environ, **(environment or {})},
+                              preexec_fn=_die_with_parent)
+
+
+def _die_with_parent() -> None:
+    """In the cell's process: SIGKILL when the process that started it dies (a Ray worker
+    lost with its node), so a retried cell never shares its folder with an orphan."""
+    import ctypes
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class CellInterrupted(RuntimeError):
+    """The cell's pipeline.run was ended by a signal (a kill, a lost node): worth a retry."""
+
+
+def node_name() -> str:
+    """Where this process runs: the Ray node's id inside a Ray task, else the host name."""
+    try:
+        import ray
+        if ray.is_initialized():
+            return "ray:" + ray.get_runtime_context().get_node_id()[:12]
+    except ImportError:
+        pass
+    return platform.node()
+
+
+def execute_cell(cell, context: dict, environment: dict) -> dict:
+    """Runs one cell's pipeline.run where this process is and reads its rows there; only
+    the returned {"returncode", "rows", "seconds", "node"} travels back to the sweep.
+    Both executors call it (under Ray, on a node); raises CellInterrupted on a signal."""
+    start = time.monotonic()
+    result = run_cell(list(cell.arguments), cell.run_dir, environment)
+    seconds = round(time.monotonic() - start, 1)
+    if result.returncode < 0:
+        raise CellInterrupted(f"{cell.label}: pipeline.run ended by signal "
+                              f"{-result.returncode}; see {cell.run_dir / 'bench.log'}")
+    node = node_name()
+    rows = [] if result.returncode else [
+        {**row, "seed": cell.seed, "node": node, "cell_wall_s": seconds}
+        for row in rows_for(cell.run_dir, cell.task, cell.method, cell.sparsity, context)]
+    return {"returncode": result.returncode, "rows": rows, "seconds": seconds, "node": node}
 
 
 def machine() -> dict:
@@ -126,62 +172,130 @@ def rows_for(run_dir: Path, task: str, method: str, sparsity: float, context: di
 
 def add_latency_ratios(rows: list[dict], dense_method: str) -> None:
     """For rows evaluate could not pair with a dense parent (the dense and small-dense
-    cells): latency over the dense method's row of the same task and export. Those cells
-    ran minutes apart, maybe beside another job, so these ratios are the noisier kind."""
-    dense = {(r["task"], r["export"]): r["latency_median_ms"]
+    cells): latency over the dense method's row of the same task, export and seed. Those
+    cells ran minutes apart, maybe beside another job, so these ratios are the noisier
+    kind."""
+    dense = {(r["task"], r["export"], r.get("seed")): r["latency_median_ms"]
              for r in rows if r["method"] == dense_method}
     for row in rows:
-        reference = dense.get((row["task"], row["export"]))
+        reference = dense.get((row["task"], row["export"], row.get("seed")))
         if reference and row["latency_ratio_vs_dense"] is None:
             row["latency_ratio_vs_dense"] = round(row["latency_median_ms"] / reference, 4)
 
 
-def run_sweep(sweep: list[tuple], context: dict, results: Path, jobs: int,
-              dense_method: str, finished: dict[int, list],
-              fingerprints: list[str]) -> tuple[dict[int, list], list[str]]:
-    """Runs every cell not `finished` (`jobs` side by side); rows by sweep position, and
-    the failures."""
+def run_sweep(sweep: list, context: dict, results: Path, executor, dense_method: str,
+              finished: dict[int, list], fingerprints: list[str],
+              environment: dict) -> tuple[dict[int, list], list[str]]:
+    """Runs every cell not `finished` on `executor`, wave by wave; rows by sweep position,
+    and the failures. Each finished cell's rows are written once, here: to its cell.json
+    and appended to `results` (kept if the sweep dies)."""
     rows_by_cell: dict[int, list] = dict(finished)
     failed: list[str] = []
     lock = threading.Lock()
     started = [0]
+    prefixes: dict[int, str] = {}
 
-    def run_job(positions: list[int]) -> None:
-        for position in positions:
-            if position in finished:
-                continue
-            task, method, sparsity, run_dir, arguments = sweep[position]
-            label = f"{task} {method} {sparsity:g}"
+    def start(position: int) -> None:
+        cell = sweep[position]
+        with lock:
+            started[0] += 1
+            prefixes[position] = (f"[{started[0]}/{len(sweep) - len(finished)}] "
+                                  f"{cell.task} {cell.method} {cell.sparsity:g} "
+                                  f"seed {cell.seed}")
+        print(f"{prefixes[position]}: started", flush=True)
+
+    def finish(position: int, outcome) -> None:
+        cell, prefix = sweep[position], prefixes[position]
+        log = cell.run_dir / "bench.log"
+        if not isinstance(outcome, dict) or outcome["returncode"] != 0:
+            why = (f"pipeline.run exited {outcome['returncode']}" if isinstance(outcome, dict)
+                   else str(outcome))
             with lock:
-                started[0] += 1
-                prefix = f"[{started[0]}/{len(sweep) - len(finished)}] {label}"
-            print(f"{prefix}: started", flush=True)
-            start = time.monotonic()
-            result = run_cell(arguments, run_dir)
-            elapsed = time.monotonic() - start
-            if result.returncode != 0:
-                with lock:
-                    failed.append(f"{task}/{method}/{sparsity:g}: pipeline.run exited "
-                                  f"{result.returncode}; see {run_dir / 'bench.log'}")
-                print(f"{prefix}: FAILED in {elapsed:.0f} s (log: {run_dir / 'bench.log'})",
-                      flush=True)
-                continue
-            new_rows = [{**row, "cell_wall_s": round(elapsed, 1)}
-                        for row in rows_for(run_dir, task, method, sparsity, context)]
-            artifacts.atomic_write_json(run_dir / CELL_FILE, {
-                "arguments": arguments, "fingerprint": fingerprints[position], "rows": new_rows})
-            with lock:
-                rows_by_cell[position] = new_rows
-                with open(results, "a", encoding="utf-8") as handle:  # kept if the sweep dies
-                    handle.writelines(json.dumps(r, sort_keys=True) + "\n" for r in new_rows)
-            print(f"{prefix}: done in {elapsed:.0f} s " + ", ".join(
-                f"{r['export']} {r['metric']} {r['metric_value']:.4f}" for r in new_rows),
-                flush=True)
+                failed.append(f"{cell.label}: {why}; see {log}")
+            print(f"{prefix}: FAILED ({why}; log: {log})", flush=True)
+            return
+        new_rows = outcome["rows"]
+        cell.run_dir.mkdir(parents=True, exist_ok=True)  # a node without a shared disk
+        artifacts.atomic_write_json(cell.run_dir / CELL_FILE, {
+            "arguments": list(cell.arguments), "fingerprint": fingerprints[position],
+            "rows": new_rows})
+        with lock:
+            rows_by_cell[position] = new_rows
+            with open(results, "a", encoding="utf-8") as handle:
+                handle.writelines(json.dumps(r, sort_keys=True) + "\n" for r in new_rows)
+        print(f"{prefix}: done in {outcome['seconds']:.0f} s on {outcome['node']}: " + ", ".join(
+            f"{r['export']} {r['metric']} {r['metric_value']:.4f}" for r in new_rows),
+            flush=True)
 
     for wave in job_groups(sweep, dense_method):
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            for future in [pool.submit(run_job, job) for job in wave]:
-                future.result()
+        jobs = [[p for p in job if p not in finished] for job in wave]
+        executor.run_wave([job for job in jobs if job], sweep, context, environment, start,
+                          finish)
     return rows_by_cell, failed
 
 
+class LocalExecutor:
+    """Cells on this machine, `jobs` side by side (threads, each running its job's cells
+    in order)."""
+
+    def __init__(self, jobs: int):
+        self.parallel = jobs
+
+    def run_wave(self, jobs, sweep, context, environment, start, finish) -> None:
+        def run_job(positions: list[int]) -> None:
+            for position in positions:
+                start(position)
+                try:
+                    outcome = execute_cell(sweep[position], context, environment)
+                except CellInterrupted as error:
+                    outcome = error
+                finish(position, outcome)
+
+        with ThreadPoolExecutor(max_workers=self.parallel) as pool:
+            for future in [pool.submit(run_job, job) for job in jobs]:
+                future.result()
+
+    def close(self) -> None:
+        pass
+
+
+class RayExecutor:
+    """Each cell a Ray task asking for `cell_cpus` CPUs, on a running cluster (`address`)
+    or on a Ray started here for this sweep. A task whose node is lost, or whose
+    pipeline.run is killed, runs once more elsewhere (it resumes from what the cell's
+    folder holds, on a shared disk); a cell that fails twice is reported as failed."""
+
+    def __init__(self, address: str, cell_cpus: int):
+        import ray
+        options = {"address": address} if address else {"_node_ip_address": "127.0.0.1"}
+        ray.init(include_dashboard=False, log_to_driver=False, **options)
+        self.remote = ray.remote(execute_cell).options(
+            num_cpus=cell_cpus, max_retries=1, retry_exceptions=[CellInterrupted])
+        cpus = ray.cluster_resources().get("CPU", cell_cpus)
+        self.parallel = max(1, int(cpus // cell_cpus))
+
+    def run_wave(self, jobs, sweep, context, environment, start, finish) -> None:
+        import ray
+        pending: dict = {}
+
+        def submit(job: int, index: int) -> None:
+            position = jobs[job][index]
+            start(position)
+            pending[self.remote.remote(sweep[position], context, environment)] = (job, index)
+
+        for job in range(len(jobs)):
+            submit(job, 0)
+        while pending:
+            (ready,), _ = ray.wait(list(pending), num_returns=1)
+            job, index = pending.pop(ready)
+            try:
+                outcome = ray.get(ready)
+            except ray.exceptions.RayError as error:  # failed on both tries
+                outcome = CellInterrupted(str(error).splitlines()[0])
+            finish(jobs[job][index], outcome)
+            if index + 1 < len(jobs[job]):
+                submit(job, index + 1)
+
+    def close(self) -> None:
+        import ray
+        ray.shutdown()

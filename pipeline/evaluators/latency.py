@@ -3,7 +3,6 @@ parent's conversion timed side by side (litert.paired_latency) when convert kept
 from __future__ import annotations
 
 import numpy as np
-from ai_edge_litert.interpreter import Interpreter
 
 from pipeline import litert
 from pipeline.evaluators import Context, Evaluator
@@ -20,8 +19,7 @@ class Latency(Evaluator):
         records, details = [], {}
         for export in context.conversions:
             path = context.tflite(export, program)
-            interpreter = Interpreter(model_path=str(path), num_threads=1)
-            interpreter.allocate_tensors()
+            interpreter = litert.open_interpreter(path)
             litert.set_timing_inputs(interpreter, np.random.default_rng(0), timed)
             latency = {**litert.time_calls(interpreter.invoke, runs),
                        "per": context.task.latency_per}

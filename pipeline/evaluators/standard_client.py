@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+import pipeline
 from pipeline import artifacts
 from pipeline.evaluators import Context, Evaluator
 from pipeline.metrics import Metric, MetricsFile
@@ -14,9 +15,10 @@ def mediapipe_classifier(path):
     """text → {label: score}, through MediaPipe's TextClassifier alone."""
     from mediapipe.tasks.python.core import base_options
     from mediapipe.tasks.python.text import text_classifier
-    classifier = text_classifier.TextClassifier.create_from_options(
-        text_classifier.TextClassifierOptions(
-            base_options=base_options.BaseOptions(model_asset_path=str(path))))
+    with pipeline.quiet_stderr():  # its LiteRT's INFO line
+        classifier = text_classifier.TextClassifier.create_from_options(
+            text_classifier.TextClassifierOptions(
+                base_options=base_options.BaseOptions(model_asset_path=str(path))))
 
     def scores(text: str) -> dict[str, float]:
         result = classifier.classify(text).classifications[0].categories

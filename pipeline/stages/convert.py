@@ -89,7 +89,8 @@ def run(config: PipelineConfig, files: artifacts.RunFiles, out_dir: Path) -> dic
                 logging.warning(
                     "convert: %d LSTM layer(s) in %s stay float: the converter quantizes only "
                     "tensors of 1,024 elements or more, and each gate block (units x inputs) "
-                    "is smaller. The int8 file is larger and slower than it could be; keep "
+                    "is smaller. Expected for a model this small (the smoke flagfiles); for a "
+                    "model you ship, the int8 file is larger and slower than it could be: keep "
                     "units x inputs >= 1,024 (e.g. fewer removed units or dimensions)",
                     entry["float_lstms"], window.name)
         entry["clients"] = {}
