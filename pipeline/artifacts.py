@@ -62,6 +62,31 @@ def claim_folder(folder: Path, flag: str) -> None:
     os.close(descriptor)
 
 
+class UnsafeFileError(OSError):
+    """A path the pipeline would write is a link, a special file or a second name of
+    another file; nothing is written through it."""
+
+
+def open_own_file(path: Path, flags: int = os.O_WRONLY | os.O_CREAT | os.O_TRUNC) -> int:
+    """A descriptor for writing `path`, which must be (or become) a regular file with one
+    name: opened without following a symbolic link or waiting on a FIFO, and refused if
+    it is a hard link to another file (writing it would change that file too)."""
+    import stat
+    try:
+        descriptor = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as error:
+        raise UnsafeFileError(f"cannot open {path} ({error.strerror}); it must be a plain "
+                              "file: remove it and rerun") from None
+    status = os.fstat(descriptor)
+    if not stat.S_ISREG(status.st_mode) or status.st_nlink != 1:
+        os.close(descriptor)
+        what = "not a plain file" if not stat.S_ISREG(status.st_mode) else \
+            f"a hard link ({status.st_nlink} names for one file)"
+        raise UnsafeFileError(f"{path} is {what}; the pipeline writes only files of its own: "
+                              "remove it and rerun")
+    return descriptor
+
+
 @contextlib.contextmanager
 def run_lock(run_dir: Path):
     """Holds an exclusive lock on the run directory while a run uses it.
@@ -69,21 +94,15 @@ def run_lock(run_dir: Path):
     Two runs writing into one folder would race for its stage folders and could resume
     each other's checkpoints; the second one stops instead, naming the first. The lock is
     the kernel's (flock), so a killed run never leaves a stale one behind. The lock file is
-    opened without following a link, and only if it is a plain file, so a link or a FIFO
-    planted there is never written through or waited on.
+    opened as open_own_file opens, so a link (symbolic or hard) or a FIFO planted there is
+    never written through or waited on.
     """
     import fcntl
-    import stat
     path = Path(run_dir) / LOCK_FILE
     try:
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK,
-                             0o644)
-    except OSError as error:
-        raise RunLockedError(f"cannot open the run lock {path} ({error.strerror}); it must be "
-                             "a plain file: remove it and rerun") from None
-    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-        os.close(descriptor)
-        raise RunLockedError(f"the run lock {path} is not a plain file; remove it and rerun")
+        descriptor = open_own_file(path, os.O_RDWR | os.O_CREAT)
+    except UnsafeFileError as error:
+        raise RunLockedError(f"the run lock: {error}") from None
     handle = os.fdopen(descriptor, "r+", encoding="utf-8")
     try:
         try:

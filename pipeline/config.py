@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+from pathlib import Path
 
 from pipeline.stages import NAMES as STAGE_NAMES
 from pipeline.exports import REGISTRY as EXPORT_REGISTRY
@@ -54,6 +56,17 @@ def _require(condition: bool, message: str) -> None:
 
 
 MAX_SEED = 2**31 - 1  # TensorFlow, NumPy and Python all take a seed in this range
+# Upper bounds on work (issue 45): each far above any recipe, each named in its error.
+MAX_EPOCHS = 1_000
+MAX_BATCH = 65_536
+MAX_STEP = 10**9  # pruning steps: a billion is years of fine-tuning
+MAX_LATENCY_RUNS = 1_000_000
+MAX_SAMPLE_LENGTH = 100_000  # characters, as pipeline.generate's --length
+
+
+def _at_most(name: str, value, bound) -> None:
+    _require(value <= bound, f"--{name}={value} is above its bound of {bound:,}: "
+             "the work would not end in reasonable time")
 
 
 def _check_seed(name: str, value: int) -> None:
@@ -327,6 +340,8 @@ class TrainConfig(_Section):
                  "(0: no gradient clipping)")
         _require(self.epochs >= 1, f"--epochs={self.epochs} must be >= 1")
         _require(self.batch_size >= 1, f"--batch_size={self.batch_size} must be >= 1")
+        _at_most("epochs", self.epochs, MAX_EPOCHS)
+        _at_most("batch_size", self.batch_size, MAX_BATCH)
         _require(0 < self.learning_rate <= 1, f"--learning_rate={self.learning_rate} must be "
                  "in (0, 1]: Adam diverges above that")
         _check_seed("seed", self.seed)
@@ -416,10 +431,13 @@ class PruningConfig(_Section):
                  f"greater than --pruning_begin_step={self.pruning_begin_step}")
         _require(self.pruning_frequency >= 1,
                  f"--pruning_frequency={self.pruning_frequency} must be >= 1")
+        for name in ("pruning_frequency", "pruning_begin_step", "pruning_end_step"):
+            _at_most(name, getattr(self, name), MAX_STEP)
         _require(1 <= self.pruning_m < self.pruning_n <= 64,
                  f"--pruning_m={self.pruning_m} and --pruning_n={self.pruning_n}: m zeros out "
                  "of every n weights needs 1 <= m < n <= 64 (e.g. 2:4)")
         _require(self.pruning_epochs >= 1, f"--pruning_epochs={self.pruning_epochs} must be >= 1")
+        _at_most("pruning_epochs", self.pruning_epochs, MAX_EPOCHS)
         _require(0 < self.pruning_learning_rate <= 1,
                  f"--pruning_learning_rate={self.pruning_learning_rate} must be in (0, 1]: "
                  "Adam diverges above that")
@@ -481,6 +499,7 @@ class StructuredConfig(_Section):
                      "of groups to remove, e.g. 0.5")
         _require(self.structured_steps >= 1,
                  f"--structured_steps={self.structured_steps} must be >= 1")
+        _at_most("structured_epochs", self.structured_epochs, MAX_EPOCHS)
         _require(self.structured_epochs >= self.structured_steps,
                  f"--structured_epochs={self.structured_epochs} must be at least "
                  f"--structured_steps={self.structured_steps} (one removal per epoch)")
@@ -587,6 +606,7 @@ class EvalConfig(_Section):
                  "report's samples start from, e.g. ROMEO:")
         _require(self.sample_length >= 1,
                  f"--sample_length={self.sample_length} must be >= 1")
+        _at_most("sample_length", self.sample_length, MAX_SAMPLE_LENGTH)
         _require(self.long_text_stride >= 0,
                  f"--long_text_stride={self.long_text_stride} must be >= 0 (0: half a window)")
         _require(1 <= self.long_text_max_windows <= MAX_WINDOWS,
@@ -598,6 +618,7 @@ class EvalConfig(_Section):
             _require(getattr(self, name) >= 1, f"--{name}={getattr(self, name)} must be >= 1")
         _require(self.latency_runs >= 200, f"--latency_runs={self.latency_runs} must be >= "
                  "200 so that the median and p90 mean something")
+        _at_most("latency_runs", self.latency_runs, MAX_LATENCY_RUNS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -644,6 +665,14 @@ class PipelineConfig:
 
     def __post_init__(self):
         _require(bool(self.output_dir), "--output_dir is empty: give a directory for the run")
+        for name in ("output_dir", "cache_dir"):  # "~" means home, as in a shell
+            object.__setattr__(self, name, os.path.expanduser(getattr(self, name)))
+        if self.cache_dir:
+            run, cache = (Path(os.path.abspath(p)) for p in (self.output_dir, self.cache_dir))
+            _require(not (cache == run or run in cache.parents or cache in run.parents),
+                     f"--cache_dir={self.cache_dir} and --output_dir={self.output_dir} overlap "
+                     "(one is the other or inside it): a stage would copy into itself; give "
+                     "the cache its own folder")
         _check_choices(self)
         _require(bool(self.stages), f"--stages is empty: choose from {', '.join(STAGE_NAMES)}")
         _require(self.bundle.bundle_export in self.convert.exports,

@@ -31,6 +31,7 @@ from pipeline.stages import STAGES, TRAINING
 
 _strategy = None
 DEFAULT_STARTUP_TIMEOUT_S = 30
+MAX_STARTUP_TIMEOUT_S = 86_400  # a day
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +52,8 @@ class Worker:
 def _check_address(member: str, position: int, address) -> None:
     """One cluster member must be host:port, with the port a number in 1..65535."""
     host, sep, port = address.rpartition(":") if isinstance(address, str) else ("", "", "")
-    if not (sep and host and port.isdigit() and 1 <= int(port) <= 65535):
+    ascii_digits = port.isascii() and port.isdigit()  # "²" and "٣٣" are digits to Python
+    if not (sep and host and ascii_digits and 1 <= int(port) <= 65535):
         raise ConfigError(f"TF_CONFIG cluster {member}[{position}] = {address!r} is not "
                           "host:port with a port in 1..65535")
 
@@ -100,10 +102,10 @@ def check(config: PipelineConfig) -> None:
             timeout = startup_timeout()
         except ValueError:
             timeout = float("nan")
-        if not timeout > 0:
+        if not 0 < timeout <= MAX_STARTUP_TIMEOUT_S:  # inf would overflow the watchdog
             raise ConfigError(f"PIPELINE_WORKER_TIMEOUT_S="
                               f"{os.environ.get('PIPELINE_WORKER_TIMEOUT_S')} must be a "
-                              "number of seconds > 0")
+                              f"number of seconds in (0, {MAX_STARTUP_TIMEOUT_S:g}]")
         if config.train.batch_size % worker.workers:
             raise ConfigError(f"--batch_size={config.train.batch_size} does not split evenly "
                               f"over {worker.workers} workers: use a multiple of "

@@ -49,7 +49,8 @@ flags.DEFINE_float("temperature", 1.0, "Divides the logits before sampling (< 1:
                    "> 1: wilder); greedy ignores it.")
 flags.DEFINE_integer("seed", 1, "Seed of the sampler: the same seed gives the same text.",
                      lower_bound=0, upper_bound=MAX_SEED)
-flags.DEFINE_integer("threads", 1, "LiteRT threads (bundle path).")
+flags.DEFINE_integer("threads", 1, "LiteRT threads (bundle path), 1 to 64.", lower_bound=1,
+                     upper_bound=64)
 FLAGS = flags.FLAGS
 
 

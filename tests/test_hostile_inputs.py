@@ -335,7 +335,25 @@ def test_the_run_lock_never_follows_a_link(stages, tmp_path):
     os.mkfifo(run_dir / artifacts.LOCK_FILE)
     with pytest.raises(artifacts.RunLockedError, match="is not a plain file"):
         run.run_pipeline(PipelineConfig(output_dir=str(run_dir)))
+    (run_dir / artifacts.LOCK_FILE).unlink()
+    os.link(victim, run_dir / artifacts.LOCK_FILE)  # issue 45, item 1: a hard link
+    with pytest.raises(artifacts.RunLockedError, match=r"is a hard link \(2 names"):
+        run.run_pipeline(PipelineConfig(output_dir=str(run_dir)))
+    assert victim.read_text() == "keep me"
     assert stages == []
+
+
+def test_the_bench_log_never_follows_a_link(tmp_path):
+    """Issue 45, item 2: a symbolic link as a cell's bench.log used to overwrite its
+    target."""
+    from pipeline.bench import sweep
+    run_dir, victim = tmp_path / "cell", tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    artifacts.claim_folder(run_dir, "--output_dir")
+    (run_dir / "bench.log").symlink_to(victim)
+    with pytest.raises(artifacts.UnsafeFileError, match="bench.log"):
+        sweep.run_cell(["--help"], run_dir)
+    assert victim.read_text() == "keep me"
 
 
 # Bundles ------------------------------------------------------------------------------
@@ -673,3 +691,42 @@ def test_temporary_files_stay_in_the_run_and_are_removed_on_failure(monkeypatch,
     assert made[0].parent == tmp_path / "run" / run.TEMP_FOLDER
     assert not (tmp_path / "run" / run.TEMP_FOLDER).exists()
     assert tempfile.gettempdir() != str(tmp_path / "run" / run.TEMP_FOLDER)
+
+
+# Issue 45: unbounded work and late failures, refused when the config is built ----------
+
+@pytest.mark.parametrize("section, values, message", [
+    ("train", {"batch_size": 10**30}, "--batch_size=1000000000000000000000000000000 is "
+                                      "above its bound of 65,536"),
+    ("train", {"epochs": 10**9}, "--epochs=1000000000 is above its bound of 1,000"),
+    ("pruning", {"pruning_frequency": 10**19}, "--pruning_frequency=.* is above its bound"),
+    ("pruning", {"pruning_begin_step": 10**19}, "--pruning_begin_step=.* is above its bound"),
+    ("structured", {"structured_steps": 10**9, "structured_epochs": 10**9},
+     "--structured_epochs=1000000000 is above its bound"),
+    ("eval", {"latency_runs": 10**12}, "--latency_runs=1000000000000 is above its bound"),
+    ("eval", {"sample_length": 10**9}, "--sample_length=1000000000 is above its bound"),
+])
+def test_work_without_an_upper_bound_is_refused(section, values, message):
+    """Issue 45, items 8, 12, 18: these used to run for days or fail after training."""
+    from pipeline import config as cfg
+    with pytest.raises(cfg.ConfigError, match=message):
+        cfg.SECTIONS[section](**values)
+
+
+def test_a_cache_inside_the_run_folder_and_a_home_folder(tmp_path, monkeypatch):
+    from pipeline.config import ConfigError
+    for cache in (tmp_path / "run", tmp_path / "run" / "cache"):
+        with pytest.raises(ConfigError, match="overlap"):
+            PipelineConfig(output_dir=str(tmp_path / "run"), cache_dir=str(cache))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert PipelineConfig(output_dir="~/runs/x").output_dir == str(tmp_path / "runs" / "x")
+
+
+@pytest.mark.parametrize("port", ["²", "٣٣٣٣"])
+def test_tf_config_ports_must_be_ascii_digits(port):
+    from pipeline import distribute
+    from pipeline.config import ConfigError
+    cluster = {"cluster": {"worker": [f"localhost:{port}", "localhost:2222"]},
+               "task": {"type": "worker", "index": 0}}
+    with pytest.raises(ConfigError, match="is not host:port"):
+        distribute.worker_from_environment({"TF_CONFIG": json.dumps(cluster)})

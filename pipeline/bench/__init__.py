@@ -96,6 +96,12 @@ def bench(out_dir: Path) -> int:
         sparsities = [float(s) for s in FLAGS.sparsities]
     except ValueError:
         raise plan.BenchError(f"--sparsities={','.join(FLAGS.sparsities)} must be numbers") from None
+    if not all(0 <= s < 1 for s in sparsities):  # NaN fails too; none is dropped silently
+        raise plan.BenchError(f"--sparsities={','.join(FLAGS.sparsities)} must be in [0, 1)")
+    for flag in FLAGS.run_flag:  # every cell has a folder of its own
+        if flag.lstrip("-").split("=", 1)[0] == "output_dir":
+            raise plan.BenchError(f"--run_flag={flag}: the sweep gives each cell its own "
+                                  "--output_dir under the bench's --output_dir")
     for name in ("metric_tolerance", "size_tolerance", "latency_tolerance"):
         value = getattr(FLAGS, name)
         if not (math.isfinite(value) and value >= 0):

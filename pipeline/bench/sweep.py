@@ -55,7 +55,8 @@ def finished_rows(run_dir: Path, arguments: list[str], fingerprint: str) -> list
 def run_cell(arguments: list[str], run_dir: Path,
              environment: dict | None = None) -> subprocess.CompletedProcess:
     artifacts.claim_folder(run_dir, "--output_dir")  # the cell's log goes in its run folder
-    with open(run_dir / "bench.log", "w", encoding="utf-8") as log:
+    with os.fdopen(artifacts.open_own_file(run_dir / "bench.log"), "w",
+                   encoding="utf-8") as log:
         log.write(f"# pipeline.bench: this cell runs on {node_name()}\n")
         log.flush()
         return subprocess.run([sys.executable, "-m", "pipeline.run", *arguments],
