@@ -162,8 +162,33 @@ def atomic_write_json(path: Path, payload) -> None:
     atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
+MAX_JSON_BYTES = 256 << 20
+
+
+class JsonError(ValueError):
+    """A JSON input cannot be read; the message names it."""
+
+
+def parse_json(text: str, source: str):
+    """The one JSON parser for what the project reads: a value, or JsonError naming
+    `source` (malformed, nested deeper than Python's recursion allows, or too large)."""
+    if len(text) > MAX_JSON_BYTES:
+        raise JsonError(f"{source} is over {MAX_JSON_BYTES >> 20} MiB of JSON; not read")
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise JsonError(f"{source}: JSON nested too deeply to read") from None
+    except json.JSONDecodeError as error:
+        raise JsonError(f"{source}: not JSON ({error.msg} at line {error.lineno})") from None
+
+
 def read_json(path: Path):
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """A JSON file's value: a regular file of at most MAX_JSON_BYTES (never a FIFO or a
+    device, which would hang or never end), parsed by parse_json."""
+    path = Path(path)
+    if path.is_file() and path.stat().st_size > MAX_JSON_BYTES:
+        raise JsonError(f"{path} is over {MAX_JSON_BYTES >> 20} MiB; not read")
+    return parse_json(read_regular_text(path), str(path))
 
 
 class JsonLinesError(ValueError):
@@ -400,6 +425,10 @@ def check_keras_archive(path: Path) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())
+            if "config.json" in names and \
+                    archive.getinfo("config.json").file_size > MAX_JSON_BYTES:
+                raise UnsafeModelError(f"model file {path}: its config.json unpacks to over "
+                                       f"{MAX_JSON_BYTES >> 20} MiB; not read. {fix}")
             config_text = archive.read("config.json") if "config.json" in names else b""
     except (zipfile.BadZipFile, OSError) as error:
         raise UnsafeModelError(f"model file {path} is not a zip .keras archive ({error}); the "
@@ -411,10 +440,9 @@ def check_keras_archive(path: Path) -> None:
                                f"{sorted(KERAS_ARCHIVE_ENTRIES)} of a .keras archive written "
                                f"by the pipeline; {fix}")
     try:
-        config = json.loads(config_text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UnsafeModelError(f"model file {path}: config.json is not JSON ({error}); "
-                               f"{fix}") from None
+        config = parse_json(config_text, f"model file {path}: config.json")
+    except (UnicodeDecodeError, JsonError) as error:
+        raise UnsafeModelError(f"{error}; {fix}") from None
     found = unsafe_entry(config)
     if found:
         raise UnsafeModelError(f"model file {path} names {found}, which the pipeline never "
@@ -460,7 +488,7 @@ def check_bundle(bundle_dir: Path) -> dict:
                           "finished run")
     try:
         manifest = read_json(manifest_path)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (OSError, UnicodeDecodeError, JsonError) as error:
         raise BundleError(f"{manifest_path} is not readable JSON ({error}); copy the bundle "
                           "again from the run") from None
     files = manifest.get("files") if isinstance(manifest, dict) else None

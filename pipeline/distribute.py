@@ -20,12 +20,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
-import json
 import os
 import signal
 import subprocess
 import sys
 
+from pipeline.artifacts import parse_json
 from pipeline.config import ConfigError, PipelineConfig
 from pipeline.stages import STAGES, TRAINING
 
@@ -66,7 +66,7 @@ def worker_from_environment(environ=os.environ) -> Worker:
     if not raw:
         raise ConfigError(f"--distribution=multi_worker needs TF_CONFIG: {fix}")
     try:
-        tf_config = json.loads(raw)
+        tf_config = parse_json(raw, "TF_CONFIG")
         cluster, task = tf_config["cluster"], tf_config["task"]
         task_type, index = task["type"], task["index"]
         members = dict(cluster.items())

@@ -121,7 +121,7 @@ def read(path: Path) -> MetricsFile:
     from pipeline import artifacts
     try:
         payload = artifacts.read_json(path)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (OSError, UnicodeDecodeError, artifacts.JsonError) as error:
         raise MetricsError(f"{path} is not readable JSON ({error}); rerun evaluate") from None
     return from_json(payload, str(path))
 

@@ -75,7 +75,8 @@ class KeepBestAtTarget(tf_keras.callbacks.Callback):
         self.end_step, self.steps_per_epoch, self.monitor = end_step, steps_per_epoch, monitor
         self.sign = 1.0 if mode == "max" else -1.0
         self.best, self.best_epoch, self.best_weights = None, None, None
-        self.states = resume.EpochStates(state_folder, "keep_best") if state_folder else None
+        self.states = resume.EpochStates(state_folder, "keep_best",
+                                          resume.KEEP_BEST_FIELDS) if state_folder else None
         self.first_epoch = 0  # where the fit starts: set by resume.fit from the checkpoint
 
     def on_train_begin(self, logs=None):

@@ -7,11 +7,11 @@ regular expressions it may ask for are the documented REWRITES.
 """
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from pathlib import Path
 
+from pipeline.artifacts import JsonError, parse_json
 from pipeline.spelling import Corrector
 
 # The Penn Treebank rewrites that make raw text meet SST-2's spelling (didn't -> did n't,
@@ -149,7 +149,10 @@ class ReferenceTokenizer:
                             f"set {[list(r) for r in REWRITES]}")
         self.rewrites = [(re.compile(pattern), replacement)
                          for pattern, replacement in spec["rewrites"]]
-        self.chunk = re.compile("[^" + re.escape("".join(spec["whitespace"])) + "]+")
+        # runs of characters between the listed whitespace ([^]+ is no pattern: with none
+        # listed, the whole text is one run)
+        self.chunk = (re.compile("[^" + re.escape("".join(spec["whitespace"])) + "]+")
+                      if spec["whitespace"] else re.compile(".+", re.S))
         self.vocabulary = {token: i for i, token in enumerate(vocabulary)}
         self.ignorable = [tuple(r) for r in spec["default_ignorable_ranges"]]
         self.whitespace = set(spec["whitespace"])
@@ -288,14 +291,28 @@ def read_vocabulary(path, spec: dict) -> list[str]:
     """vocab.txt as the spec describes it: plain lines, or one JSON string per line."""
     lines = Path(path).read_text(encoding="utf-8").split("\n")[:spec["vocabulary_size"]]
     if spec.get("vocabulary_line_format") == "json":
-        return [json.loads(line) for line in lines]
+        try:
+            words = [parse_json(line, f"{path} line {number}")
+                     for number, line in enumerate(lines, start=1)]
+        except JsonError as error:
+            raise SpecError(str(error)) from None
+        strange = next((n for n, word in enumerate(words, start=1)
+                        if not isinstance(word, str)), None)
+        if strange is not None:
+            raise SpecError(f"{path} line {strange} is not a JSON string; a vocabulary "
+                            "line holds one word")
+        return words
     return lines
 
 
 def read_spec_and_vocabulary(folder) -> tuple[dict, list[str]]:
     """tokenizer.json and the vocabulary it names, from a bundle or a run's data/ folder."""
     folder = Path(folder)
-    spec = json.loads(bundle_file(folder, "tokenizer.json").read_text(encoding="utf-8"))
+    path = bundle_file(folder, "tokenizer.json")
+    try:
+        spec = parse_json(path.read_text(encoding="utf-8"), str(path))
+    except JsonError as error:
+        raise SpecError(str(error)) from None
     if not isinstance(spec, dict) or "vocabulary_file" not in spec:
         raise SpecError(f"{folder / 'tokenizer.json'} is not a tokenizer spec")
     return spec, read_vocabulary(bundle_file(folder, spec["vocabulary_file"]), spec)

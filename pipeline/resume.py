@@ -12,6 +12,7 @@ work is done.
 """
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -25,25 +26,42 @@ class DamagedProgressError(ValueError):
     """Saved training progress cannot be read; the message names the file and the fix."""
 
 
-def read_progress(path: Path) -> dict:
-    """A progress file's entries ({} before the first epoch), or DamagedProgressError."""
+def damaged(path, why) -> DamagedProgressError:
+    return DamagedProgressError(f"{path} is damaged ({why}); the stage cannot resume from "
+                                "it: rerun the stage with --force")
+
+
+def read_progress(path: Path, fields: dict | None = None) -> dict:
+    """A progress file's entries, epoch number → object ({} before the first epoch), each
+    holding `fields` (name → accepted types) when given; or DamagedProgressError."""
     if not path.is_file():
         return {}
     try:
         entries = artifacts.read_json(path)
-        if not isinstance(entries, dict):
-            raise ValueError("not an object")
-        return entries
     except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise DamagedProgressError(f"{path} is damaged ({error}); the stage cannot resume "
-                                   "from it: rerun the stage with --force") from None
+        raise damaged(path, error) from None
+    if not isinstance(entries, dict):
+        raise damaged(path, "not an object")
+    for epoch, entry in entries.items():
+        if not (epoch.isascii() and epoch.isdigit()) or not isinstance(entry, dict):
+            raise damaged(path, f"entry {epoch!r} is not an epoch number with an object")
+        for field, kinds in (fields or {}).items():
+            if not isinstance(entry.get(field), kinds) or isinstance(entry.get(field), bool):
+                raise damaged(path, f"epoch {epoch} has no valid {field}")
+    return entries
+
+
+# What a callback's state holds per epoch (name → accepted types); keep-best may have no
+# best yet (None).
+KEEP_BEST_FIELDS = {"best": (int, float, type(None)), "best_epoch": (int, type(None))}
+EARLY_STOPPING_FIELDS = {"wait": (int,), "best": (int, float), "best_epoch": (int,)}
 
 
 class EpochStates:
     """A callback's state after each epoch, and the weights it keeps, in one folder."""
 
-    def __init__(self, folder: Path, name: str):
-        self.folder, self.name = Path(folder), name
+    def __init__(self, folder: Path, name: str, fields: dict):
+        self.folder, self.name, self.fields = Path(folder), name, fields
         self.path = self.folder / f"{name}.json"
 
     def _weights_path(self, epoch: int) -> Path:
@@ -60,7 +78,7 @@ class EpochStates:
 
     def before(self, epoch: int, weights_epoch_key: str) -> tuple[dict | None, list | None]:
         """The state saved after the last epoch before `epoch`, and the weights it names."""
-        entries = read_progress(self.path)
+        entries = read_progress(self.path, self.fields)
         earlier = [int(e) for e in entries if int(e) < epoch]
         if not earlier:
             return None, None
@@ -71,9 +89,8 @@ class EpochStates:
         try:
             with np.load(path) as arrays:
                 return state, [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
-        except (OSError, ValueError, EOFError) as error:
-            raise DamagedProgressError(f"{path} is damaged ({error}); the stage cannot "
-                                       "resume from it: rerun the stage with --force") from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+            raise damaged(path, error) from None
 
 
 class EpochLog(tf_keras.callbacks.Callback):
@@ -84,7 +101,7 @@ class EpochLog(tf_keras.callbacks.Callback):
         self.path = Path(folder) / "epochs.json"
 
     def entries(self) -> dict[str, dict]:
-        return read_progress(self.path)
+        return read_progress(self.path)  # keys checked there: epoch numbers
 
     def on_epoch_end(self, epoch, logs=None):
         entries = self.entries()
@@ -101,7 +118,7 @@ class ResumableEarlyStopping(tf_keras.callbacks.EarlyStopping):
 
     def __init__(self, folder: Path, **kwargs):
         super().__init__(**kwargs)
-        self.states = EpochStates(folder, "early_stopping")
+        self.states = EpochStates(folder, "early_stopping", EARLY_STOPPING_FIELDS)
         self.first_epoch = 0  # where the fit starts: set by `fit` from the checkpoint
 
     def on_train_begin(self, logs=None):
@@ -135,8 +152,13 @@ class TrainingCheckpoint(tf_keras.callbacks.Callback):
 
     def restore(self) -> int:
         """Restores the last checkpoint, if any; returns the first epoch still to run."""
-        if self.manager.latest_checkpoint:
-            self.checkpoint.restore(self.manager.latest_checkpoint)
+        latest = self.manager.latest_checkpoint
+        if latest:
+            try:
+                self.checkpoint.restore(latest)
+            except (tf.errors.OpError, ValueError, IndexError, KeyError) as error:
+                raise damaged(latest, f"{type(error).__name__}: "
+                              f"{str(error).splitlines()[0] if str(error) else ''}") from None
         return int(self.done.numpy())
 
     def on_epoch_end(self, epoch, logs=None):

@@ -22,7 +22,9 @@ def tf_config(index, workers=2, chief=False):
 
 @pytest.mark.parametrize("value, message", [
     ("", "--distribution=multi_worker needs TF_CONFIG"),
-    ("{not json", "TF_CONFIG is not a cluster description (JSONDecodeError"),
+    ("{not json", "TF_CONFIG is not a cluster description (JsonError: TF_CONFIG: not JSON"),
+    ("[" * 100_000, "TF_CONFIG is not a cluster description (JsonError: TF_CONFIG: JSON "
+                    "nested too deeply"),
     ('{"cluster": {"worker": ["a:1"]}}', "TF_CONFIG is not a cluster description (KeyError"),
     ('{"cluster": {"ps": ["a:1"]}, "task": {"type": "ps", "index": 0}}',
      "task type 'ps': this pipeline runs chief and worker tasks only"),

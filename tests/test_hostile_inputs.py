@@ -605,7 +605,7 @@ def test_a_vocabulary_longer_than_the_embedding_is_refused(bundle_copy):
 
 
 @pytest.mark.parametrize("line, drop, message", [
-    ("5", None, "must hold one character per line"),
+    ("5", None, "line 3 is not a JSON string"),
     (None, "oov_token", "has no oov_token"),
 ])
 def test_a_malformed_character_spec_is_refused(tmp_path, line, drop, message):

@@ -1,5 +1,6 @@
 """A killed stage resumes with its whole history and its best epoch, not just its weights."""
 import numpy as np
+import pytest
 import tf_keras
 
 from models.sentiment import build_sentiment_model
@@ -149,3 +150,45 @@ def test_the_epoch_log_keeps_every_epoch_in_order(tmp_path):
     resumed.on_epoch_end(1, {"loss": 0.6, "val_loss": 0.7})
     assert resumed.history() == {"loss": [0.699999988079071, 0.6, 0.5],
                                  "val_loss": [0.8, 0.7, 0.6]}
+
+
+@pytest.mark.parametrize("name, text", [
+    ("early_stopping.json", '{"0": {}}'), ("early_stopping.json", '{"0": 5}'),
+    ("early_stopping.json", '{"0": {"wait": 0, "best": "x", "best_epoch": 0}}'),
+    ("early_stopping.json", "[" * 100_000), ("epochs.json", '{"x": {}}')])
+def test_damaged_progress_is_named_not_a_traceback(tmp_path, name, text):
+    """Issue 45, items 13 and 16: each used to raise KeyError, TypeError, ValueError or
+    RecursionError without naming the file."""
+    (tmp_path / name).write_text(text)
+    callback = resume.ResumableEarlyStopping(tmp_path, **OPTIONS)
+    callback.set_model(tiny_model())
+    callback.first_epoch = 1
+    with pytest.raises(resume.DamagedProgressError, match=f"{name} is damaged"):
+        callback.on_train_begin()
+        resume.EpochLog(tmp_path).history()
+
+
+def test_a_truncated_best_weights_file_and_checkpoint_are_named(tmp_path):
+    model = tiny_model()
+    first = resume.ResumableEarlyStopping(tmp_path, **OPTIONS)
+    first.set_model(model)
+    first.on_train_begin()
+    epoch(first, model, 0, 1.0, 0.9)
+    weights = tmp_path / "early_stopping_weights_0.npz"
+    weights.write_bytes(weights.read_bytes()[:100])
+    again = resume.ResumableEarlyStopping(tmp_path, **OPTIONS)
+    again.set_model(model)
+    again.first_epoch = 1
+    with pytest.raises(resume.DamagedProgressError, match="early_stopping_weights_0.npz"):
+        again.on_train_begin()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    checkpoint = resume.TrainingCheckpoint(tmp_path / "checkpoint", model, epochs=3)
+    checkpoint.set_model(model)
+    checkpoint.on_epoch_end(0)
+    for data in (tmp_path / "checkpoint").glob("*.data-*"):
+        data.write_bytes(data.read_bytes()[:10])
+    other = tiny_model()
+    other.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    fresh = resume.TrainingCheckpoint(tmp_path / "checkpoint", other, epochs=3)
+    with pytest.raises(resume.DamagedProgressError, match="checkpoint.* is damaged"):
+        fresh.restore()
