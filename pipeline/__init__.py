@@ -63,18 +63,28 @@ def _stderr_to_devnull():
 
 
 class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
-    """Wraps the first import of `tensorflow` in _stderr_to_devnull, then steps aside."""
+    """Runs the import of `tensorflow` in _stderr_to_devnull, then steps aside. It stays
+    until the module is really executed: a library may only look the package up first
+    (importlib.util.find_spec), and that lookup must not use it up."""
+
+    def __init__(self):
+        self.looking = False
 
     def find_spec(self, name, path, target=None):
-        if name != "tensorflow":
+        if name != "tensorflow" or self.looking:
             return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
+        self.looking = True
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self.looking = False
         if spec is None or spec.loader is None:
             return spec
-        load = spec.loader.exec_module
+        load, finder = spec.loader.exec_module, self
 
         def exec_module(module):
+            if finder in sys.meta_path:
+                sys.meta_path.remove(finder)
             with _stderr_to_devnull():
                 load(module)
         spec.loader.exec_module = exec_module

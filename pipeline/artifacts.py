@@ -478,8 +478,10 @@ class BundleError(RuntimeError):
     """The bundle is missing a file or a file does not match its manifest."""
 
 
-def check_bundle(bundle_dir: Path) -> dict:
-    """The bundle's manifest, after checking its form and every file's sha256."""
+def check_bundle(bundle_dir: Path, needs: tuple[str, ...] = ()) -> dict:
+    """The bundle's manifest, after checking its form and every file's sha256; each of
+    `needs` (the files the caller will read) must be among them: a client reads no file
+    the manifest does not list and hash."""
     from pipeline.reference_tokenizer import SpecError, bundle_file
     bundle_dir = Path(bundle_dir)
     manifest_path = bundle_dir / "manifest.json"
@@ -498,6 +500,10 @@ def check_bundle(bundle_dir: Path) -> dict:
         raise BundleError(f"{manifest_path} is not a pipeline manifest (it needs a task and a "
                           "files table with a sha256 per file); copy the bundle again from "
                           "the run")
+    unlisted = [name for name in needs if name not in files]
+    if unlisted:
+        raise BundleError(f"{manifest_path} does not list {', '.join(unlisted)}, which a "
+                          "client reads; copy the bundle again from the run")
     for name, entry in files.items():
         try:
             path = bundle_file(bundle_dir, name)

@@ -67,7 +67,7 @@ def main(argv: list[str]) -> None:
         if FLAGS.bundle:
             bundle = Path(FLAGS.bundle)
             try:
-                manifest = check_bundle(bundle)
+                manifest = check_bundle(bundle, needs=("model.tflite", "tokenizer.json"))
                 if manifest["task"] != "textgen":
                     raise GenerateError(f"{bundle} holds a {manifest['task']} model; "
                                         "pipeline.generate needs a textgen bundle")

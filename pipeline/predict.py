@@ -35,13 +35,18 @@ class Classifier:
 
     def __init__(self, bundle_dir: Path, model_file: Path | None = None):
         bundle_dir = Path(bundle_dir)
-        manifest = check_bundle(bundle_dir)
+        manifest = check_bundle(bundle_dir, needs=(
+            "tokenizer.json", "labels.txt", *(() if model_file else ("model.tflite",))))
         if manifest["task"] != "sentiment":
             raise BundleError(f"{bundle_dir} holds a {manifest['task']} model; "
                               "pipeline.predict classifies with a sentiment bundle (use "
                               "pipeline.generate for textgen)")
         try:
             self.tokenizer = ReferenceTokenizer.from_bundle(bundle_dir)
+            if self.tokenizer.spec["vocabulary_file"] not in manifest["files"]:
+                raise BundleError(f"{bundle_dir}/manifest.json does not list "
+                                  f"{self.tokenizer.spec['vocabulary_file']}, which "
+                                  "tokenizer.json reads; copy the bundle again from the run")
             self.labels = (bundle_dir / "labels.txt").read_text(encoding="utf-8").splitlines()
         except (SpecError, KeyError, TypeError, ValueError, OSError) as error:
             raise BundleError(f"{bundle_dir}: the tokenizer spec or labels cannot be used "

@@ -418,3 +418,16 @@ def test_a_smoke_sweep_refuses_a_full_size_baseline(tmp_path, monkeypatch):
         bench.bench(tmp_path / "bench")
     assert not (tmp_path / "bench").exists()
     bench.FLAGS.unparse_flags()
+
+
+def test_a_cell_reads_its_data_again_when_the_files_changed(tmp_path):
+    """Issue 45, item 4: rows were kept after the cell's data changed."""
+    from pipeline.config import DataConfig, PipelineConfig
+    (tmp_path / "sst2").mkdir()
+    for name in ("train.tsv", "dev.tsv", "test.tsv"):
+        (tmp_path / "sst2" / name).write_text("label\tsentence\n1\tfine\n")
+    config = PipelineConfig(data=DataConfig(data_dir=str(tmp_path)))
+    before = sweep.cell_fingerprint("code", config)
+    assert sweep.cell_fingerprint("code", config) == before
+    (tmp_path / "sst2" / "train.tsv").write_text("label\tsentence\n0\tfine\n")
+    assert sweep.cell_fingerprint("code", config) != before

@@ -730,3 +730,33 @@ def test_tf_config_ports_must_be_ascii_digits(port):
                "task": {"type": "worker", "index": 0}}
     with pytest.raises(ConfigError, match="is not host:port"):
         distribute.worker_from_environment({"TF_CONFIG": json.dumps(cluster)})
+
+
+def test_a_client_reads_no_file_its_manifest_does_not_list(tmp_path):
+    """Issue 45, item 5: an unlisted labels.txt that links elsewhere used to be followed."""
+    bundle, secret = tmp_path / "bundle", tmp_path / "secret.txt"
+    bundle.mkdir()
+    secret.write_text("not for the app")
+    (bundle / "labels.txt").symlink_to(secret)
+    (bundle / "tokenizer.json").write_text("{}")
+    (bundle / "manifest.json").write_text(json.dumps({"task": "sentiment", "files": {
+        "tokenizer.json": {"sha256": artifacts.sha256_file(bundle / "tokenizer.json")}}}))
+    with pytest.raises(artifacts.BundleError, match="does not list labels.txt"):
+        predict.Classifier(bundle)
+
+
+def test_a_cell_record_the_gate_cannot_read_runs_the_cell_again(tmp_path):
+    """Issue 45, item 19: cell.json rows used to reach the gate unchecked (a TypeError
+    after the whole sweep)."""
+    from pipeline.bench import sweep
+    (tmp_path / sweep.CELL_FILE).write_text(json.dumps(
+        {"arguments": ["a"], "fingerprint": "f", "rows": [{"task": "sentiment"}]}))
+    assert sweep.finished_rows(tmp_path, ["a"], "f") is None
+
+
+def test_a_metrics_fifo_is_refused_not_waited_on(tmp_path):
+    """Issue 45, item 7: `python -m pipeline.metrics FIFO` used to wait forever."""
+    from pipeline import metrics
+    os.mkfifo(tmp_path / "metrics.json")
+    with pytest.raises(metrics.MetricsError, match="not a regular file"):
+        metrics.read(tmp_path / "metrics.json")

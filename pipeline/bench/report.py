@@ -220,22 +220,28 @@ def load_baseline(path: str) -> list[dict]:
     except artifacts.JsonLinesError as error:
         raise BenchError(f"--baseline={path}:{error}; give a results.jsonl written by "
                          "pipeline.bench") from None
-    rows = []
-    for number, row in values:
+    rows = [row for _, row in values]
+    if not rows:
+        raise BenchError(f"--baseline={path} holds no rows")
+    check_rows(rows, f"--baseline={path}", [number for number, _ in values])
+    return rows
+
+
+def check_rows(rows: list, source: str, numbers: list[int] | None = None) -> None:
+    """Raises BenchError naming the first row (its line number, if given) that lacks a field
+    the gate reads or holds one of the wrong kind."""
+    for position, row in enumerate(rows):
+        where = f"{source}:{numbers[position] if numbers else position + 1}"
         missing = [f for f in BASELINE_TYPES if not isinstance(row, dict) or f not in row]
         if missing:
-            raise BenchError(f"--baseline={path}:{number} lacks {', '.join(missing)}; give a "
-                             "results.jsonl written by pipeline.bench")
+            raise BenchError(f"{where} lacks {', '.join(missing)}; give a results.jsonl "
+                             "written by pipeline.bench")
         wrong = [field for field, accepts in BASELINE_TYPES.items() if not accepts(row[field])]
         if wrong:
-            raise BenchError(f"--baseline={path}:{number}: " + ", ".join(
+            raise BenchError(f"{where}: " + ", ".join(
                 f"{field}={row[field]!r}" for field in wrong) + " is not of its kind (task, "
                 "method, export and metric are text; target_sparsity, metric_value and "
                 "gzip_bytes finite numbers; higher_is_better true or false; "
                 "latency_ratio_vs_dense a number or null)")
-        rows.append(row)
-    if not rows:
-        raise BenchError(f"--baseline={path} holds no rows")
-    return rows
 
 

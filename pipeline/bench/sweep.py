@@ -22,7 +22,8 @@ from pathlib import Path
 
 from pipeline import artifacts, litert
 from pipeline import metrics as metrics_file
-from pipeline.bench.plan import REPO, job_groups
+from pipeline.bench import report
+from pipeline.bench.plan import BenchError, REPO, job_groups
 from pipeline.stages import TRAINING
 
 
@@ -30,10 +31,14 @@ CELL_FILE = "cell.json"
 
 
 def cell_fingerprint(code: str, config) -> str:
-    """The code and every parsed setting: the arguments alone name a flagfile, not what it
-    says."""
+    """The code, every parsed setting (the arguments alone name a flagfile, not what it
+    says) and the sha256 of every data file the cell reads (an edited dataset runs the
+    cell again)."""
+    from pipeline import data
     settings = json.dumps(config.to_dict(), sort_keys=True, default=str)
-    return hashlib.sha256(f"{code}\n{settings}".encode()).hexdigest()
+    files = "\n".join(f"{path}:{artifacts.sha256_file(path)}"
+                      for path in data.source_files(config.data))
+    return hashlib.sha256(f"{code}\n{settings}\n{files}".encode()).hexdigest()
 
 
 def finished_rows(run_dir: Path, arguments: list[str], fingerprint: str) -> list[dict] | None:
@@ -46,9 +51,10 @@ def finished_rows(run_dir: Path, arguments: list[str], fingerprint: str) -> list
         saved = artifacts.read_json(path)
         if saved["arguments"] == arguments and saved["fingerprint"] == fingerprint and \
                 isinstance(saved["rows"], list) and saved["rows"]:
+            report.check_rows(saved["rows"], str(path))  # the gate reads them later
             return saved["rows"]
-    except (OSError, ValueError, KeyError, TypeError):
-        pass  # an unreadable record: the cell runs again
+    except (OSError, ValueError, KeyError, TypeError, BenchError):
+        pass  # an unreadable record or rows the gate could not read: the cell runs again
     return None
 
 
