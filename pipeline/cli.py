@@ -16,14 +16,20 @@ class FlagfileError(ValueError):
     """A --flagfile cannot be read; the message names it."""
 
 
+MAX_FLAGFILE_DEPTH = 50  # files including files
+MAX_FLAGFILES = 1_000  # files read in all: "billion laughs" include trees stop here
+
+
 def expand_flagfiles(argv: list[str], base: Path | None = None,
-                     including: tuple[Path, ...] = ()) -> list[str]:
+                     including: tuple[Path, ...] = (), read: list | None = None) -> list[str]:
     """Replaces each --flagfile=PATH by the flags in that file, recursively.
 
     A relative path inside a flagfile is relative to that file's folder (absl would take
     it relative to the working directory), so configs that include each other work from
     any folder. Lines are flags; blank lines and lines starting with # or // are skipped.
+    Includes nest at most MAX_FLAGFILE_DEPTH deep and read at most MAX_FLAGFILES files.
     """
+    read = [] if read is None else read
     expanded = []
     for argument in argv:
         match = FLAGFILE.match(argument)
@@ -35,13 +41,18 @@ def expand_flagfiles(argv: list[str], base: Path | None = None,
             path = base / path
         if path.resolve() in including:
             raise FlagfileError(f"--flagfile={path} includes itself")
+        if len(including) >= MAX_FLAGFILE_DEPTH or len(read) >= MAX_FLAGFILES:
+            raise FlagfileError(f"--flagfile={path}: flagfiles nest over {MAX_FLAGFILE_DEPTH} "
+                                f"deep or read over {MAX_FLAGFILES:,} files in all; include "
+                                "each file once, from a shallower tree")
+        read.append(path)
         try:
             text = read_regular_text(path)
         except (OSError, UnicodeDecodeError) as error:
             raise FlagfileError(f"--flagfile={path} cannot be read ({error})") from None
         lines = [line.strip() for line in text.splitlines()]
         lines = [line for line in lines if line and not line.startswith(("#", "//"))]
-        expanded += expand_flagfiles(lines, path.parent, including + (path.resolve(),))
+        expanded += expand_flagfiles(lines, path.parent, including + (path.resolve(),), read)
     return expanded
 
 

@@ -760,3 +760,19 @@ def test_a_metrics_fifo_is_refused_not_waited_on(tmp_path):
     os.mkfifo(tmp_path / "metrics.json")
     with pytest.raises(metrics.MetricsError, match="not a regular file"):
         metrics.read(tmp_path / "metrics.json")
+
+
+def test_flagfile_trees_are_bounded(tmp_path):
+    """Issue 45, items 7 and 13: 30 files each including the next twice (2^30 reads) used
+    to hang; a chain of 1,500 raised RecursionError."""
+    for index in range(30):
+        (tmp_path / f"f{index}.flags").write_text(
+            f"--flagfile=f{index + 1}.flags\n--flagfile=f{index + 1}.flags\n"
+            if index < 29 else "--seed=2\n")
+    with pytest.raises(cli.FlagfileError, match="read over 1,000 files"):
+        cli.expand_flagfiles([f"--flagfile={tmp_path / 'f0.flags'}"])
+    for index in range(60):
+        (tmp_path / f"c{index}.flags").write_text(f"--flagfile=c{index + 1}.flags\n")
+    (tmp_path / "c60.flags").write_text("--seed=2\n")
+    with pytest.raises(cli.FlagfileError, match="nest over 50 deep"):
+        cli.expand_flagfiles([f"--flagfile={tmp_path / 'c0.flags'}"])
