@@ -237,7 +237,8 @@ def sha256_file(path: Path) -> str:
 
 
 class LinkInOutputError(ValueError):
-    """A stage output or cache entry holds a link, which the pipeline never writes."""
+    """A stage output or cache entry holds a link or a special file, which the pipeline
+    never writes."""
 
 
 def sha256_tree(folder: Path) -> str:
@@ -254,6 +255,10 @@ def sha256_tree(folder: Path) -> str:
                                     "pipeline wrote. Remove it and rerun that stage with "
                                     "--force")
         relative = path.relative_to(folder).as_posix()
+        if not (path.is_file() or path.is_dir()):  # a FIFO would hang a copy or a read
+            raise LinkInOutputError(f"{path} is not a regular file; stage outputs hold only "
+                                    "files the pipeline wrote. Remove it and rerun that "
+                                    "stage with --force")
         if not path.is_file() or relative == STAGE_RECORD:
             continue
         digest.update(relative.encode() + b"\0" + sha256_file(path).encode() + b"\n")

@@ -156,17 +156,21 @@ def cache_entry(config: PipelineConfig, stage: Stage, key: dict) -> Path | None:
 
 
 def restore_from_cache(entry: Path | None, stage: Stage, run_dir: Path) -> dict | None:
-    """Copies a cached output in, if one exists and its files still match its record."""
-    if entry is None or artifacts.stage_record(entry) is None:
-        return None
-    record = artifacts.stage_record(entry)
-    if not artifacts.matches_record(entry):
-        logging.warning("%s: the cached output %s no longer matches its record; ignoring it",
-                        stage.name, entry)
+    """Copies a cached output in, if one exists and its files still match its record. An
+    entry that is damaged or planted (a link, a FIFO, a record that is not JSON) is
+    skipped with a warning naming it: a cache is a shortcut, never a reason to stop."""
+    if entry is None or not (entry.exists() or entry.is_symlink()):
         return None
     try:
+        if entry.is_symlink():
+            raise artifacts.LinkInOutputError(f"{entry} is a link")
+        record = artifacts.stage_record(entry)
+        if record is None:
+            return None
+        if not artifacts.matches_record(entry):
+            raise ValueError("its files no longer match its record")
         artifacts.check_keras_files(entry)
-    except artifacts.UnsafeModelError as error:
+    except (OSError, ValueError) as error:  # UnsafeModelError and JsonError among them
         logging.warning("%s: ignoring the cached output %s: %s", stage.name, entry, error)
         return None
     artifacts.copy_tree(entry, run_dir / stage.name)
@@ -213,7 +217,12 @@ def run_stage(stage: Stage, config: PipelineConfig, run_dir: Path, key: dict) ->
     entry = cache_entry(config, stage, key)
     if entry is not None:
         artifacts.check_keras_files(run_dir / stage.name)  # only what loads safely is shared
-        artifacts.copy_tree(run_dir / stage.name, entry)
+        try:
+            if entry.is_symlink():
+                raise artifacts.LinkInOutputError(f"{entry} is a link")
+            artifacts.copy_tree(run_dir / stage.name, entry)
+        except (OSError, ValueError) as error:  # a planted entry: the run's output stands
+            logging.warning("%s: not stored in the cache (%s)", stage.name, error)
     return summary
 
 

@@ -238,6 +238,26 @@ def test_a_changed_cache_entry_is_ignored(stages, tmp_path):
     assert (tmp_path / "b" / "train" / "out.txt").read_text() == "train output"
 
 
+@pytest.mark.parametrize("poison", ["record not json", "fifo", "entry is a link"])
+def test_a_planted_cache_entry_is_skipped_not_fatal(stages, tmp_path, poison):
+    """Issue 45, item 10: such an entry used to stop every run that restored it (exit 1,
+    the file unnamed)."""
+    import shutil
+    cache = tmp_path / "cache"
+    run.run_pipeline(PipelineConfig(output_dir=str(tmp_path / "a"), cache_dir=str(cache)))
+    (entry,) = (cache / "train").iterdir()
+    if poison == "record not json":
+        (entry / artifacts.STAGE_RECORD).write_text("{not json")
+    elif poison == "fifo":
+        os.mkfifo(entry / "planted")
+    else:
+        shutil.move(entry, tmp_path / "elsewhere")
+        entry.symlink_to(tmp_path / "elsewhere")
+    run.run_pipeline(PipelineConfig(output_dir=str(tmp_path / "b"), cache_dir=str(cache)))
+    assert stages == ["data", "train", "prune", "train"]  # data and prune from the cache
+    assert (tmp_path / "b" / "train" / "out.txt").read_text() == "train output"
+
+
 def test_a_second_run_in_the_same_folder_is_refused(stages, tmp_path):
     artifacts.claim_folder(tmp_path / "run", "--output_dir")  # as the first run did
     with artifacts.run_lock(tmp_path / "run"):
