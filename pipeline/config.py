@@ -688,6 +688,8 @@ class PipelineConfig:
                  "l1_l2 or structured")
         method.validate(self)
 
+        _check_model_memory(self)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -731,3 +733,38 @@ def config_from_dict(values: dict) -> PipelineConfig:
         return PipelineConfig(**arguments)
     except TypeError as error:
         raise ConfigError(f"the recorded config does not fit this version ({error})") from None
+
+
+# What training holds per parameter: the weight, its gradient and Adam's two moments (4
+# float32s), twice over for the copies Keras and tfmot make (masks, best weights).
+TRAINING_BYTES_PER_PARAMETER = 32
+
+
+def model_parameters(config: PipelineConfig) -> int:
+    """An upper bound on the model's parameters from the settings alone (the vocabulary at
+    its largest), before anything is built."""
+    model = config.model
+    vocabulary = config.tokenizer.vocabulary_size + config.embeddings.extra_vocabulary
+    directions = 2 if model.bidirectional else 1
+    parameters, width = vocabulary * model.embedding_dim, model.embedding_dim
+    for _ in range(model.lstm_layers):
+        parameters += directions * 4 * model.lstm_units * (width + model.lstm_units + 1)
+        width = directions * model.lstm_units
+    return parameters + (width + 1) * max(vocabulary, 2)  # the output layer, at its widest
+
+
+def _check_model_memory(config: PipelineConfig) -> None:
+    """Each size may pass its own limit and all of them together still not fit: refuse
+    before building what would exhaust the machine's memory (a segfault, not an error)."""
+    needed = model_parameters(config) * TRAINING_BYTES_PER_PARAMETER
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return  # no way to know here: the per-setting limits still apply
+    _require(needed <= memory // 2,
+             f"the model (--lstm_units={config.model.lstm_units}, --lstm_layers="
+             f"{config.model.lstm_layers}, --embedding_dim={config.model.embedding_dim}, "
+             f"vocabulary up to {config.tokenizer.vocabulary_size + config.embeddings.extra_vocabulary:,}) "
+             f"would need about {needed / 2**30:.1f} GiB to train, over half of this "
+             f"machine's {memory / 2**30:.1f} GiB: make it smaller")
+

@@ -796,3 +796,10 @@ def test_flagfile_trees_are_bounded(tmp_path):
     (tmp_path / "c60.flags").write_text("--seed=2\n")
     with pytest.raises(cli.FlagfileError, match="nest over 50 deep"):
         cli.expand_flagfiles([f"--flagfile={tmp_path / 'c0.flags'}"])
+
+
+def test_sizes_that_pass_alone_but_not_together_are_refused_before_building():
+    """Issue 45, item 9: each within its limit, together ~34 GB: used to segfault."""
+    from pipeline.config import ConfigError, ModelConfig
+    with pytest.raises(ConfigError, match=r"would need about \d+\.\d GiB to train"):
+        PipelineConfig(model=ModelConfig(lstm_units=8192, lstm_layers=16, embedding_dim=4096))
