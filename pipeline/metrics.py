@@ -100,20 +100,32 @@ def finite_or_none(value):
 def from_json(payload, source: str) -> MetricsFile:
     if not isinstance(payload, dict):
         raise MetricsError(f"{source} is not a metrics file (a JSON object)")
-    if payload.get("format") != FORMAT:
-        if "tflite" in payload and "keras" in payload:
-            payload = from_legacy(payload).to_json()
-        else:
-            raise MetricsError(f"{source} has metrics format {payload.get('format')!r}, not "
-                               f"{FORMAT}; rerun evaluate")
     try:
+        if payload.get("format") != FORMAT:
+            if "tflite" in payload and "keras" in payload:
+                payload = from_legacy(payload).to_json()
+            else:
+                raise MetricsError(f"{source} has metrics format {payload.get('format')!r}, "
+                                   f"not {FORMAT}; rerun evaluate")
         records = [Metric(**entry) for entry in payload["metrics"]]
+        bad = next((m for m in records if not _record_value(m.value)
+                    or not all(isinstance(t, str) for t in (m.name, m.model, m.split))), None)
+        if bad is not None:
+            raise MetricsError(f"{source}: the record {bad.name!r} of {bad.model!r} is not a "
+                               "name, model and split with a number, true/false or null; "
+                               "rerun evaluate")
         return MetricsFile(payload["task"], payload["primary"]["name"],
                            payload["primary"]["higher_is_better"], records,
                            payload.get("details", {}))
-    except (KeyError, TypeError) as error:
-        raise MetricsError(f"{source} is not a metrics file written by evaluate ({error}); "
-                           "rerun evaluate") from None
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as error:
+        if isinstance(error, MetricsError):
+            raise
+        raise MetricsError(f"{source} is not a metrics file written by evaluate "
+                           f"({type(error).__name__}: {error}); rerun evaluate") from None
+
+
+def _record_value(value) -> bool:
+    return value is None or isinstance(value, (bool, int, float))
 
 
 def read(path: Path) -> MetricsFile:

@@ -803,3 +803,18 @@ def test_sizes_that_pass_alone_but_not_together_are_refused_before_building():
     from pipeline.config import ConfigError, ModelConfig
     with pytest.raises(ConfigError, match=r"would need about \d+\.\d GiB to train"):
         PipelineConfig(model=ModelConfig(lstm_units=8192, lstm_layers=16, embedding_dim=4096))
+
+
+@pytest.mark.parametrize("payload", [
+    {"keras": {}, "tflite": []}, {"keras": {}, "tflite": {}, "primary": "x"},
+    {"keras": {}, "tflite": {"int8": {"latency": 5}}}, {"keras": [], "tflite": {}},
+    {"format": 2, "task": "sentiment", "primary": {"name": "accuracy",
+     "higher_is_better": True}, "metrics": [{"name": "accuracy", "model": "int8",
+                                            "split": "test", "value": {"x": 1}}]}])
+def test_malformed_metrics_files_are_one_error(tmp_path, payload):
+    """Issue 45, item 14: legacy shapes used to raise TypeError or AttributeError; an object
+    as a record's value was accepted."""
+    from pipeline import metrics
+    (tmp_path / "metrics.json").write_text(json.dumps(payload))
+    with pytest.raises(metrics.MetricsError, match="metrics.json"):
+        metrics.read(tmp_path / "metrics.json")
