@@ -201,6 +201,7 @@ def run_sweep(sweep: list, context: dict, results: Path, executor, dense_method:
     lock = threading.Lock()
     started = [0]
     prefixes: dict[int, str] = {}
+    begun, ended = time.monotonic(), [0]
 
     def start(position: int) -> None:
         cell = sweep[position]
@@ -230,9 +231,13 @@ def run_sweep(sweep: list, context: dict, results: Path, executor, dense_method:
             rows_by_cell[position] = new_rows
             with open(results, "a", encoding="utf-8") as handle:
                 handle.writelines(json.dumps(r, sort_keys=True) + "\n" for r in new_rows)
+            ended[0] += 1
+            left = len(sweep) - len(finished) - ended[0] - len(failed)
+            # the pace so far, cells side by side included
+            eta = (time.monotonic() - begun) / ended[0] * left
         print(f"{prefix}: done in {outcome['seconds']:.0f} s on {outcome['node']}: " + ", ".join(
-            f"{r['export']} {r['metric']} {r['metric_value']:.4f}" for r in new_rows),
-            flush=True)
+            f"{r['export']} {r['metric']} {r['metric_value']:.4f}" for r in new_rows)
+            + (f"; {left} to go, ~{eta / 60:.0f} min left" if left else ""), flush=True)
 
     for wave in job_groups(sweep, dense_method):
         jobs = [[p for p in job if p not in finished] for job in wave]
