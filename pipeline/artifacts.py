@@ -205,6 +205,8 @@ def json_lines(lines) -> list[tuple[int, object]]:
             values.append((number, json.loads(line)))
         except json.JSONDecodeError as error:
             raise JsonLinesError(f"{number}: not JSON ({error.msg})") from None
+        except RecursionError:
+            raise JsonLinesError(f"{number}: JSON nested too deeply to read") from None
     return values
 
 

@@ -274,6 +274,9 @@ def _validated_examples(path: Path, scheme: str, text_columns: tuple[str, ...],
             problems.append(f"line {number}: missing label")
         elif label not in index:
             problems.append(f"line {number}: label {label!r} is not one of {list(label_values)}")
+        elif isinstance(text, (dict, list, bool)):  # JSONL: str() would train on "{...}"
+            problems.append(f"line {number}: the text is a JSON {type(text).__name__}, "
+                            "not text")
         elif text is None or not str(text).strip():
             problems.append(f"line {number}: empty text")
         else:

@@ -158,6 +158,22 @@ def test_a_broken_jsonl_line_is_named(tmp_path):
                                     label_column="stars", labels=("neg", "pos")))
 
 
+def test_jsonl_texts_that_are_objects_or_nested_too_deep_are_named(tmp_path):
+    """Issue 45, items 13 and 21: an object as text used to train as str(dict); a deeply
+    nested line raised RecursionError."""
+    path = tmp_path / "d.jsonl"
+    rows = [{"review": {"not": "text"}, "stars": "pos"}] * 3 + \
+        [{"review": "fine", "stars": "pos"}] * 20
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = DataConfig(dataset=f"jsonl:{path}", text_column="review", label_column="stars",
+                        labels=("neg", "pos"), max_malformed_fraction=0.05)
+    with pytest.raises(data.DataError, match="line 1: the text is a JSON dict, not text"):
+        data.load_splits(config)
+    path.write_text("[" * 100_000 + "\n")
+    with pytest.raises(data.DataError, match="d.jsonl:1: JSON nested too deeply"):
+        data.load_splits(config)
+
+
 def test_an_unclosed_quote_is_named_not_merged(tmp_path):
     """Issue 32, item 12: the csv reader used to fold every later row into one field."""
     path = tmp_path / "data.csv"
