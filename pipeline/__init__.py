@@ -6,9 +6,9 @@ thing for the whole process.
 
 Quiet by default: TensorFlow's C++ libraries print INFO lines while they load (oneDNN,
 the CUDA stubs), before any log level applies, and on a machine without an NVIDIA device
-an error line for the CUDA probe. Unless the user set TF_CPP_MIN_LOG_LEVEL or asked for
-`--verbosity` of 1 or more, the first `import tensorflow` runs with the process's stderr
-on /dev/null (Python exceptions still propagate and print), and C++ logging keeps
+an error line for the CUDA probe. Unless `--verbosity` asks for 1 or more or
+TF_CPP_MIN_LOG_LEVEL is set below 2, the first `import tensorflow` runs with the
+process's stderr on /dev/null (Python exceptions still propagate and print), and C++ logging keeps
 warnings and errors (errors too are hidden where no NVIDIA device exists: the probe's is
 the only one seen there); TensorFlow's Python logger keeps warnings.
 """
@@ -93,7 +93,9 @@ class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
 
 if QUIET:  # TensorFlow's Python INFO lines
     logging.getLogger("tensorflow").setLevel(logging.WARNING)
-if "TF_CPP_MIN_LOG_LEVEL" not in os.environ and QUIET:
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2" if os.path.exists("/dev/nvidiactl") else "3"
-    if "tensorflow" not in sys.modules:
+if QUIET:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL",
+                          "2" if os.path.exists("/dev/nvidiactl") else "3")
+    # A level below 2 (the user's, or a parent's) asks for TensorFlow's INFO lines.
+    if os.environ["TF_CPP_MIN_LOG_LEVEL"] in ("2", "3") and "tensorflow" not in sys.modules:
         sys.meta_path.insert(0, _QuietTensorFlowImport())
