@@ -115,11 +115,18 @@ def stage_key(stage: Stage, config: PipelineConfig, run_dir: Path,
                              + ",".join(later_stages(name)))
         inputs[name] = record["output_hash"]
         upstream = next(s for s in STAGES if s.name == name)
-        if record.get("settings") != config.settings(stage_settings(upstream, config)) and \
-                name not in config.stages:
-            logging.warning("%s: reads the output of %s, which was made with other settings "
-                            "than these; add %s to --stages to refresh it", stage.name, name,
-                            name)
+        wanted = config.settings(stage_settings(upstream, config))
+        made = record.get("settings")
+        if made != wanted and name not in config.stages:
+            # What a stage makes would be labelled with settings that did not make its
+            # inputs (a bundle of the seed-1 model called seed 2): refused, naming them.
+            changed = sorted(k for k in set(wanted) | set(made or {})
+                             if (made or {}).get(k) != wanted.get(k))
+            raise StageError(
+                f"stage {stage.name} reads the output of {name}, which was made with other "
+                f"settings ({', '.join(f'--{k}' for k in changed[:4])}"
+                f"{', ...' if len(changed) > 4 else ''}); add {name} to --stages to redo it "
+                "with these, or run with the settings that made it")
     view = config.view(stage_settings(stage, config), f"stage {stage.name}")
     external = getattr(stage.module, "external_inputs", lambda _: {})(view)
     return {"code": code_fingerprint(), "settings": config.settings(stage_settings(stage, config)),

@@ -125,9 +125,12 @@ def test_cache_shares_unchanged_stages_between_run_directories(stages, tmp_path)
         (tmp_path / "a" / "train" / "out.txt").read_text()
 
 
-def test_subset_warns_when_an_input_was_made_with_other_settings(stages, tmp_path, caplog):
+def test_subset_refuses_an_input_made_with_other_settings(stages, tmp_path):
+    """Issue 45, item 3: `--stages=train --seed=2` then `--stages=bundle --seed=2` shipped
+    the seed-1 model labelled seed 2 (a warning, exit 0)."""
     run.run_pipeline(config(tmp_path))
     changed = config(tmp_path, stages=("prune",), train=TrainConfig(epochs=9))
-    with caplog.at_level("WARNING"):
+    with pytest.raises(StageError, match="stage prune reads the output of train, which was "
+                                         "made with other settings \\(--epochs\\); add train"):
         run.run_pipeline(changed)
-    assert "reads the output of train, which was made with other settings" in caplog.text
+    assert stages == ["data", "train", "prune"]
