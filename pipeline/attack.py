@@ -75,6 +75,12 @@ def settings() -> tuple[dict[str, robustness.Budget], tuple[float, ...]]:
     if Path(FLAGS.output).exists():
         raise AttackError(f"--output={FLAGS.output} exists; choose a new file (results of "
                           "an earlier attack are never overwritten)")
+    folder = Path(FLAGS.output).expanduser().absolute().parent
+    if not (folder.is_dir() and os.access(folder, os.W_OK)) or \
+            str(folder).startswith(("/proc", "/sys", "/dev")):
+        raise AttackError(f"--output={FLAGS.output}: {folder} is not a folder this process "
+                          "can write a result into; choose another path (checked before "
+                          "the attack runs)")
     unknown = sorted(set(FLAGS.attacks) - set(robustness.ATTACKS))
     if unknown or not FLAGS.attacks:
         raise AttackError(f"--attacks={','.join(FLAGS.attacks)}: choose among "

@@ -160,6 +160,7 @@ def test_attacking_in_batches_gives_the_outcomes_of_one_query_at_a_time():
 
 @pytest.mark.parametrize("args, message", [
     (["--output={existing}"], "exists; choose a new file"),
+    (["--output=/proc/x.json"], "/proc is not a folder this process can write"),  # item 18
     (["--min_similarity=0"], "--min_similarity=0.0 must be in (0, 1]"),
     (["--noise_rates=0.1,lots"], "--noise_rates=0.1,lots must be numbers"),
     (["--noise_rates=2"], "--noise_rates=2 must be in (0, 1]"),
