@@ -402,6 +402,10 @@ def unsafe_entry(node, where: str = "config") -> str | None:
         name = node.get("class_name")
         if name is not None and name not in ALLOWED_CLASSES:
             return f"{where}: class {name!r}"
+        registered = node.get("registered_name")
+        # Keras builds the registered name first: it may only be the class itself
+        if registered not in (None, name, f"prune_pipeline>{name}"):
+            return f"{where}: registered name {registered!r}"
         module = node.get("module")
         if module is not None and module not in ALLOWED_MODULES:
             return f"{where}: module {module!r}"
@@ -450,6 +454,12 @@ def check_keras_archive(path: Path) -> None:
         config = parse_json(config_text, f"model file {path}: config.json")
     except (UnicodeDecodeError, JsonError) as error:
         raise UnsafeModelError(f"{error}; {fix}") from None
+    if not (isinstance(config, dict) and config.get("class_name") in ("Functional",
+                                                                      "Sequential")
+            and isinstance(config.get("config"), dict)
+            and isinstance(config["config"].get("layers"), list)):
+        raise UnsafeModelError(f"model file {path}: config.json is not a Keras model's "
+                               f"config (a Functional or Sequential with layers); {fix}")
     found = unsafe_entry(config)
     if found:
         raise UnsafeModelError(f"model file {path} names {found}, which the pipeline never "

@@ -149,6 +149,19 @@ def test_a_model_config_naming_a_function_never_loads(tmp_path):
     with pytest.raises(artifacts.UnsafeModelError, match="module 'os', which the pipeline"):
         artifacts.load_keras_model(path)
 
+    def registered_elsewhere(config):  # issue 45, item 20: Keras builds this name first
+        config["config"]["layers"][-1]["registered_name"] = "Custom>CustomScaleLayer"
+
+    path = rewritten_archive(tmp_path / "dense.keras", tmp_path / "reg.keras",
+                             registered_elsewhere)
+    with pytest.raises(artifacts.UnsafeModelError,
+                       match="registered name 'Custom>CustomScaleLayer'"):
+        artifacts.load_keras_model(path)
+    path = rewritten_archive(tmp_path / "dense.keras", tmp_path / "empty.keras",
+                             lambda config: config.clear())
+    with pytest.raises(artifacts.UnsafeModelError, match="is not a Keras model's config"):
+        artifacts.load_keras_model(path)
+
 
 def test_a_poisoned_cache_entry_is_never_restored_or_stored(stages, tmp_path):
     cache = tmp_path / "cache"
