@@ -1,4 +1,5 @@
 """One real run: all stages on a small slice of SST-2, then the bundle as a phone uses it."""
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -10,7 +11,7 @@ import pytest
 
 from pipeline import artifacts, data, litert, run
 from pipeline import metrics as metrics_file
-from pipeline.config import DataConfig, EvalConfig, PipelineConfig
+from pipeline.config import DataConfig
 from pipeline.predict import Classifier
 from pipeline.reference_tokenizer import ReferenceTokenizer
 from pipeline.stages import StageError
@@ -168,11 +169,20 @@ def test_parity_gate_failure_keeps_the_previous_evaluation(smoke_run, monkeypatc
         return np.eye(2, dtype=np.float32)[1 - labels[:len(ids)]]
 
     monkeypatch.setattr(litert.Runner, "predict", always_wrong)
-    config = PipelineConfig(output_dir=str(run_dir), stages=("evaluate",), force=True,
-                            eval=EvalConfig(parity_tolerance=0.5))
+    recorded = recorded_config(run_dir)
+    config = dataclasses.replace(recorded, output_dir=str(run_dir), cache_dir="",
+                                 stages=("evaluate",), force=True,
+                                 eval=dataclasses.replace(recorded.eval, parity_tolerance=0.5))
     with pytest.raises(StageError, match="parity gate failed: model_float.tflite"):
         run.run_pipeline(config)
     assert (run_dir / "evaluate" / "metrics.json").read_bytes() == before
+
+
+def recorded_config(run_dir):
+    """The config the smoke run recorded: a subset rerun must use the settings that made
+    its inputs (other settings are refused)."""
+    from pipeline.config import config_from_dict
+    return config_from_dict(artifacts.read_json(run_dir / "config.json"))
 
 
 def test_a_truncated_model_is_never_shipped(smoke_run, tmp_path):
@@ -181,7 +191,8 @@ def test_a_truncated_model_is_never_shipped(smoke_run, tmp_path):
     bundle_before = (run_dir / "bundle" / "manifest.json").read_bytes()
     model = run_dir / "convert" / "model_int8.tflite"
     model.write_bytes(model.read_bytes()[:1000])
-    config = PipelineConfig(output_dir=str(run_dir), stages=("bundle",), force=True)
+    config = dataclasses.replace(recorded_config(run_dir), output_dir=str(run_dir),
+                                 cache_dir="", stages=("bundle",), force=True)
     with pytest.raises(StageError, match="convert was changed after stage convert made it"):
         run.run_pipeline(config)
     assert (run_dir / "bundle" / "manifest.json").read_bytes() == bundle_before

@@ -1,4 +1,5 @@
 """Text generation: a real run on a slice of tiny Shakespeare, the step model, the samplers."""
+import dataclasses
 import json
 import math
 import shutil
@@ -12,8 +13,7 @@ import tf_keras
 from models.textgen import build_step_model, build_textgen_model
 from pipeline import artifacts, data, generation, litert, run
 from pipeline import metrics as metrics_file
-from pipeline.config import (ConfigError, DataConfig, ModelConfig, PipelineConfig,
-                             PruningConfig, TokenizerConfig)
+from pipeline.config import ConfigError, DataConfig, ModelConfig, PipelineConfig
 from pipeline.reference_tokenizer import CharacterTokenizer
 from pipeline.stages import StageError, convert
 from pipeline.tasks import textgen
@@ -119,12 +119,12 @@ def test_bundle_and_metrics(textgen_run):
 @pytest.mark.slow
 def test_a_schedule_ending_after_fine_tuning_is_refused(textgen_run):
     before = artifacts.stage_record(textgen_run / "prune")
-    config = PipelineConfig(
-        output_dir=str(textgen_run), stages=("prune",), force=True,
-        data=DataConfig(task="textgen", dataset="tiny_shakespeare"),
-        tokenizer=TokenizerConfig(vocabulary="characters",
-                                  max_length=int(SMOKE_FLAGS["--max_length"])),
-        pruning=PruningConfig(pruning_end_step=10**6, pruning_epochs=2))
+    from pipeline.config import config_from_dict
+    recorded = config_from_dict(artifacts.read_json(textgen_run / "config.json"))
+    config = dataclasses.replace(  # the run's own settings, but a schedule ending too late
+        recorded, output_dir=str(textgen_run), cache_dir="", stages=("prune",), force=True,
+        pruning=dataclasses.replace(recorded.pruning, pruning_end_step=10**6,
+                                    pruning_epochs=2))
     with pytest.raises(StageError, match="the target would never be reached"):
         run.run_pipeline(config)
     assert artifacts.stage_record(textgen_run / "prune") == before
