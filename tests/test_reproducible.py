@@ -95,3 +95,11 @@ def test_reproduce_reruns_a_run_and_names_the_first_stage_that_differs(shared_da
     assert reproduce.first_difference(run_dir, rerun) is None  # the real run reproduced
     (rerun / "data" / "vocab.txt").write_text("[PAD]\n")  # an earlier stage is named first
     assert reproduce.first_difference(run_dir, rerun) == ("data", ["vocab.txt"])
+
+
+def test_reproduce_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
+    """One line and exit 2, no traceback, nothing rerun."""
+    with pytest.raises(SystemExit) as stopped:
+        reproduce.main(["pipeline.reproduce", str(tmp_path / "nothing")])
+    assert stopped.value.code == 2
+    assert "is not a finished run of pipeline.run" in capsys.readouterr().err

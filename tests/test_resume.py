@@ -30,17 +30,21 @@ def epoch(callback, model, number, bias_value, accuracy):
     callback.on_epoch_end(number, {"val_accuracy": accuracy})
 
 
+def started(tmp_path, model, first_epoch=0):
+    """Early stopping over `tmp_path`, begun as resume.fit begins it at `first_epoch`."""
+    callback = resume.ResumableEarlyStopping(tmp_path, **OPTIONS)
+    callback.set_model(model)
+    callback.first_epoch = first_epoch
+    callback.on_train_begin()
+    return callback
+
+
 def test_early_stopping_remembers_the_best_epoch_across_a_kill(tmp_path):
     model = tiny_model()
-    before_kill = resume.ResumableEarlyStopping(tmp_path, **OPTIONS)
-    before_kill.set_model(model)
-    before_kill.on_train_begin()
+    before_kill = started(tmp_path, model)
     epoch(before_kill, model, 0, 1.0, 0.9)  # the best epoch; the backup has it, then a kill
 
-    after_kill = resume.ResumableEarlyStopping(tmp_path, **OPTIONS)
-    after_kill.set_model(model)
-    after_kill.first_epoch = 1  # what resume.fit reads from the checkpoint
-    after_kill.on_train_begin()
+    after_kill = started(tmp_path, model, first_epoch=1)  # what resume.fit reads from the checkpoint
     epoch(after_kill, model, 1, 2.0, 0.5)
     assert model.stop_training  # patience 1 counts the epoch before the kill
     after_kill.on_train_end()
@@ -49,15 +53,10 @@ def test_early_stopping_remembers_the_best_epoch_across_a_kill(tmp_path):
 
 def test_a_kill_between_state_and_backup_rolls_the_state_back(tmp_path):
     model = tiny_model()
-    first = resume.ResumableEarlyStopping(tmp_path, **OPTIONS)
-    first.set_model(model)
-    first.on_train_begin()
+    first = started(tmp_path, model)
     epoch(first, model, 0, 1.0, 0.6)
     epoch(first, model, 1, 2.0, 0.9)  # state saved, then killed before the backup of epoch 1
-    again = resume.ResumableEarlyStopping(tmp_path, **OPTIONS)
-    again.set_model(model)
-    again.first_epoch = 1  # the checkpoint restarts at epoch 1: it is run again
-    again.on_train_begin()
+    again = started(tmp_path, model, first_epoch=1)  # the checkpoint restarts at epoch 1: it is run again
     epoch(again, model, 1, 3.0, 0.7)
     assert again.best == 0.7 and again.best_epoch == 1 and not model.stop_training
 
@@ -78,16 +77,11 @@ def test_keep_best_remembers_across_a_kill(tmp_path):
 
 def test_a_fit_that_had_stopped_still_ends_on_its_best_epoch(tmp_path):
     model = tiny_model()
-    first = resume.ResumableEarlyStopping(tmp_path, **OPTIONS)
-    first.set_model(model)
-    first.on_train_begin()
+    first = started(tmp_path, model)
     epoch(first, model, 0, 1.0, 0.9)
     epoch(first, model, 1, 2.0, 0.5)  # stops here; killed before the best weights return
     assert model.stop_training
-    again = resume.ResumableEarlyStopping(tmp_path, **OPTIONS)
-    again.set_model(model)
-    again.first_epoch = 2  # no epoch left to run
-    again.on_train_begin()
+    again = started(tmp_path, model, first_epoch=2)  # no epoch left to run
     again.on_train_end()
     assert bias(model) == 1.0
 
@@ -170,9 +164,7 @@ def test_damaged_progress_is_named_not_a_traceback(tmp_path, name, text):
 
 def test_a_truncated_best_weights_file_and_checkpoint_are_named(tmp_path):
     model = tiny_model()
-    first = resume.ResumableEarlyStopping(tmp_path, **OPTIONS)
-    first.set_model(model)
-    first.on_train_begin()
+    first = started(tmp_path, model)
     epoch(first, model, 0, 1.0, 0.9)
     weights = tmp_path / "early_stopping_weights_0.npz"
     weights.write_bytes(weights.read_bytes()[:100])
